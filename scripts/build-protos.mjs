@@ -1,0 +1,48 @@
+// Compiles the Envoy protos readygate uses, taken from the pinned @grpc/grpc-js-xds package (never copied
+// into the repo), into one JSON descriptor bundle that the runtime loads without touching .proto files.
+import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+const require = createRequire(import.meta.url);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const depsRoot = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+const protobufDir = path.dirname(require.resolve('protobufjs/package.json'));
+const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) =>
+  path.join(depsRoot, d),
+);
+
+// Entry points; everything they import comes along.
+export const ENTRY_PROTOS = [
+  'envoy/service/discovery/v3/ads.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/service/ext_proc/v3/external_processor.proto',
+  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
+  'google/rpc/status.proto',
+];
+
+const root = new protobuf.Root();
+root.resolvePath = (_origin, target) => {
+  for (const dir of includeDirs) {
+    const candidate = path.join(dir, target);
+    if (existsSync(candidate)) return candidate;
+  }
+  // protobufjs ships descriptor.proto as a file and the other well-known types built in.
+  const bundled = path.join(protobufDir, target);
+  return existsSync(bundled) ? bundled : target;
+};
+root.loadSync(ENTRY_PROTOS, { keepCase: true });
+root.resolveAll();
+
+const outDir = path.join(repoRoot, 'generated');
+mkdirSync(outDir, { recursive: true });
+const outFile = path.join(outDir, 'envoy-protos.json');
+writeFileSync(outFile, JSON.stringify(root.toJSON()));
+console.log(`build-protos: ${ENTRY_PROTOS.length} entry protos -> ${path.relative(repoRoot, outFile)}`);

