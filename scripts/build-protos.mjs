@@ -25,6 +25,7 @@ export const ENTRY_PROTOS = [
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/service/ext_proc/v3/external_processor.proto',
   'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'google/rpc/status.proto',
 ];
 
@@ -41,8 +42,20 @@ root.resolvePath = (_origin, target) => {
 root.loadSync(ENTRY_PROTOS, { keepCase: true });
 root.resolveAll();
 
+// protobufjs defines its built-in well-known types with camelCase field names even under keepCase, so
+// Struct values would be `stringValue` while every Envoy field is snake_case. Normalise them so the whole
+// bundle speaks the protos' own names.
+const bundle = root.toJSON();
+const wellKnown = bundle.nested.google.nested.protobuf.nested;
+const snake = (name) => name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+for (const typeName of ['Struct', 'Value', 'ListValue']) {
+  const type = wellKnown[typeName];
+  type.fields = Object.fromEntries(Object.entries(type.fields).map(([k, v]) => [snake(k), v]));
+  for (const oneof of Object.values(type.oneofs ?? {})) oneof.oneof = oneof.oneof.map(snake);
+}
+
 const outDir = path.join(repoRoot, 'generated');
 mkdirSync(outDir, { recursive: true });
 const outFile = path.join(outDir, 'envoy-protos.json');
-writeFileSync(outFile, JSON.stringify(root.toJSON()));
+writeFileSync(outFile, JSON.stringify(bundle));
 console.log(`build-protos: ${ENTRY_PROTOS.length} entry protos -> ${path.relative(repoRoot, outFile)}`);

@@ -1,0 +1,38 @@
+/** The decoded shapes of the xDS messages readygate reads (snake_case, as the protos name them). */
+
+export interface RpcStatus {
+  code?: number;
+  message?: string;
+}
+
+export interface EnvoyNode {
+  id?: string;
+  cluster?: string;
+  user_agent_name?: string;
+  user_agent_version?: string;
+  client_features?: string[];
+}
+
+export interface DiscoveryRequest {
+  version_info?: string;
+  node?: EnvoyNode;
+  resource_names: string[];
+  type_url?: string;
+  response_nonce?: string;
+  error_detail?: RpcStatus;
+}
+
+export interface DeltaDiscoveryRequest {
+  node?: EnvoyNode;
+  type_url?: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  initial_resource_versions?: Record<string, string>;
+  response_nonce?: string;
+  error_detail?: RpcStatus;
+}
+
+export const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
+export const DELTA_DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DeltaDiscoveryRequest';
+export const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
+export const DELTA_DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DeltaDiscoveryResponse';
