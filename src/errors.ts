@@ -28,6 +28,8 @@ export const ErrorCode = {
   ADMIN_UNREACHABLE: 'RG_ERR_ADMIN_UNREACHABLE',
   /** drain-wait or a readiness gate gave up waiting for Envoys. */
   WAIT_TIMEOUT: 'RG_ERR_WAIT_TIMEOUT',
+  /** No usable kubeconfig: not in a cluster, no --kubeconfig/KUBECONFIG/~/.kube/config, or it cannot be read. */
+  KUBECONFIG_MISSING: 'RG_ERR_KUBECONFIG_MISSING',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
