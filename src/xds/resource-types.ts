@@ -1,6 +1,4 @@
 /** xDS type URLs readygate serves, and how each behaves under a wildcard subscription. */
-import { typeUrlOf } from '../protos/envoy-protos.js';
-
 export const MessageName = {
   CLUSTER: 'envoy.config.cluster.v3.Cluster',
   CLUSTER_LOAD_ASSIGNMENT: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
@@ -10,14 +8,19 @@ export const MessageName = {
 export type MessageName = (typeof MessageName)[keyof typeof MessageName];
 
 export const TypeUrl = {
-  CLUSTER: typeUrlOf(MessageName.CLUSTER),
-  ENDPOINT: typeUrlOf(MessageName.CLUSTER_LOAD_ASSIGNMENT),
-  LISTENER: typeUrlOf(MessageName.LISTENER),
-  ROUTE: typeUrlOf(MessageName.ROUTE_CONFIGURATION),
+  CLUSTER: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  ENDPOINT: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  LISTENER: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  ROUTE: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
 } as const;
 export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 
-export const SERVED_TYPE_URLS: readonly TypeUrl[] = [TypeUrl.CLUSTER, TypeUrl.ENDPOINT, TypeUrl.LISTENER, TypeUrl.ROUTE];
+export const SERVED_TYPE_URLS: readonly TypeUrl[] = [
+  TypeUrl.CLUSTER,
+  TypeUrl.ENDPOINT,
+  TypeUrl.LISTENER,
+  TypeUrl.ROUTE,
+];
 
 export function isServedTypeUrl(typeUrl: string): typeUrl is TypeUrl {
   return (SERVED_TYPE_URLS as readonly string[]).includes(typeUrl);

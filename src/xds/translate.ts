@@ -2,7 +2,12 @@
  * Model → Envoy resources, as plain objects in the protos' snake_case shape. Pure: no encoding state,
  * no I/O, so the same model always yields the same resources (and so the same content-hash versions).
  */
-import { DEFAULT_ELIGIBILITY, eligibleHosts, type EligibilityOptions, type EligibleHost } from '../model/eligibility.js';
+import {
+  DEFAULT_ELIGIBILITY,
+  eligibleHosts,
+  type EligibilityOptions,
+  type EligibleHost,
+} from '../model/eligibility.js';
 import { HOST_METADATA_NAMESPACE, HostMetadataKey } from '../model/metadata.js';
 import { clusterName, grpcListenerName, type ServiceModel, type ServicePortModel } from '../model/types.js';
 import { packAny } from '../protos/envoy-protos.js';
@@ -49,7 +54,11 @@ export function translateService(
   return drafts;
 }
 
-export function clusterFor(name: string, port: ServicePortModel, options: TranslateOptions): Record<string, unknown> {
+export function clusterFor(
+  name: string,
+  port: ServicePortModel,
+  options: TranslateOptions,
+): Record<string, unknown> {
   const cluster: Record<string, unknown> = {
     name,
     type: 'EDS',
@@ -105,7 +114,8 @@ function lbEndpointFor(service: ServiceModel, host: EligibleHost): Record<string
     [HostMetadataKey.STATE]: host.state,
     [HostMetadataKey.NAMESPACE]: host.endpoint.targetRef?.namespace ?? service.namespace,
   };
-  if (host.endpoint.targetRef?.name !== undefined) metadata[HostMetadataKey.POD] = host.endpoint.targetRef.name;
+  if (host.endpoint.targetRef?.name !== undefined)
+    metadata[HostMetadataKey.POD] = host.endpoint.targetRef.name;
   if (host.endpoint.zone !== undefined) metadata[HostMetadataKey.ZONE] = host.endpoint.zone;
   if (host.endpoint.nodeName !== undefined) metadata[HostMetadataKey.NODE] = host.endpoint.nodeName;
   return {
@@ -130,7 +140,10 @@ export function grpcListenerFor(name: string): Record<string, unknown> {
   return {
     name,
     api_listener: {
-      api_listener: packAny('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', hcm),
+      api_listener: packAny(
+        'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+        hcm,
+      ),
     },
   };
 }

@@ -1,0 +1,162 @@
+/**
+ * The resources readygate serves, per type URL and name, each with a content-hash version and its bytes
+ * encoded once. Streams assemble responses from these bytes; nothing is re-encoded per stream.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { codecFor } from '../protos/envoy-protos.js';
+import { messageNameOf, TypeUrl } from './resource-types.js';
+import type { ResourceDraft } from './translate.js';
+import { lengthDelimitedField, stringField } from './wire.js';
+
+/** google.protobuf.Any field numbers. */
+const ANY_TYPE_URL = 1;
+const ANY_VALUE = 2;
+/** envoy.service.discovery.v3.Resource field numbers. */
+const RESOURCE_VERSION = 1;
+const RESOURCE_RESOURCE = 2;
+const RESOURCE_NAME = 3;
+/** Field number of `resources` in both DiscoveryResponse and DeltaDiscoveryResponse. */
+const RESPONSE_RESOURCES = 2;
+
+export class CachedResource {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+  /** Hex SHA-256 prefix of the encoded message: equal content, equal version, across restarts too. */
+  readonly version: string;
+  /** The encoded message (Cluster, ClusterLoadAssignment, …). */
+  readonly body: Buffer;
+  #sotwField: Buffer | undefined;
+  #deltaField: Buffer | undefined;
+
+  constructor(typeUrl: TypeUrl, name: string, body: Buffer) {
+    this.typeUrl = typeUrl;
+    this.name = name;
+    this.body = body;
+    this.version = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  }
+
+  /** `resources` entry of a DiscoveryResponse: an Any around the body, framed as field 2. */
+  get sotwField(): Buffer {
+    this.#sotwField ??= lengthDelimitedField(RESPONSE_RESOURCES, this.#any());
+    return this.#sotwField;
+  }
+
+  /** `resources` entry of a DeltaDiscoveryResponse: a Resource{version, Any, name}, framed as field 2. */
+  get deltaField(): Buffer {
+    this.#deltaField ??= lengthDelimitedField(
+      RESPONSE_RESOURCES,
+      Buffer.concat([
+        stringField(RESOURCE_VERSION, this.version),
+        lengthDelimitedField(RESOURCE_RESOURCE, this.#any()),
+        stringField(RESOURCE_NAME, this.name),
+      ]),
+    );
+    return this.#deltaField;
+  }
+
+  #any(): Buffer {
+    return Buffer.concat([
+      stringField(ANY_TYPE_URL, this.typeUrl),
+      lengthDelimitedField(ANY_VALUE, this.body),
+    ]);
+  }
+}
+
+export interface TypeChange {
+  /** Names added or whose version changed. */
+  readonly changed: ReadonlySet<string>;
+  readonly removed: ReadonlySet<string>;
+}
+
+/** Changes of one update, per type URL, in the order xDS wants them applied (CDS, EDS, LDS, RDS). */
+export type CacheChange = ReadonlyMap<TypeUrl, TypeChange>;
+
+export const PUSH_ORDER: readonly TypeUrl[] = [
+  TypeUrl.CLUSTER,
+  TypeUrl.ENDPOINT,
+  TypeUrl.LISTENER,
+  TypeUrl.ROUTE,
+];
+
+export interface ResourceCacheEvents {
+  change: [CacheChange];
+}
+
+export interface ResourceRef {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+}
+
+/** Test-only hook: rewrites a draft before encoding (used to make Envoy reject a resource on purpose). */
+export type DraftOverride = (draft: ResourceDraft) => ResourceDraft;
+
+export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
+  readonly #byType = new Map<TypeUrl, Map<string, CachedResource>>(PUSH_ORDER.map((t) => [t, new Map()]));
+  #override: DraftOverride | undefined;
+
+  get(typeUrl: string, name: string): CachedResource | undefined {
+    return this.#byType.get(typeUrl as TypeUrl)?.get(name);
+  }
+
+  /** All resources of a type; an unknown type URL simply has none. */
+  resources(typeUrl: string): ReadonlyMap<string, CachedResource> {
+    return this.#byType.get(typeUrl as TypeUrl) ?? EMPTY;
+  }
+
+  count(typeUrl: TypeUrl): number {
+    return this.resources(typeUrl).size;
+  }
+
+  setDraftOverride(override: DraftOverride | undefined): void {
+    this.#override = override;
+  }
+
+  /**
+   * Applies upserts and removals as one change. A draft whose encoding equals the cached one keeps its
+   * version and bytes, so streams see nothing. Emits `change` once if anything changed.
+   */
+  update(upserts: readonly ResourceDraft[], removals: readonly ResourceRef[]): CacheChange {
+    const change = new Map<TypeUrl, { changed: Set<string>; removed: Set<string> }>();
+    const entry = (typeUrl: TypeUrl) => {
+      let c = change.get(typeUrl);
+      if (!c) change.set(typeUrl, (c = { changed: new Set(), removed: new Set() }));
+      return c;
+    };
+    for (const ref of removals) {
+      if (this.#byType.get(ref.typeUrl)?.delete(ref.name)) entry(ref.typeUrl).removed.add(ref.name);
+    }
+    for (const original of upserts) {
+      const draft = this.#override ? this.#override(original) : original;
+      const body = codecFor<Record<string, unknown>>(messageNameOf(draft.typeUrl)).encode(draft.message);
+      const byName = this.#byType.get(draft.typeUrl);
+      if (!byName) continue;
+      const existing = byName.get(draft.name);
+      if (existing?.body.equals(body)) continue;
+      byName.set(draft.name, new CachedResource(draft.typeUrl, draft.name, body));
+      const c = entry(draft.typeUrl);
+      c.removed.delete(draft.name);
+      c.changed.add(draft.name);
+    }
+    const ordered = new Map<TypeUrl, TypeChange>();
+    for (const typeUrl of PUSH_ORDER) {
+      const c = change.get(typeUrl);
+      if (c && (c.changed.size > 0 || c.removed.size > 0)) ordered.set(typeUrl, c);
+    }
+    if (ordered.size > 0) this.emit('change', ordered);
+    return ordered;
+  }
+}
+
+const EMPTY: ReadonlyMap<string, CachedResource> = new Map();
+
+/**
+ * The SotW `version_info` for a set of resources: a hash of their names and versions. Deterministic, so
+ * every stream and every replica reports the same version for the same content.
+ */
+export function aggregateVersion(resources: Iterable<CachedResource>): string {
+  const hash = createHash('sha256');
+  const entries = [...resources].map((r) => `${r.name}\u0000${r.version}`).sort();
+  for (const e of entries) hash.update(e).update('\u0001');
+  return hash.digest('hex').slice(0, 16);
+}

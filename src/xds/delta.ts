@@ -1,0 +1,191 @@
+/**
+ * Incremental (delta) ADS, the protocol only. Tracks per type what the client holds (name → version)
+ * and sends just the difference; subscription changes are honoured even on a stale nonce.
+ */
+import type { CacheChange, CachedResource } from './cache.js';
+import type { DeltaDiscoveryRequest } from './messages.js';
+import { TypeUrl, wildcardReceivesAll } from './resource-types.js';
+import { XdsStreamBase } from './stream-base.js';
+import type { SentEntry } from './sync-status.js';
+import { stringField } from './wire.js';
+
+/** DeltaDiscoveryResponse field numbers (resources, 2, come framed from the cache). */
+const SYSTEM_VERSION_INFO = 1;
+const TYPE_URL = 4;
+const NONCE = 5;
+const REMOVED_RESOURCES = 6;
+
+interface DeltaTypeState {
+  wildcard: boolean;
+  readonly names: Set<string>;
+  /** What the client holds, from initial_resource_versions and what this stream sent. */
+  readonly clientVersions: Map<string, string>;
+  /** Names to answer even if the client holds their version (new subscriptions, warming clusters). */
+  readonly mustSend: Set<string>;
+  seen: boolean;
+}
+
+export class DeltaStream extends XdsStreamBase {
+  readonly #types = new Map<string, DeltaTypeState>();
+
+  handleRequest(request: DeltaDiscoveryRequest): void {
+    const typeUrl = request.type_url ?? '';
+    if (typeUrl === '') {
+      this.transport.fail(3, 'DeltaDiscoveryRequest.type_url is required on an ADS stream');
+      return;
+    }
+    this.noteNode(request.node);
+    const nonce = request.response_nonce ?? '';
+    if (nonce !== '') {
+      if (request.error_detail) {
+        const error = request.error_detail.message ?? '';
+        // Delta has no version_info; the system version of the rejected response stands in.
+        const version = this.syncState.type(typeUrl).inflight.get(nonce)?.record.versionInfo ?? '';
+        if (this.sync.recordNack(this.syncState, typeUrl, nonce, version, error)) {
+          this.logger.warn({ typeUrl, nonce, error }, 'envoy rejected a response (NACK)');
+        }
+      } else {
+        const version = this.syncState.type(typeUrl).inflight.get(nonce)?.record.versionInfo ?? '';
+        this.sync.recordAck(this.syncState, typeUrl, nonce, version);
+      }
+    }
+    const state = this.#state(typeUrl);
+    const first = !state.seen;
+    state.seen = true;
+    if (first) {
+      // A reconnecting client lists what it already holds, so unchanged resources are not sent again.
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
+        state.clientVersions.set(name, version);
+      }
+      if (request.resource_names_subscribe.length === 0) state.wildcard = true;
+    }
+    for (const name of request.resource_names_subscribe) {
+      if (name === '*') {
+        state.wildcard = true;
+        continue;
+      }
+      state.names.add(name);
+      // Every subscribed name is answered, even if the client seems current, except on the first
+      // request of a reconnect, where initial_resource_versions says what it holds.
+      if (!first || !state.clientVersions.has(name)) state.mustSend.add(name);
+    }
+    for (const name of request.resource_names_unsubscribe) {
+      if (name === '*') {
+        state.wildcard = false;
+        continue;
+      }
+      state.names.delete(name);
+      state.mustSend.delete(name);
+      state.clientVersions.delete(name);
+    }
+    const syncType = this.syncState.type(typeUrl);
+    syncType.wildcard = state.wildcard;
+    syncType.subscribed = state.names;
+    this.schedule(typeUrl);
+  }
+
+  handleCacheChange(change: CacheChange): void {
+    for (const [typeUrl, typeChange] of change) {
+      const state = this.#types.get(typeUrl);
+      if (!state?.seen) continue;
+      let relevant = false;
+      for (const name of typeChange.changed) if (this.#subscribed(typeUrl, state, name)) relevant = true;
+      for (const name of typeChange.removed) if (state.clientVersions.has(name)) relevant = true;
+      if (relevant) this.schedule(typeUrl);
+    }
+  }
+
+  #subscribed(typeUrl: string, state: DeltaTypeState, name: string): boolean {
+    return state.names.has(name) || (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl));
+  }
+
+  #state(typeUrl: string): DeltaTypeState {
+    let state = this.#types.get(typeUrl);
+    if (!state) {
+      state = {
+        wildcard: false,
+        names: new Set(),
+        clientVersions: new Map(),
+        mustSend: new Set(),
+        seen: false,
+      };
+      this.#types.set(typeUrl, state);
+    }
+    return state;
+  }
+
+  protected buildResponse(typeUrl: string): Buffer | undefined {
+    const state = this.#types.get(typeUrl);
+    if (!state) return undefined;
+    const all = this.cache.resources(typeUrl);
+    const toSend: CachedResource[] = [];
+    const removed: string[] = [];
+
+    const consider = (name: string): void => {
+      const resource = all.get(name);
+      if (resource) {
+        if (state.mustSend.has(name) || state.clientVersions.get(name) !== resource.version)
+          toSend.push(resource);
+      } else if (state.mustSend.has(name) || state.clientVersions.has(name)) {
+        // Subscribed but absent (never existed, or deleted): say so, once.
+        removed.push(name);
+      }
+    };
+    const candidates = new Set(state.names);
+    if (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl))
+      for (const name of all.keys()) candidates.add(name);
+    for (const name of state.clientVersions.keys()) candidates.add(name);
+    for (const name of [...candidates].sort()) {
+      if (this.#subscribed(typeUrl, state, name) || state.clientVersions.has(name)) consider(name);
+    }
+    state.mustSend.clear();
+    if (toSend.length === 0 && removed.length === 0) return undefined;
+
+    for (const r of toSend) state.clientVersions.set(r.name, r.version);
+    for (const name of removed) state.clientVersions.delete(name);
+    if (typeUrl === TypeUrl.CLUSTER) this.#warmChangedClusters(toSend);
+
+    const nonce = this.nextNonce();
+    const systemVersion = `${this.syncState.streamId}.${nonce}`;
+    const bytes = Buffer.concat([
+      stringField(SYSTEM_VERSION_INFO, systemVersion),
+      ...toSend.map((r) => r.deltaField),
+      stringField(TYPE_URL, typeUrl),
+      stringField(NONCE, nonce),
+      ...removed.map((name) => stringField(REMOVED_RESOURCES, name)),
+    ]);
+    const entries: SentEntry[] = [
+      ...toSend.map((r): SentEntry => [r.name, r.version]),
+      ...removed.map((n): SentEntry => [n, null]),
+    ];
+    this.sync.recordSent(this.syncState, typeUrl, {
+      versionInfo: systemVersion,
+      nonce,
+      entries,
+      completeSet: false,
+      bytes: bytes.length,
+    });
+    return bytes;
+  }
+
+  /**
+   * A modified cluster warms until Envoy gets its ClusterLoadAssignment again, and in delta Envoy has no
+   * reason to re-subscribe a name it already holds; so resend the CLAs of modified clusters right after.
+   */
+  #warmChangedClusters(clusters: readonly CachedResource[]): void {
+    const eds = this.#types.get(TypeUrl.ENDPOINT);
+    if (!eds) return;
+    let any = false;
+    for (const cluster of clusters) {
+      if (eds.names.has(cluster.name) && eds.clientVersions.has(cluster.name)) {
+        eds.mustSend.add(cluster.name);
+        any = true;
+      }
+    }
+    if (any) {
+      queueMicrotask(() => {
+        this.schedule(TypeUrl.ENDPOINT);
+      });
+    }
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * State-of-the-world ADS, the protocol only: which response a DiscoveryRequest or a cache change calls
+ * for on one stream. What the resources are is the cache's business.
+ */
+import { aggregateVersion, type CacheChange, type CachedResource } from './cache.js';
+import type { DiscoveryRequest } from './messages.js';
+import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
+import { XdsStreamBase } from './stream-base.js';
+import type { SentEntry } from './sync-status.js';
+import { stringField } from './wire.js';
+
+/** DiscoveryResponse field numbers (resources, 2, come framed from the cache). */
+const VERSION_INFO = 1;
+const TYPE_URL = 4;
+const NONCE = 5;
+
+/**
+ * LDS and CDS responses carry the complete set (absence = deletion); EDS and RDS any subset. A type
+ * readygate does not serve is answered as a complete, empty set: the client learns there is nothing.
+ */
+function isCompleteSetType(typeUrl: string): boolean {
+  return typeUrl === TypeUrl.CLUSTER || typeUrl === TypeUrl.LISTENER || !isServedTypeUrl(typeUrl);
+}
+
+interface SotwTypeState {
+  wildcard: boolean;
+  /** Set once the client named resources; from then on an empty list means "none", not wildcard. */
+  explicit: boolean;
+  names: Set<string>;
+  /** What this stream was last sent: name → version (for complete-set types, the whole last set). */
+  readonly sent: Map<string, string>;
+  lastNonce: string | undefined;
+  /**
+   * EDS names to answer on the next request even if unchanged: Envoy keeps a modified cluster warming
+   * until it gets a ClusterLoadAssignment. Value = the CDS nonce that modified the cluster; the entry
+   * stays until that CDS response is ACKed, since an EDS request crossing it on the wire may predate it.
+   */
+  readonly forced: Map<string, number>;
+}
+
+export class SotwStream extends XdsStreamBase {
+  readonly #types = new Map<string, SotwTypeState>();
+
+  handleRequest(request: DiscoveryRequest): void {
+    const typeUrl = request.type_url ?? '';
+    if (typeUrl === '') {
+      this.transport.fail(3, 'DiscoveryRequest.type_url is required on an ADS stream');
+      return;
+    }
+    this.noteNode(request.node);
+    const state = this.#state(typeUrl);
+    const nonce = request.response_nonce ?? '';
+    if (nonce !== '') {
+      const version = request.version_info ?? '';
+      if (request.error_detail) {
+        const error = request.error_detail.message ?? '';
+        if (this.sync.recordNack(this.syncState, typeUrl, nonce, version, error)) {
+          this.logger.warn({ typeUrl, nonce, version, error }, 'envoy rejected a response (NACK)');
+        }
+      } else {
+        this.sync.recordAck(this.syncState, typeUrl, nonce, version);
+      }
+      // A response superseded by a newer one on this stream: its request says nothing current.
+      if (nonce !== state.lastNonce) {
+        this.logger.debug({ typeUrl, nonce, latest: state.lastNonce }, 'ignoring request with stale nonce');
+        return;
+      }
+    }
+    const newlySubscribed = this.#updateSubscription(typeUrl, state, request.resource_names);
+    if (request.error_detail && newlySubscribed === 0) return;
+    this.schedule(typeUrl);
+  }
+
+  handleCacheChange(change: CacheChange): void {
+    for (const [typeUrl, typeChange] of change) {
+      const state = this.#types.get(typeUrl);
+      if (!state || state.lastNonce === undefined) continue;
+      const affected = (names: ReadonlySet<string>): boolean => {
+        if (state.wildcard && wildcardReceivesAll(typeUrl)) return names.size > 0;
+        for (const name of names) if (state.names.has(name)) return true;
+        return false;
+      };
+      if (affected(typeChange.changed) || (isCompleteSetType(typeUrl) && affected(typeChange.removed))) {
+        this.schedule(typeUrl);
+      }
+    }
+  }
+
+  #state(typeUrl: string): SotwTypeState {
+    let state = this.#types.get(typeUrl);
+    if (!state) {
+      state = {
+        wildcard: false,
+        explicit: false,
+        names: new Set(),
+        sent: new Map(),
+        lastNonce: undefined,
+        forced: new Map(),
+      };
+      this.#types.set(typeUrl, state);
+    }
+    return state;
+  }
+
+  /** Returns how many names were newly subscribed. */
+  #updateSubscription(typeUrl: string, state: SotwTypeState, resourceNames: readonly string[]): number {
+    const names = new Set(resourceNames);
+    const wildcard = names.delete('*') || (names.size === 0 && !state.explicit);
+    if (names.size > 0) state.explicit = true;
+    let newly = 0;
+    // "The server must resend any newly requested resources, even if it previously sent them."
+    for (const name of names) {
+      if (!state.names.has(name)) {
+        state.sent.delete(name);
+        newly += 1;
+      }
+    }
+    for (const name of state.names) if (!names.has(name)) state.sent.delete(name);
+    state.names = names;
+    state.wildcard = wildcard;
+    const syncType = this.syncState.type(typeUrl);
+    syncType.wildcard = wildcard;
+    syncType.subscribed = names;
+    return newly;
+  }
+
+  /** Resources of the current subscription that exist. */
+  #subscribedResources(typeUrl: string, state: SotwTypeState): CachedResource[] {
+    const all = this.cache.resources(typeUrl);
+    if (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl)) return [...all.values()];
+    const out: CachedResource[] = [];
+    for (const name of state.names) {
+      const resource = all.get(name);
+      if (resource) out.push(resource);
+    }
+    return out;
+  }
+
+  protected buildResponse(typeUrl: string): Buffer | undefined {
+    const state = this.#types.get(typeUrl);
+    if (!state) return undefined;
+    const current = this.#subscribedResources(typeUrl, state);
+    const completeSet = isCompleteSetType(typeUrl);
+    let toSend: CachedResource[];
+    if (completeSet) {
+      const unchanged =
+        state.lastNonce !== undefined &&
+        current.length === state.sent.size &&
+        current.every((r) => state.sent.get(r.name) === r.version);
+      if (unchanged) return undefined;
+      toSend = current;
+    } else {
+      toSend = current.filter((r) => state.sent.get(r.name) !== r.version || state.forced.has(r.name));
+      if (toSend.length === 0) return undefined;
+    }
+
+    const nonce = this.nextNonce();
+    const versionInfo = aggregateVersion(current);
+    if (typeUrl === TypeUrl.CLUSTER) this.#forceEndpointsOfChangedClusters(toSend, state, Number(nonce));
+    if (completeSet) state.sent.clear();
+    for (const r of toSend) state.sent.set(r.name, r.version);
+    state.lastNonce = nonce;
+    if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
+
+    const bytes = Buffer.concat([
+      stringField(VERSION_INFO, versionInfo),
+      ...toSend.map((r) => r.sotwField),
+      stringField(TYPE_URL, typeUrl),
+      stringField(NONCE, nonce),
+    ]);
+    const entries: SentEntry[] = toSend.map((r) => [r.name, r.version]);
+    this.sync.recordSent(this.syncState, typeUrl, {
+      versionInfo,
+      nonce,
+      entries,
+      completeSet,
+      bytes: bytes.length,
+    });
+    return bytes;
+  }
+
+  #forceEndpointsOfChangedClusters(
+    clusters: readonly CachedResource[],
+    cds: SotwTypeState,
+    nonce: number,
+  ): void {
+    const eds = this.#state(TypeUrl.ENDPOINT);
+    for (const cluster of clusters) {
+      const previous = cds.sent.get(cluster.name);
+      if (previous !== undefined && previous !== cluster.version) eds.forced.set(cluster.name, nonce);
+    }
+  }
+
+  /**
+   * After an EDS response, drops forced names whose CDS response Envoy has settled (ACK or NACK): any
+   * EDS request it made for warming came before that ACK, and has now been answered.
+   */
+  #pruneSettledForced(eds: SotwTypeState): void {
+    if (eds.forced.size === 0) return;
+    const cds = this.syncState.types.get(TypeUrl.CLUSTER);
+    const settled = Math.max(Number(cds?.lastAcked?.nonce ?? 0), Number(cds?.lastNack?.nonce ?? 0));
+    for (const [name, cdsNonce] of eds.forced) if (cdsNonce <= settled) eds.forced.delete(name);
+  }
+}

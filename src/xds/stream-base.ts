@@ -1,0 +1,94 @@
+/**
+ * What SotW and Delta streams share: nonces, node identity, and send scheduling with backpressure.
+ * Responses are computed from current state when they can be written, so a slow Envoy gets the latest
+ * state once instead of a queue of outdated ones (memory stays O(types) per stream).
+ */
+import type { Logger } from '../log.js';
+import type { CacheChange, ResourceCache } from './cache.js';
+import { PUSH_ORDER } from './cache.js';
+import type { EnvoyNode } from './messages.js';
+import type { StreamSyncState, SyncStatus } from './sync-status.js';
+
+export interface StreamTransport {
+  /** Writes one encoded response; false means the buffer is full and `resume()` will follow a drain. */
+  send(bytes: Buffer): boolean;
+  /** Ends the stream with a gRPC status (code per grpc.status) and a message for the client. */
+  fail(code: number, message: string): void;
+}
+
+export interface StreamContext {
+  readonly cache: ResourceCache;
+  readonly sync: SyncStatus;
+  readonly logger: Logger;
+}
+
+export abstract class XdsStreamBase {
+  protected readonly cache: ResourceCache;
+  protected readonly sync: SyncStatus;
+  protected readonly syncState: StreamSyncState;
+  protected readonly transport: StreamTransport;
+  protected logger: Logger;
+  #nonce = 0;
+  #blocked = false;
+  /** Types with something to send once the transport drains, in push order. */
+  readonly #dirty = new Set<string>();
+
+  constructor(context: StreamContext, syncState: StreamSyncState, transport: StreamTransport) {
+    this.cache = context.cache;
+    this.sync = context.sync;
+    this.syncState = syncState;
+    this.transport = transport;
+    this.logger = context.logger.child({ stream: syncState.streamId, kind: syncState.kind });
+  }
+
+  get nodeId(): string {
+    return this.syncState.nodeId;
+  }
+
+  /** Only the first request is guaranteed to carry the node; keep the first one seen. */
+  protected noteNode(node: EnvoyNode | undefined): void {
+    if (this.syncState.nodeId !== '' || !node?.id) return;
+    this.syncState.nodeId = node.id;
+    this.syncState.nodeCluster = node.cluster ?? '';
+    this.logger = this.logger.child({ node: node.id });
+    this.logger.info({ peer: this.syncState.peer, userAgent: node.user_agent_name }, 'xds stream opened');
+  }
+
+  protected nextNonce(): string {
+    this.#nonce += 1;
+    return String(this.#nonce);
+  }
+
+  /** Sends what `typeUrl` needs now, or remembers to once the transport drains. */
+  protected schedule(typeUrl: string): void {
+    if (this.#blocked) {
+      this.#dirty.add(typeUrl);
+      return;
+    }
+    const bytes = this.buildResponse(typeUrl);
+    if (bytes && !this.transport.send(bytes)) this.#blocked = true;
+  }
+
+  /** A method, not a field read, because schedule() may flip it mid-loop. */
+  protected isBlocked(): boolean {
+    return this.#blocked;
+  }
+
+  resume(): void {
+    this.#blocked = false;
+    const order = [
+      ...PUSH_ORDER,
+      ...[...this.#dirty].filter((t) => !(PUSH_ORDER as readonly string[]).includes(t)),
+    ];
+    for (const typeUrl of order) {
+      if (!this.#dirty.delete(typeUrl)) continue;
+      this.schedule(typeUrl);
+      if (this.isBlocked()) return;
+    }
+  }
+
+  /** Builds and records the response `typeUrl` needs now, or returns undefined if none is due. */
+  protected abstract buildResponse(typeUrl: string): Buffer | undefined;
+
+  abstract handleCacheChange(change: CacheChange): void;
+}

@@ -1,0 +1,317 @@
+import test from 'ava';
+import { EndpointStore } from '../../src/model/store.js';
+import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
+import { TypeUrl } from '../../src/xds/resource-types.js';
+import { XdsTestClient, unpack, type SotwResponse } from '../helpers/xds-client.js';
+import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
+
+interface Setup {
+  store: EndpointStore;
+  plane: ControlPlane;
+  client: XdsTestClient;
+}
+
+async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }): Promise<Setup> {
+  const store = new EndpointStore();
+  store.replaceAll([
+    service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)]),
+    service('empty', [], { key: '80', port: 80 }),
+  ]);
+  const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+  const client = new XdsTestClient(plane.address);
+  t.teardown(async () => {
+    client.close();
+    await plane.close();
+  });
+  return { store, plane, client };
+}
+
+const NODE = { id: 'envoy-1', cluster: 'test' };
+const names = (r: SotwResponse): string[] =>
+  r.resources
+    .map((a) => unpack<{ name?: string; cluster_name?: string }>(a))
+    .map((m) => m.name ?? m.cluster_name ?? '')
+    .sort();
+
+type Cla = {
+  cluster_name: string;
+  endpoints: {
+    lb_endpoints: {
+      endpoint: { address: { socket_address: { address: string; port_value: number } } };
+      health_status?: string;
+    }[];
+  }[];
+};
+const hosts = (cla: Cla): string[] =>
+  cla.endpoints
+    .flatMap((l) =>
+      l.lb_endpoints.map(
+        (e) =>
+          `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value} ${e.health_status ?? 'UNKNOWN'}`,
+      ),
+    )
+    .sort();
+
+test('wildcard CDS gets every cluster with panic threshold 0; an ACK gets no response', async (t) => {
+  const { client } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const response = await stream.next();
+  t.is(response.type_url, TypeUrl.CLUSTER);
+  t.is(response.nonce, '1');
+  t.deepEqual(names(response), ['default/empty:80', 'default/web:http']);
+  const cluster = unpack<{ common_lb_config: { healthy_panic_threshold: { value?: number } }; type: string }>(
+    response.resources[0]!,
+  );
+  t.is(cluster.type, 'EDS');
+  t.is(cluster.common_lb_config.healthy_panic_threshold.value ?? 0, 0);
+  stream.send({ type_url: TypeUrl.CLUSTER, version_info: response.version_info!, response_nonce: '1' });
+  t.true(await stream.silentFor(200));
+});
+
+test('EDS: requested CLAs only, DRAINING for serving-terminating, and an empty cluster named with no endpoints', async (t) => {
+  const { client } = await setup(t);
+  const stream = client.sotw();
+  stream.send({
+    node: NODE,
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+  });
+  const response = await stream.next();
+  const clas = response.resources
+    .map((a) => unpack<Cla>(a))
+    .sort((a, b) => a.cluster_name.localeCompare(b.cluster_name));
+  t.deepEqual(
+    clas.map((c) => [c.cluster_name, hosts(c)]),
+    [
+      ['default/empty:80', []],
+      ['default/web:http', ['127.0.0.2:8080 HEALTHY', '127.0.0.3:8080 DRAINING']],
+    ],
+  );
+});
+
+test('an endpoint change pushes only the changed CLA, with a new version', async (t) => {
+  const { client, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({
+    node: NODE,
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+  });
+  const first = await stream.next();
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: first.version_info!,
+    response_nonce: first.nonce!,
+  });
+  store.upsert(service('empty', [endpoint('127.0.0.9')], { key: '80', port: 80 }));
+  const pushed = await stream.next();
+  t.deepEqual(names(pushed), ['default/empty:80']);
+  t.deepEqual(hosts(unpack<Cla>(pushed.resources[0]!)), ['127.0.0.9:80 HEALTHY']);
+  t.not(pushed.version_info, first.version_info);
+});
+
+test('a request with a stale nonce is ignored', async (t) => {
+  const { client, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http'] });
+  const first = await stream.next();
+  store.upsert(service('web', [endpoint('127.0.0.2')]));
+  const second = await stream.next();
+  t.is(second.nonce, '2');
+  // Re-requesting a new name with nonce 1 (superseded by 2) must not be answered.
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: first.version_info!,
+    response_nonce: '1',
+  });
+  t.true(await stream.silentFor(200));
+  // The same request with the current nonce is.
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: second.version_info!,
+    response_nonce: '2',
+  });
+  t.deepEqual(names(await stream.next()), ['default/empty:80']);
+});
+
+test("a NACK is recorded with Envoy's error text and the stream keeps working", async (t) => {
+  const { client, plane, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const first = await stream.next();
+  stream.send({
+    type_url: TypeUrl.CLUSTER,
+    version_info: '',
+    response_nonce: first.nonce!,
+    error_detail: { code: 3, message: 'bad cluster: test' },
+  });
+  t.true(await stream.silentFor(150));
+  const syncz = plane.sync.toJSON();
+  t.is(syncz.length, 1);
+  const cds = syncz[0]!.types[TypeUrl.CLUSTER]!;
+  t.is(syncz[0]!.nodeId, 'envoy-1');
+  t.is(cds.status, 'NACKED');
+  t.is(cds.lastNack?.error, 'bad cluster: test');
+  t.is(cds.lastNack?.nonce, '1');
+  store.upsert(service('other', [endpoint('127.0.0.5')]));
+  const pushed = await stream.next();
+  t.deepEqual(names(pushed), ['default/empty:80', 'default/other:http', 'default/web:http']);
+  stream.send({
+    type_url: TypeUrl.CLUSTER,
+    version_info: pushed.version_info!,
+    response_nonce: pushed.nonce!,
+  });
+  t.true(await stream.silentFor(100));
+  const after = plane.sync.toJSON()[0]!.types[TypeUrl.CLUSTER]!;
+  t.is(after.status, 'SYNCED');
+  t.is(after.acked?.version, pushed.version_info);
+});
+
+test('an unknown type URL is answered with an empty set and the stream lives on', async (t) => {
+  const { client } = await setup(t);
+  const stream = client.sotw();
+  stream.send({
+    node: NODE,
+    type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
+  });
+  const response = await stream.next();
+  t.is(response.type_url, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret');
+  t.deepEqual(response.resources, []);
+  stream.send({ type_url: TypeUrl.CLUSTER });
+  t.is((await stream.next()).resources.length, 2);
+});
+
+test('unsubscribing stops updates for that name; resubscribing resends it', async (t) => {
+  const { client, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({
+    node: NODE,
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+  });
+  const first = await stream.next();
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http'],
+    version_info: first.version_info!,
+    response_nonce: first.nonce!,
+  });
+  t.true(await stream.silentFor(100));
+  store.upsert(service('empty', [endpoint('127.0.0.9')], { key: '80', port: 80 }));
+  t.true(await stream.silentFor(200));
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: first.version_info!,
+    response_nonce: first.nonce!,
+  });
+  const resent = await stream.next();
+  t.deepEqual(names(resent), ['default/empty:80']);
+});
+
+test('LDS by wildcard (an Envoy) gets no gRPC API listeners; by name (a gRPC client) gets them', async (t) => {
+  const { client } = await setup(t);
+  const envoy = client.sotw();
+  envoy.send({ node: NODE, type_url: TypeUrl.LISTENER });
+  t.deepEqual((await envoy.next()).resources, []);
+  const grpcClient = client.sotw();
+  grpcClient.send({
+    node: { id: 'grpc-1' },
+    type_url: TypeUrl.LISTENER,
+    resource_names: ['web.default:8080'],
+  });
+  const response = await grpcClient.next();
+  t.deepEqual(names(response), ['web.default:8080']);
+  grpcClient.send({ type_url: TypeUrl.ROUTE, resource_names: ['web.default:8080'] });
+  const route = unpack<{ virtual_hosts: { routes: { route: { cluster: string } }[] }[] }>(
+    (await grpcClient.next()).resources[0]!,
+  );
+  t.is(route.virtual_hosts[0]!.routes[0]!.route.cluster, 'default/web:http');
+});
+
+test('after a Cluster changes, the next EDS request is answered even though the CLA did not change', async (t) => {
+  const { client, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const cds = await stream.next();
+  stream.send({ type_url: TypeUrl.CLUSTER, version_info: cds.version_info!, response_nonce: cds.nonce! });
+  stream.send({ type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http', 'default/empty:80'] });
+  const eds = await stream.next();
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: eds.version_info!,
+    response_nonce: eds.nonce!,
+  });
+  t.true(await stream.silentFor(100));
+  // Same endpoints, different cluster (HTTP/2 now): Envoy re-warms the cluster.
+  store.upsert(
+    service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)], {
+      appProtocol: 'grpc',
+    }),
+  );
+  const cdsPush = await stream.next();
+  t.is(cdsPush.type_url, TypeUrl.CLUSTER);
+  // Envoy's warming re-request carries the same names and the current EDS nonce.
+  stream.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http', 'default/empty:80'],
+    version_info: eds.version_info!,
+    response_nonce: eds.nonce!,
+  });
+  const warm = await stream.next();
+  t.is(warm.type_url, TypeUrl.ENDPOINT);
+  t.deepEqual(names(warm), ['default/web:http']);
+  t.is(warm.version_info, eds.version_info);
+});
+
+test('deleting a service drops its cluster from the next CDS set', async (t) => {
+  const { client, store } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const first = await stream.next();
+  stream.send({ type_url: TypeUrl.CLUSTER, version_info: first.version_info!, response_nonce: first.nonce! });
+  store.delete('default/empty');
+  const pushed = await stream.next();
+  t.deepEqual(names(pushed), ['default/web:http']);
+});
+
+test('garbage bytes end only that stream, with INVALID_ARGUMENT', async (t) => {
+  const { client } = await setup(t);
+  const healthy = client.sotw();
+  healthy.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  await healthy.next();
+  const broken = client.sotw();
+  broken.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+  const end = await broken.ended();
+  t.is(end.code, 3);
+  t.regex(end.details, /cannot decode envoy\.service\.discovery\.v3\.DiscoveryRequest/);
+  healthy.send({ type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http'] });
+  t.deepEqual(names(await healthy.next()), ['default/web:http']);
+});
+
+test('a request without type_url ends the stream with a clear error', async (t) => {
+  const { client } = await setup(t);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: '' });
+  const end = await stream.ended();
+  t.is(end.code, 3);
+  t.is(end.details, 'DiscoveryRequest.type_url is required on an ADS stream');
+});
+
+test('resource bytes are encoded once and shared by every stream', async (t) => {
+  const { client, plane } = await setup(t);
+  const a = client.sotw();
+  const b = client.sotw();
+  a.send({ node: NODE, type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http'] });
+  b.send({ node: { id: 'envoy-2' }, type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http'] });
+  const [ra, rb] = await Promise.all([a.next(), b.next()]);
+  t.deepEqual(ra.resources[0]!.value, rb.resources[0]!.value);
+  const cached = plane.cache.get(TypeUrl.ENDPOINT, 'default/web:http')!;
+  t.is(cached.sotwField, cached.sotwField);
+  t.deepEqual(Buffer.from(ra.resources[0]!.value), cached.body);
+});
