@@ -1,0 +1,116 @@
+/**
+ * The RFC 9457 problem document and headers readygate answers with when it replaces a response. Pure, so
+ * the exact bytes clients see are unit-tested; upstream addresses and pod names appear only in debug mode
+ * because they describe the inside of the cluster.
+ */
+import { FailureCause, type ResponseFacts } from './classify.js';
+
+export const PROBLEM_TYPE_BASE = 'https://readygate.dev/problems/';
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+export const CAUSE_HEADER = 'x-readygate-cause';
+
+interface CauseText {
+  readonly title: string;
+  readonly detail: string;
+}
+
+const CAUSE_TEXT: Readonly<Record<FailureCause, CauseText>> = {
+  [FailureCause.NO_HEALTHY_UPSTREAM]: {
+    title: 'No ready endpoint',
+    detail: 'The service has no endpoint ready to take this request right now.',
+  },
+  [FailureCause.CLUSTER_NOT_FOUND]: {
+    title: 'Service not configured',
+    detail: 'The route points at a service the gateway does not know (yet).',
+  },
+  [FailureCause.UPSTREAM_OVERFLOW]: {
+    title: 'Service overloaded',
+    detail: 'The gateway’s limit of concurrent requests to the service was reached.',
+  },
+  [FailureCause.UPSTREAM_CONNECT_FAILURE]: {
+    title: 'Endpoint unreachable',
+    detail: 'The gateway could not connect to an endpoint of the service; the request was not delivered.',
+  },
+  [FailureCause.ENDPOINT_TERMINATING]: {
+    title: 'Endpoint shutting down',
+    detail: 'The endpoint that took the request is shutting down and failed it; a retry reaches another one.',
+  },
+  [FailureCause.UPSTREAM_PROTOCOL_ERROR]: {
+    title: 'Invalid upstream response',
+    detail: 'The service answered with something that is not a valid HTTP response.',
+  },
+  [FailureCause.UPSTREAM_CONNECTION_TERMINATION]: {
+    title: 'Upstream closed the connection',
+    detail: 'The service closed the connection before sending a response.',
+  },
+  [FailureCause.UPSTREAM_RESET]: {
+    title: 'Upstream reset the request',
+    detail: 'The service reset the request before sending a response.',
+  },
+  [FailureCause.UPSTREAM_LOCAL_RESET]: {
+    title: 'Upstream request reset',
+    detail: 'The request to the service was reset before a response arrived.',
+  },
+  [FailureCause.UPSTREAM_TIMEOUT]: {
+    title: 'Upstream timed out',
+    detail: 'The service did not answer within the route’s timeout.',
+  },
+  [FailureCause.UPSTREAM_PER_TRY_TIMEOUT]: {
+    title: 'Upstream timed out',
+    detail: 'The service did not answer within the per-try timeout, and no retry was left.',
+  },
+  [FailureCause.UPSTREAM_MAX_STREAM_DURATION]: {
+    title: 'Upstream timed out',
+    detail: 'The request to the service exceeded its maximum stream duration.',
+  },
+};
+
+export interface ProblemDocument {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  request_id?: string;
+  cluster?: string;
+  upstream?: string;
+  pod?: string;
+}
+
+export interface ProblemResponse {
+  readonly status: number;
+  /** Lower-case header names; values are final (no appending). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+export function problemTypeUri(cause: FailureCause): string {
+  return `${PROBLEM_TYPE_BASE}${cause}`;
+}
+
+export function problemResponse(
+  decision: { status: number; cause: FailureCause; retryAfterSeconds?: number },
+  facts: ResponseFacts,
+  options: { debug: boolean },
+): ProblemResponse {
+  const text = CAUSE_TEXT[decision.cause];
+  const document: ProblemDocument = {
+    type: problemTypeUri(decision.cause),
+    title: text.title,
+    status: decision.status,
+    detail: text.detail,
+  };
+  if (facts.requestId !== undefined) document.request_id = facts.requestId;
+  if (options.debug) {
+    if (facts.clusterName !== undefined) document.cluster = facts.clusterName;
+    if (facts.upstreamAddress !== undefined) document.upstream = facts.upstreamAddress;
+    if (facts.pod !== undefined) document.pod = facts.pod;
+  }
+  const headers: Record<string, string> = {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    [CAUSE_HEADER]: decision.cause,
+    // The upstream's caching headers described its own body, not this one.
+    'cache-control': 'no-store',
+  };
+  if (decision.retryAfterSeconds !== undefined) headers['retry-after'] = String(decision.retryAfterSeconds);
+  return { status: decision.status, headers, body: Buffer.from(JSON.stringify(document), 'utf8') };
+}

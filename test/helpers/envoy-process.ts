@@ -1,0 +1,310 @@
+/**
+ * Runs the real Envoy for tests: from a bootstrap object, a bootstrap file, or a template file with
+ * {{PLACEHOLDERS}}. Each Envoy gets its own `--base-id` (so parallel test files never share hot-restart
+ * shared memory), `--concurrency 1` (the machine is small and shared), and is waited on until admin
+ * `/ready` says LIVE. `stop()` is idempotent and every Envoy still running when the test process exits is
+ * killed, so a failing test cannot leak one.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+
+const execFileAsync = promisify(execFile);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let binaryPath: Promise<string> | undefined;
+
+/** The Envoy binary: READYGATE_ENVOY_BIN, else the pinned one installed by scripts/envoy-binary.sh. */
+export function envoyBinary(): Promise<string> {
+  binaryPath ??= (async () => {
+    const fromEnv = process.env['READYGATE_ENVOY_BIN'];
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+    const { stdout } = await execFileAsync('bash', [path.join(repoRoot, 'scripts', 'envoy-binary.sh')], {
+      timeout: 300_000,
+    });
+    const found = stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(found))
+      throw new Error(`scripts/envoy-binary.sh printed "${found}", which does not exist`);
+    return found;
+  })();
+  return binaryPath;
+}
+
+/** A value for a template placeholder: scalars, or whole lists/objects for placeholders that stand alone. */
+export type TemplateValue =
+  string | number | boolean | readonly unknown[] | Readonly<Record<string, unknown>>;
+
+const PLACEHOLDER = /\{\{([A-Z0-9_]+)\}\}/g;
+const WHOLE_PLACEHOLDER = /^\{\{([A-Z0-9_]+)\}\}$/;
+
+/**
+ * Fills `{{NAME}}` placeholders in a parsed template. A string that is exactly one placeholder becomes the
+ * value itself (so `port_value: '{{PORT}}'` becomes a number and a list stays a list); placeholders inside
+ * longer strings are replaced as text. A placeholder without a value is an error, never left in a config.
+ */
+export function fillPlaceholders(template: unknown, vars: Readonly<Record<string, TemplateValue>>): unknown {
+  const missing = new Set<string>();
+  const fill = (node: unknown): unknown => {
+    if (typeof node === 'string') {
+      const whole = WHOLE_PLACEHOLDER.exec(node);
+      if (whole?.[1] !== undefined) {
+        const value = vars[whole[1]];
+        if (value === undefined) missing.add(whole[1]);
+        return value;
+      }
+      return node.replace(PLACEHOLDER, (_match, name: string) => {
+        const value = vars[name];
+        if (value === undefined || typeof value === 'object') {
+          missing.add(name);
+          return '';
+        }
+        return String(value);
+      });
+    }
+    if (Array.isArray(node)) return node.map(fill);
+    if (typeof node === 'object' && node !== null) {
+      return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, fill(value)]));
+    }
+    return node;
+  };
+  const filled = fill(template);
+  if (missing.size > 0) {
+    throw new Error(`bootstrap template placeholders without a value: ${[...missing].join(', ')}`);
+  }
+  return filled;
+}
+
+/** Reads a YAML/JSON template (path relative to the repo root or absolute) and fills its placeholders. */
+export function loadBootstrapTemplate(
+  file: string,
+  vars: Readonly<Record<string, TemplateValue>>,
+): Record<string, unknown> {
+  const absolute = path.isAbsolute(file) ? file : path.join(repoRoot, file);
+  return fillPlaceholders(parseYaml(readFileSync(absolute, 'utf8')), vars) as Record<string, unknown>;
+}
+
+export interface StartEnvoyOptions {
+  /** A bootstrap object (written as JSON) or a path to a bootstrap file Envoy reads as is. */
+  bootstrap: Record<string, unknown> | string;
+  logLevel?: 'trace' | 'debug' | 'info' | 'warning' | 'error' | 'critical' | 'off';
+  /** How long to wait for admin /ready (default 30 s). */
+  readyTimeoutMs?: number;
+  /** Wait for /ready at all (an Envoy waiting on xDS is not ready until its control plane answers). */
+  waitReady?: boolean;
+  extraArgs?: readonly string[];
+}
+
+export interface AdminResponse {
+  readonly status: number;
+  readonly body: string;
+}
+
+export interface WaitOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+  description?: string;
+}
+
+export interface EnvoyProcess {
+  readonly pid: number;
+  /** `http://127.0.0.1:<port>` of the admin interface. */
+  readonly adminUrl: string;
+  readonly baseId: number;
+  /** GET an admin path (e.g. `/ready`), bounded by a 5 s timeout. */
+  admin(pathAndQuery: string): Promise<AdminResponse>;
+  /** `/clusters?format=json`. */
+  clusters(): Promise<unknown>;
+  /** `/stats?format=json` as name → value (counters and gauges; histograms omitted). */
+  stats(filter?: string): Promise<Map<string, number>>;
+  /** One stat's value, or undefined if Envoy has no such stat. */
+  stat(name: string): Promise<number | undefined>;
+  /** `/config_dump` (add `?include_eds` etc. via `query`). */
+  configDump(query?: string): Promise<unknown>;
+  /** Polls `check` until it returns something other than undefined/false, or throws on timeout. */
+  waitFor<T>(
+    check: () => Promise<T | undefined | false> | T | undefined | false,
+    options?: WaitOptions,
+  ): Promise<T>;
+  /** The last lines Envoy wrote (stderr + stdout), for failure messages. */
+  logTail(lines?: number): string;
+  /** Whether the process has exited. */
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+let baseIdCounter = 0;
+function uniqueBaseId(): number {
+  // pid spreads parallel test processes apart; the counter separates Envoys within one process.
+  baseIdCounter++;
+  return (process.pid % 20_000) * 100 + (baseIdCounter % 100) + 1_000;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `check` yields a value; bounded by time and by count. */
+export async function waitUntil<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  options: WaitOptions = {},
+): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const intervalMs = options.intervalMs ?? 50;
+  const deadline = Date.now() + timeoutMs;
+  const maxAttempts = Math.ceil(timeoutMs / intervalMs) + 1;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < maxAttempts && Date.now() <= deadline; attempt++) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(intervalMs);
+  }
+  const suffix = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${options.description ?? 'condition'}${suffix}`,
+  );
+}
+
+async function httpGet(url: string, timeoutMs: number): Promise<AdminResponse> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  return { status: response.status, body: await response.text() };
+}
+
+export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProcess> {
+  const binary = await envoyBinary();
+  const workDir = mkdtempSync(path.join(tmpdir(), 'readygate-envoy-'));
+  const configPath =
+    typeof options.bootstrap === 'string' ? options.bootstrap : path.join(workDir, 'bootstrap.json');
+  if (typeof options.bootstrap !== 'string') writeFileSync(configPath, JSON.stringify(options.bootstrap));
+  const adminAddressPath = path.join(workDir, 'admin-address');
+  const baseId = uniqueBaseId();
+  const args = [
+    '-c',
+    configPath,
+    '--base-id',
+    String(baseId),
+    '--concurrency',
+    '1',
+    '--admin-address-path',
+    adminAddressPath,
+    '--log-level',
+    options.logLevel ?? 'warning',
+    // Drain instantly on stop; tests do not need graceful listener draining.
+    '--drain-time-s',
+    '0',
+    ...(options.extraArgs ?? []),
+  ];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  installExitHook();
+  const logLines: string[] = [];
+  const collect = (chunk: Buffer): void => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line === '') continue;
+      logLines.push(line);
+      if (logLines.length > 400) logLines.shift();
+    }
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  let hasExited = false;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      hasExited = true;
+      running.delete(child);
+      resolve();
+    });
+  });
+  child.once('error', (error) => {
+    logLines.push(`spawn error: ${error.message}`);
+  });
+
+  const logTail = (lines = 40): string => logLines.slice(-lines).join('\n');
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (!hasExited) {
+        child.kill('SIGTERM');
+        const killTimer = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exitPromise;
+        clearTimeout(killTimer);
+      }
+      rmSync(workDir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    const adminAddress = await waitUntil(
+      () => {
+        if (hasExited) throw new Error(`envoy exited during startup:\n${logTail()}`);
+        if (!existsSync(adminAddressPath)) return undefined;
+        const text = readFileSync(adminAddressPath, 'utf8').trim();
+        return text === '' ? undefined : text;
+      },
+      { timeoutMs: options.readyTimeoutMs ?? 30_000, description: 'envoy admin address' },
+    );
+    const adminUrl = `http://${adminAddress}`;
+    const admin = (pathAndQuery: string): Promise<AdminResponse> =>
+      httpGet(`${adminUrl}${pathAndQuery}`, 5000);
+    const stats = async (filter?: string): Promise<Map<string, number>> => {
+      const query = filter === undefined ? '' : `&filter=${encodeURIComponent(filter)}`;
+      const response = await admin(`/stats?format=json${query}`);
+      const parsed = JSON.parse(response.body) as { stats?: { name?: string; value?: number }[] };
+      const values = new Map<string, number>();
+      for (const entry of parsed.stats ?? []) {
+        if (typeof entry.name === 'string' && typeof entry.value === 'number')
+          values.set(entry.name, entry.value);
+      }
+      return values;
+    };
+    const processHandle: EnvoyProcess = {
+      pid: child.pid ?? -1,
+      adminUrl,
+      baseId,
+      admin,
+      clusters: async () => JSON.parse((await admin('/clusters?format=json')).body) as unknown,
+      stats,
+      stat: async (name) => (await stats(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)).get(name),
+      configDump: async (query = '') => JSON.parse((await admin(`/config_dump${query}`)).body) as unknown,
+      waitFor: (check, waitOptions) => waitUntil(check, waitOptions),
+      logTail,
+      exited: () => hasExited,
+      stop,
+    };
+    if (options.waitReady ?? true) {
+      await waitUntil(
+        async () => {
+          if (hasExited) throw new Error(`envoy exited during startup:\n${logTail()}`);
+          const ready = await admin('/ready');
+          return ready.status === 200;
+        },
+        { timeoutMs: options.readyTimeoutMs ?? 30_000, description: 'envoy /ready' },
+      );
+    }
+    return processHandle;
+  } catch (error) {
+    await stop();
+    throw new Error(
+      `envoy did not start: ${error instanceof Error ? error.message : String(error)}\n${logTail()}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Purpose-built upstreams for Envoy tests, each a real listener on a loopback address (127.0.0.x) with one
+ * behaviour: answer, answer late, refuse, hang up, or talk garbage. Every upstream counts what it saw and
+ * closes every socket it holds on `close()`, so a test's teardown leaves nothing behind.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { freePort } from './ports.js';
+
+export interface Upstream {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port`. */
+  readonly address: string;
+  /** Requests (HTTP) or connections (raw TCP behaviours) received so far. */
+  readonly hits: () => number;
+  close(): Promise<void>;
+}
+
+export interface HttpUpstreamOptions {
+  /** Loopback address to bind; default 127.0.0.1. */
+  host?: string;
+  /** Fixed port; default any free one. */
+  port?: number;
+}
+
+type Handler = (request: http.IncomingMessage, body: Buffer, response: http.ServerResponse) => void;
+
+async function listen(server: net.Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('upstream did not bind');
+  return address.port;
+}
+
+/** An HTTP/1.1 upstream whose handler sees the whole request body. */
+export async function httpUpstream(handler: Handler, options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  const host = options.host ?? '127.0.0.1';
+  let hits = 0;
+  const server = http.createServer((request, response) => {
+    hits++;
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      handler(request, Buffer.concat(chunks), response);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  const port = await listen(server, host, options.port ?? 0);
+  return {
+    host,
+    port,
+    address: `${host}:${port}`,
+    hits: () => hits,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
+    },
+  };
+}
+
+/** 200 with a JSON echo of method, path, headers and body length. */
+export function okUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  return httpUpstream((request, body, response) => {
+    const echo = JSON.stringify({
+      method: request.method,
+      path: request.url,
+      headers: request.headers,
+      bodyBytes: body.length,
+    });
+    response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'ok' });
+    response.end(echo);
+  }, options);
+}
+
+/** A fixed status with a fixed body (e.g. the application's own 500). */
+export function statusUpstream(
+  status: number,
+  body: string,
+  options: HttpUpstreamOptions & { headers?: Record<string, string> } = {},
+): Promise<Upstream> {
+  return httpUpstream((_request, _body, response) => {
+    response.writeHead(status, { 'content-type': 'text/plain', ...(options.headers ?? {}) });
+    response.end(body);
+  }, options);
+}
+
+/** Answers 200 only after `delayMs` (bounded by close(), which cancels pending answers). */
+export async function sleepyUpstream(delayMs: number, options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  const pending = new Set<NodeJS.Timeout>();
+  const upstream = await httpUpstream((_request, _body, response) => {
+    const timer = setTimeout(() => {
+      pending.delete(timer);
+      if (!response.destroyed) response.writeHead(200, { 'content-type': 'text/plain' }).end('slept');
+    }, delayMs);
+    pending.add(timer);
+  }, options);
+  return {
+    ...upstream,
+    close: async () => {
+      for (const timer of pending) clearTimeout(timer);
+      pending.clear();
+      await upstream.close();
+    },
+  };
+}
+
+/**
+ * A raw TCP upstream: `onConnection` gets each socket. All sockets are destroyed on close().
+ */
+export async function tcpUpstream(
+  onConnection: (socket: net.Socket) => void,
+  options: HttpUpstreamOptions = {},
+): Promise<Upstream> {
+  const host = options.host ?? '127.0.0.1';
+  const sockets = new Set<net.Socket>();
+  let hits = 0;
+  const server = net.createServer((socket) => {
+    hits++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {
+      // Peers resetting is the point of these upstreams.
+    });
+    onConnection(socket);
+  });
+  const port = await listen(server, host, options.port ?? 0);
+  return {
+    host,
+    port,
+    address: `${host}:${port}`,
+    hits: () => hits,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
+    },
+  };
+}
+
+/** Reads the request, then closes the connection (FIN) without answering. */
+export function acceptThenCloseUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  return tcpUpstream((socket) => {
+    socket.once('data', () => socket.end());
+  }, options);
+}
+
+/** Reads the request, then resets the connection (RST) without answering. */
+export function acceptThenResetUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  return tcpUpstream((socket) => {
+    socket.once('data', () => socket.resetAndDestroy());
+  }, options);
+}
+
+/** Answers every request with bytes that are not HTTP, and keeps the connection open. */
+export function garbageUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  return tcpUpstream((socket) => {
+    socket.once('data', () => socket.write('\u0000\u0001this is not http at all\r\n\r\n'));
+  }, options);
+}
+
+/** Accepts connections and reads requests but never answers (until close()). */
+export function silentUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  return tcpUpstream((socket) => {
+    socket.resume();
+  }, options);
+}
+
+/**
+ * A port nothing listens on: connecting is refused. The port was free when chosen; the upstream never
+ * binds it, so `hits` stays 0.
+ */
+export async function refusingUpstream(options: HttpUpstreamOptions = {}): Promise<Upstream> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(host));
+  return { host, port, address: `${host}:${port}`, hits: () => 0, close: () => Promise.resolve() };
+}
