@@ -1,0 +1,567 @@
+/**
+ * A real Kubernetes control plane for tests: etcd + kube-apiserver (+ optionally kube-controller-manager)
+ * on 127.0.0.1 with free ports, started envtest-style (controller-runtime's flag set), certificates made with
+ * openssl in a temp dir. No kubelet: tests create Nodes/Pods or write EndpointSlices themselves.
+ *
+ * Processes are stopped by `stop()`, and every process still running when the test process exits is
+ * killed, so a failing test cannot leak an apiserver. `detached: true` is for scripts/k8s-up.mjs only: the
+ * processes then outlive this process and scripts/k8s-down.mjs stops them from the state file.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+
+const execFileAsync = promisify(execFile);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface KubeClusterOptions {
+  /** Directory holding kube-apiserver, kube-controller-manager and etcd; default: READYGATE_K8S_BIN_DIR or a build. */
+  readonly binDir?: string;
+  /** Also run kube-controller-manager with these controllers (e.g. ['endpointslice-controller']). */
+  readonly controllers?: readonly string[];
+  /** Where certificates, data and logs go; default a fresh temp dir, removed by stop(). */
+  readonly dir?: string;
+  /** Keep processes running after this process exits (scripts/k8s-up.mjs). */
+  readonly detached?: boolean;
+  /** How long to wait for etcd / the apiserver to become ready. */
+  readonly startTimeoutMs?: number;
+}
+
+/** What scripts/k8s-down.mjs needs to stop a detached cluster. */
+export interface KubeClusterState {
+  readonly dir: string;
+  readonly server: string;
+  readonly adminKubeconfig: string;
+  readonly pids: Record<string, number>;
+}
+
+export const STATE_FILE = 'cluster.json';
+
+let binDirPromise: Promise<string> | undefined;
+
+/** READYGATE_K8S_BIN_DIR, else the pinned binaries built (or found cached) by scripts/k8s-binaries.sh. */
+export function kubeBinDir(): Promise<string> {
+  binDirPromise ??= (async () => {
+    const fromEnv = process.env['READYGATE_K8S_BIN_DIR'];
+    if (fromEnv) return fromEnv;
+    const { stdout } = await execFileAsync('bash', [path.join(repoRoot, 'scripts', 'k8s-binaries.sh')], {
+      timeout: 3_600_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const dir = stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(path.join(dir, 'kube-apiserver'))) {
+      throw new Error(`scripts/k8s-binaries.sh printed "${dir}", which holds no kube-apiserver`);
+    }
+    return dir;
+  })();
+  return binDirPromise;
+}
+
+/** Every process started by this module and still running; killed when this process exits. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+async function openssl(cwd: string, args: string[]): Promise<void> {
+  await execFileAsync('openssl', args, { cwd, timeout: 30_000 });
+}
+
+/** A client certificate signed by the cluster CA; `groups` become O= entries (Kubernetes groups). */
+async function clientCertificate(
+  certsDir: string,
+  file: string,
+  user: string,
+  groups: readonly string[],
+): Promise<{ cert: string; key: string }> {
+  const subject = `/CN=${user}${groups.map((g) => `/O=${g}`).join('')}`;
+  await openssl(certsDir, [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    subject,
+    '-keyout',
+    `${file}.key`,
+    '-out',
+    `${file}.csr`,
+  ]);
+  await openssl(certsDir, [
+    'x509',
+    '-req',
+    '-in',
+    `${file}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-out',
+    `${file}.crt`,
+  ]);
+  return { cert: path.join(certsDir, `${file}.crt`), key: path.join(certsDir, `${file}.key`) };
+}
+
+async function makeCertificates(certsDir: string): Promise<void> {
+  mkdirSync(certsDir, { recursive: true });
+  await openssl(certsDir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=readygate-test-ca',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+  ]);
+  writeFileSync(path.join(certsDir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await openssl(certsDir, [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=kube-apiserver',
+    '-keyout',
+    'apiserver.key',
+    '-out',
+    'apiserver.csr',
+  ]);
+  await openssl(certsDir, [
+    'x509',
+    '-req',
+    '-in',
+    'apiserver.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-out',
+    'apiserver.crt',
+    '-extfile',
+    'san.ext',
+  ]);
+  await openssl(certsDir, ['genrsa', '-out', 'sa.key', '2048']);
+  await openssl(certsDir, ['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+  await clientCertificate(certsDir, 'admin', 'admin', ['system:masters']);
+}
+
+/** A kubeconfig YAML (kubectl reads it too) with embedded certificate data. */
+function kubeconfigYaml(
+  server: string,
+  caFile: string,
+  user: string,
+  auth: { cert: string; key: string } | { token: string },
+): string {
+  const b64 = (file: string): string => readFileSync(file).toString('base64');
+  const userLines =
+    'token' in auth
+      ? `    token: ${auth.token}\n`
+      : `    client-certificate-data: ${b64(auth.cert)}\n    client-key-data: ${b64(auth.key)}\n`;
+  return (
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: readygate-test\n  cluster:\n    server: ${server}\n` +
+    `    certificate-authority-data: ${b64(caFile)}\nusers:\n- name: ${user}\n  user:\n${userLines}` +
+    `contexts:\n- name: ${user}@readygate-test\n  context:\n    cluster: readygate-test\n    user: ${user}\n` +
+    `current-context: ${user}@readygate-test\n`
+  );
+}
+
+function kubeConfigFromFile(file: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
+}
+
+interface Managed {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+function launch(name: string, binary: string, args: string[], logFile: string, detached: boolean): Managed {
+  const log = openSync(logFile, 'a');
+  const child = spawn(binary, args, { stdio: ['ignore', log, log], detached });
+  closeSync(log);
+  if (detached) child.unref();
+  else running.add(child);
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve(code ?? (signal ? -1 : null));
+    });
+    child.once('error', () => {
+      running.delete(child);
+      resolve(-1);
+    });
+  });
+  if (child.pid === undefined) throw new Error(`${name} did not start (${binary})`);
+  return { child, exited };
+}
+
+async function stopProcess(
+  managed: Managed | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 10_000,
+): Promise<void> {
+  if (!managed || managed.child.exitCode !== null || managed.child.signalCode !== null) return;
+  managed.child.kill(signal);
+  const timer = setTimeout(() => managed.child.kill('SIGKILL'), graceMs);
+  await managed.exited;
+  clearTimeout(timer);
+}
+
+function tail(file: string, lines = 25): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** GET over TLS with the admin certificate; resolves with status and body, never throws on HTTP errors. */
+function adminGet(
+  server: string,
+  certsDir: string,
+  urlPath: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = https.get(
+      `${server}${urlPath}`,
+      {
+        ca: readFileSync(path.join(certsDir, 'ca.crt')),
+        cert: readFileSync(path.join(certsDir, 'admin.crt')),
+        key: readFileSync(path.join(certsDir, 'admin.key')),
+        timeout: 2_000,
+      },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          resolve({ status: response.statusCode ?? 0, body });
+        });
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timeout')));
+    request.on('error', reject);
+  });
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  exited: Promise<unknown>,
+  logFile: string,
+  probe: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const process = { exited: false };
+  void exited.then(() => {
+    process.exited = true;
+  });
+  while (Date.now() < deadline) {
+    if (process.exited) throw new Error(`${what} exited while starting; last log lines:\n${tail(logFile)}`);
+    try {
+      if (await probe()) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${what} not ready after ${timeoutMs} ms; last log lines:\n${tail(logFile)}`);
+}
+
+export class KubeCluster {
+  readonly dir: string;
+  readonly server: string;
+  readonly adminKubeconfigPath: string;
+  readonly #binDir: string;
+  readonly #certsDir: string;
+  readonly #apiserverPort: number;
+  readonly #etcdUrl: string;
+  readonly #etcdArgs: string[];
+  readonly #controllers: readonly string[];
+  readonly #detached: boolean;
+  readonly #startTimeoutMs: number;
+  readonly #ownsDir: boolean;
+  #etcd: Managed | undefined;
+  #apiserver: Managed | undefined;
+  #controllerManager: Managed | undefined;
+  #users = 0;
+
+  private constructor(init: {
+    dir: string;
+    ownsDir: boolean;
+    binDir: string;
+    apiserverPort: number;
+    etcdPort: number;
+    etcdPeerPort: number;
+    controllers: readonly string[];
+    detached: boolean;
+    startTimeoutMs: number;
+  }) {
+    this.dir = init.dir;
+    this.#ownsDir = init.ownsDir;
+    this.#binDir = init.binDir;
+    this.#certsDir = path.join(init.dir, 'certs');
+    this.#apiserverPort = init.apiserverPort;
+    this.server = `https://127.0.0.1:${init.apiserverPort}`;
+    this.adminKubeconfigPath = path.join(init.dir, 'admin.kubeconfig');
+    this.#etcdUrl = `http://127.0.0.1:${init.etcdPort}`;
+    const peer = `http://127.0.0.1:${init.etcdPeerPort}`;
+    this.#etcdArgs = [
+      `--data-dir=${path.join(init.dir, 'etcd')}`,
+      `--listen-client-urls=${this.#etcdUrl}`,
+      `--advertise-client-urls=${this.#etcdUrl}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=default=${peer}`,
+      // Test data is disposable; fsync on a shared 2-core machine only slows every write.
+      '--unsafe-no-fsync=true',
+      '--log-level=warn',
+    ];
+    this.#controllers = init.controllers;
+    this.#detached = init.detached;
+    this.#startTimeoutMs = init.startTimeoutMs;
+  }
+
+  static async start(options: KubeClusterOptions = {}): Promise<KubeCluster> {
+    const binDir = options.binDir ?? (await kubeBinDir());
+    const ownsDir = options.dir === undefined;
+    const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'readygate-k8s-'));
+    mkdirSync(dir, { recursive: true });
+    const [apiserverPort, etcdPort, etcdPeerPort] = [await freePort(), await freePort(), await freePort()];
+    const cluster = new KubeCluster({
+      dir,
+      ownsDir,
+      binDir,
+      apiserverPort,
+      etcdPort,
+      etcdPeerPort,
+      controllers: options.controllers ?? [],
+      detached: options.detached ?? false,
+      startTimeoutMs: options.startTimeoutMs ?? 120_000,
+    });
+    try {
+      await makeCertificates(cluster.#certsDir);
+      writeFileSync(
+        cluster.adminKubeconfigPath,
+        kubeconfigYaml(cluster.server, path.join(cluster.#certsDir, 'ca.crt'), 'admin', {
+          cert: path.join(cluster.#certsDir, 'admin.crt'),
+          key: path.join(cluster.#certsDir, 'admin.key'),
+        }),
+      );
+      await cluster.#startEtcd();
+      await cluster.startApiserver();
+      if (cluster.#controllers.length > 0) await cluster.#startControllerManager();
+      cluster.#writeState();
+      return cluster;
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+  }
+
+  /** Admin (system:masters) client configuration. */
+  adminConfig(): KubeConfig {
+    return kubeConfigFromFile(this.adminKubeconfigPath);
+  }
+
+  /**
+   * A kubeconfig for a user authenticated by a client certificate (CN=name, O=each group) with no rights
+   * until RBAC grants some: how tests run readygate with least privilege.
+   */
+  async userKubeconfig(
+    name: string,
+    groups: readonly string[] = [],
+  ): Promise<{ path: string; kubeConfig: KubeConfig }> {
+    const file = `user-${++this.#users}-${name.replace(/[^a-z0-9-]/gi, '_')}`;
+    const cert = await clientCertificate(this.#certsDir, file, name, groups);
+    const kubeconfigPath = path.join(this.dir, `${file}.kubeconfig`);
+    writeFileSync(
+      kubeconfigPath,
+      kubeconfigYaml(this.server, path.join(this.#certsDir, 'ca.crt'), name, cert),
+    );
+    return { path: kubeconfigPath, kubeConfig: kubeConfigFromFile(kubeconfigPath) };
+  }
+
+  /** A kubeconfig authenticating with a bearer token (e.g. a ServiceAccount token from TokenRequest). */
+  tokenKubeConfig(user: string, token: string): KubeConfig {
+    const kubeconfigPath = path.join(this.dir, `token-${++this.#users}.kubeconfig`);
+    writeFileSync(
+      kubeconfigPath,
+      kubeconfigYaml(this.server, path.join(this.#certsDir, 'ca.crt'), user, { token }),
+    );
+    return kubeConfigFromFile(kubeconfigPath);
+  }
+
+  get apiserverRunning(): boolean {
+    return (
+      this.#apiserver !== undefined &&
+      this.#apiserver.child.exitCode === null &&
+      this.#apiserver.child.signalCode === null
+    );
+  }
+
+  /** Starts (or restarts, after stopApiserver) kube-apiserver on the same port and data; waits for /readyz. */
+  async startApiserver(): Promise<void> {
+    if (this.apiserverRunning) return;
+    const certs = this.#certsDir;
+    const logFile = path.join(this.dir, 'kube-apiserver.log');
+    const args = [
+      `--etcd-servers=${this.#etcdUrl}`,
+      `--secure-port=${this.#apiserverPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--cert-dir=${certs}`,
+      `--tls-cert-file=${path.join(certs, 'apiserver.crt')}`,
+      `--tls-private-key-file=${path.join(certs, 'apiserver.key')}`,
+      `--client-ca-file=${path.join(certs, 'ca.crt')}`,
+      `--service-account-issuer=${this.server}/`,
+      `--service-account-key-file=${path.join(certs, 'sa.pub')}`,
+      `--service-account-signing-key-file=${path.join(certs, 'sa.key')}`,
+      '--service-cluster-ip-range=10.0.0.0/16',
+      '--authorization-mode=RBAC',
+      '--allow-privileged=true',
+      // No ServiceAccount controller runs, so nothing creates the "default" ServiceAccount pods need.
+      '--disable-admission-plugins=ServiceAccount',
+      '--profiling=false',
+    ];
+    this.#apiserver = launch(
+      'kube-apiserver',
+      path.join(this.#binDir, 'kube-apiserver'),
+      args,
+      logFile,
+      this.#detached,
+    );
+    const exited = this.#apiserver.exited;
+    await waitFor('kube-apiserver', this.#startTimeoutMs, exited, logFile, async () => {
+      const { status } = await adminGet(this.server, certs, '/readyz');
+      return status === 200;
+    });
+    this.#writeState();
+  }
+
+  /** Stops kube-apiserver only (etcd keeps the data): an API outage as readygate sees it. */
+  async stopApiserver(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await stopProcess(this.#apiserver, signal);
+    this.#apiserver = undefined;
+  }
+
+  /** Stops every process, and removes the directory when this helper created it. Idempotent. */
+  async stop(): Promise<void> {
+    await stopProcess(this.#controllerManager);
+    await stopProcess(this.#apiserver);
+    await stopProcess(this.#etcd);
+    this.#controllerManager = undefined;
+    this.#apiserver = undefined;
+    this.#etcd = undefined;
+    if (this.#ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async #startEtcd(): Promise<void> {
+    const logFile = path.join(this.dir, 'etcd.log');
+    this.#etcd = launch('etcd', path.join(this.#binDir, 'etcd'), this.#etcdArgs, logFile, this.#detached);
+    await waitFor('etcd', this.#startTimeoutMs, this.#etcd.exited, logFile, async () => {
+      const response = await fetch(`${this.#etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+      const body = (await response.json()) as { health?: unknown };
+      return body.health === 'true';
+    });
+  }
+
+  async #startControllerManager(): Promise<void> {
+    const logFile = path.join(this.dir, 'kube-controller-manager.log');
+    const args = [
+      `--kubeconfig=${this.adminKubeconfigPath}`,
+      `--controllers=${this.#controllers.join(',')}`,
+      '--leader-elect=false',
+      '--secure-port=0',
+      '--profiling=false',
+    ];
+    this.#controllerManager = launch(
+      'kube-controller-manager',
+      path.join(this.#binDir, 'kube-controller-manager'),
+      args,
+      logFile,
+      this.#detached,
+    );
+    // No health endpoint without a secure port: give it a moment and make sure it did not die on its flags.
+    const early = await Promise.race([
+      this.#controllerManager.exited.then(() => 'exited' as const),
+      new Promise<'running'>((resolve) => {
+        setTimeout(() => {
+          resolve('running');
+        }, 1_000);
+      }),
+    ]);
+    if (early === 'exited') throw new Error(`kube-controller-manager exited:\n${tail(logFile)}`);
+  }
+
+  #writeState(): void {
+    const pids: Record<string, number> = {};
+    for (const [name, managed] of [
+      ['etcd', this.#etcd],
+      ['kube-apiserver', this.#apiserver],
+      ['kube-controller-manager', this.#controllerManager],
+    ] as const) {
+      if (managed?.child.pid !== undefined) pids[name] = managed.child.pid;
+    }
+    const state: KubeClusterState = {
+      dir: this.dir,
+      server: this.server,
+      adminKubeconfig: this.adminKubeconfigPath,
+      pids,
+    };
+    writeFileSync(path.join(this.dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+  }
+}
+
+/** Shorthand for KubeCluster.start. */
+export function startKubeCluster(options: KubeClusterOptions = {}): Promise<KubeCluster> {
+  return KubeCluster.start(options);
+}
