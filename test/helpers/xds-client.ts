@@ -38,7 +38,8 @@ export interface StreamEnd {
   details: string;
 }
 
-/** Decodes an Any's payload with the message type its type URL names. */
+/** Decodes an Any's payload with the message type its type URL names; T is the shape the test expects. */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- a typed view for assertions
 export function unpack<T = Record<string, unknown>>(any: DecodedAny): T {
   return codecFor<T>(messageNameOf(any.type_url as TypeUrl)).decode(any.value);
 }
