@@ -1,0 +1,857 @@
+/**
+ * Command-line configuration: which flags each command takes, where a value may come from (flag,
+ * `READYGATE_*` env var, `--config` file) and how it is validated into a frozen, typed config.
+ * Pure: the CLI reads files and the environment and hands the contents in, so every rule here is
+ * table-tested without touching the process.
+ *
+ * Precedence is flag > env > config file > default. Every problem becomes one ReadygateError
+ * (CONFIG_INVALID) whose message names where the bad value came from, so the CLI can print it as a
+ * single line.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ErrorCode, ReadygateError } from './errors.js';
+
+// ---------------------------------------------------------------------------------------------------
+// Value parsers. Each returns the parsed value or a string describing what is wrong with `text`.
+// ---------------------------------------------------------------------------------------------------
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port`, IPv6 hosts bracketed: what gRPC's bind and Node's listen helpers expect. */
+  readonly address: string;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
+
+export function parseHostPort(text: string): HostPort | string {
+  const problem = `"${text}" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)`;
+  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  const plain = /^([^:[\]]+):(\d+)$/.exec(text);
+  const match = bracketed ?? plain;
+  if (!match) return problem;
+  const host = match[1] ?? '';
+  const portText = match[2] ?? '';
+  if (bracketed && isIP(host) !== 6) return `"${text}": "${host}" is not an IPv6 address`;
+  if (plain && isIP(host) === 0 && !HOSTNAME.test(host))
+    return `"${text}": "${host}" is not a host name or IP address`;
+  const port = Number(portText);
+  // Port 0 is allowed on purpose: the OS picks a free port (tests, demos).
+  if (portText.length > 5 || port > 65535) return `"${text}": port ${portText} is out of range 0-65535`;
+  return Object.freeze({ host, port, address: formatHostPort(host, port) });
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** Longest accepted duration: beyond ~24.8 days Node's timers overflow, and nothing here waits a day. */
+export const MAX_DURATION_MS = 24 * 3_600_000;
+
+/** Go-style durations (`30s`, `500ms`, `1m30s`, `1.5s`) in milliseconds. A bare number is ambiguous. */
+export function parseDuration(text: string): number | string {
+  const problem = `"${text}" is not a duration (examples: 30s, 500ms, 2m, 1m30s)`;
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) return problem;
+  let total = 0;
+  for (const part of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    total += Number(part[1]) * (DURATION_UNIT_MS[part[2] ?? ''] ?? Number.NaN);
+  }
+  if (!Number.isFinite(total)) return problem;
+  if (total > MAX_DURATION_MS) return `"${text}" is longer than the maximum of 24h`;
+  return Math.round(total);
+}
+
+export function parseHttpUrl(text: string): string | { readonly problem: string } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // The usual slip: an address where a URL belongs.
+    if (typeof parseHostPort(text) !== 'string')
+      return { problem: `"${text}" is not a URL (did you mean http://${text}?)` };
+    return { problem: `"${text}" is not a URL (example: http://127.0.0.1:9901)` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return { problem: `"${text}" must be an http:// or https:// URL` };
+  if (url.hostname === '') return { problem: `"${text}" has no host` };
+  // A trailing slash would double up when callers append paths like /clusters.
+  return url.href.replace(/\/+$/, '');
+}
+
+export type SourceSpec =
+  | { readonly kind: 'kubernetes' }
+  | {
+      readonly kind: 'file';
+      /** As given; resolved against the working directory when opened. */ readonly path: string;
+    };
+
+export function parseSource(text: string): SourceSpec | string {
+  if (text === 'kubernetes') return Object.freeze({ kind: 'kubernetes' });
+  if (text.startsWith('file:')) {
+    const path = text.slice('file:'.length);
+    if (path === '') return `"${text}" names no file (example: file:examples/endpoints.yaml)`;
+    return Object.freeze({ kind: 'file', path });
+  }
+  return `"${text}" is not a source (use file:PATH or kubernetes)`;
+}
+
+export interface PodRef {
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export function parsePodRef(text: string): PodRef | string {
+  const [namespace, name, ...rest] = text.split('/');
+  if (namespace === undefined || name === undefined || rest.length > 0)
+    return `"${text}" is not NAMESPACE/NAME (example: default/web-6d4f9c7b8-x2x9k)`;
+  if (!isDnsLabel(namespace)) return `"${text}": namespace "${namespace}" is not a valid Kubernetes name`;
+  if (!isDnsSubdomain(name)) return `"${text}": pod name "${name}" is not a valid Kubernetes name`;
+  return Object.freeze({ namespace, name });
+}
+
+export function isDnsLabel(text: string): boolean {
+  return text.length <= 63 && DNS_LABEL.test(text);
+}
+
+export function isDnsSubdomain(text: string): boolean {
+  return text.length <= 253 && text.split('.').every((label) => DNS_LABEL.test(label));
+}
+
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+/**
+ * Checks a Kubernetes label selector (`app=web,tier!=db`, `env in (a,b)`, `!legacy`) so that a typo fails
+ * at startup instead of as an API error after the control plane is up.
+ */
+export function checkLabelSelector(text: string): string | undefined {
+  const requirements = splitTopLevel(text);
+  if (requirements === undefined) return `"${text}" has unbalanced parentheses`;
+  for (const raw of requirements) {
+    const requirement = raw.trim();
+    const problem = `"${text}": "${requirement}" is not a label selector requirement (examples: app=web, tier!=db, env in (a,b), !legacy)`;
+    const set = /^(\S+)\s+(in|notin)\s*\((.*)\)$/.exec(requirement);
+    if (set) {
+      const values = (set[3] ?? '').split(',').map((v) => v.trim());
+      if (!LABEL_KEY.test(set[1] ?? '') || values.some((v) => v === '' || !LABEL_VALUE.test(v)))
+        return problem;
+      continue;
+    }
+    const equality = /^([^=!\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(requirement);
+    if (equality) {
+      if (!LABEL_KEY.test(equality[1] ?? '') || !LABEL_VALUE.test(equality[3] ?? '')) return problem;
+      continue;
+    }
+    const exists = /^!?\s*(\S+)$/.exec(requirement);
+    if (exists && LABEL_KEY.test(exists[1] ?? '')) continue;
+    return problem;
+  }
+  return undefined;
+}
+
+function splitTopLevel(text: string): string[] | undefined {
+  const parts: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const char of text) {
+    if (char === '(') depth += 1;
+    if (char === ')') depth -= 1;
+    if (depth < 0 || depth > 1) return undefined;
+    if (char === ',' && depth === 0) {
+      parts.push(current);
+      current = '';
+    } else current += char;
+  }
+  if (depth !== 0) return undefined;
+  parts.push(current);
+  return parts;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Env vars carry booleans as text; accept the usual spellings and nothing else. */
+export function parseBooleanText(text: string): boolean | undefined {
+  const normalized = text.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(normalized)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(normalized)) return false;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Zod schemas built on the parsers, so one rule serves flags, env vars and config files.
+// ---------------------------------------------------------------------------------------------------
+
+function refined<T>(parse: (text: string) => T | string): z.ZodType<T, string> {
+  return z.string().transform((text, ctx): T => {
+    const result = parse(text);
+    if (typeof result === 'string') {
+      ctx.issues.push({ code: 'custom', message: result, input: text });
+      return z.NEVER;
+    }
+    return result;
+  });
+}
+
+const hostPortSchema = refined(parseHostPort);
+const durationSchema = refined(parseDuration);
+const sourceSchema = refined(parseSource);
+const podSchema = refined(parsePodRef);
+const urlSchema = refined((text) => {
+  const result = parseHttpUrl(text);
+  return typeof result === 'string' ? { url: result } : result.problem;
+}).transform((value) => value.url);
+const nonEmptyText = refined((text) =>
+  text.trim() === '' ? `"${text}" must not be empty` : { text },
+).transform((v) => v.text);
+const logLevelSchema = refined((text): { level: LogLevel } | string => {
+  const level = LOG_LEVELS.find((candidate) => candidate === text);
+  return level ? { level } : `"${text}" is not a log level (use one of ${LOG_LEVELS.join(', ')})`;
+}).transform((v) => v.level);
+const terminatingSchema = refined((text): { mode: 'draining' | 'omit' } | string =>
+  text === 'draining' || text === 'omit' ? { mode: text } : `"${text}" is not draining or omit`,
+).transform((v) => v.mode);
+const namespacesSchema = z.array(z.string()).transform((items, ctx): readonly string[] => {
+  const names = [...new Set(items.map((item) => item.trim()).filter((item) => item !== ''))];
+  const bad = names.find((name) => !isDnsLabel(name));
+  if (bad !== undefined) {
+    ctx.issues.push({ code: 'custom', message: `"${bad}" is not a valid namespace name`, input: items });
+    return z.NEVER;
+  }
+  return Object.freeze(names);
+});
+const selectorSchema = refined((text) => checkLabelSelector(text) ?? { selector: text.trim() }).transform(
+  (v) => v.selector,
+);
+
+// ---------------------------------------------------------------------------------------------------
+// Option tables: one row per flag. The flag name is also the config-file key.
+// ---------------------------------------------------------------------------------------------------
+
+export type OptionKind = 'string' | 'boolean' | 'list';
+
+export interface OptionDef<Out = unknown> {
+  /** Flag name without dashes; also the config-file key. */
+  readonly flag: string;
+  readonly kind: OptionKind;
+  readonly env: string;
+  /** Input is `string` (string), `boolean` (boolean), `string[]` (list) or undefined when unset. */
+  readonly schema: z.ZodType<Out>;
+  readonly valueName?: string;
+  readonly help: string;
+  readonly defaultText?: string;
+  /** Boolean flags that default to true are turned off with `--no-<flag>`. */
+  readonly negatable?: boolean;
+  /** The value is a file path that must be readable when the command starts (checked by the CLI). */
+  readonly readableFile?: boolean;
+  /** No default: resolution fails with "--flag is required" when no layer sets it. */
+  readonly required?: boolean;
+}
+
+function option<Out>(def: OptionDef<Out>): OptionDef<Out> {
+  return Object.freeze(def);
+}
+
+const logLevelOption = option({
+  flag: 'log-level',
+  kind: 'string',
+  env: 'READYGATE_LOG_LEVEL',
+  schema: logLevelSchema.optional().prefault('info'),
+  valueName: 'LEVEL',
+  help: `Log level: ${LOG_LEVELS.join(', ')}.`,
+  defaultText: 'info',
+});
+
+const serveOptions = {
+  source: option({
+    flag: 'source',
+    kind: 'string',
+    env: 'READYGATE_SOURCE',
+    schema: sourceSchema.optional().prefault('kubernetes'),
+    valueName: 'file:PATH|kubernetes',
+    help: 'Where endpoints come from: an endpoints file (watched for edits) or the Kubernetes API.',
+    defaultText: 'kubernetes',
+  }),
+  xdsAddress: option({
+    flag: 'xds-address',
+    kind: 'string',
+    env: 'READYGATE_XDS_ADDRESS',
+    schema: hostPortSchema.optional().prefault('127.0.0.1:18000'),
+    valueName: 'HOST:PORT',
+    help: 'Where the ADS gRPC server (CDS/EDS for Envoy, LDS/RDS for proxyless gRPC) listens.',
+    defaultText: '127.0.0.1:18000',
+  }),
+  adminAddress: option({
+    flag: 'admin-address',
+    kind: 'string',
+    env: 'READYGATE_ADMIN_ADDRESS',
+    schema: hostPortSchema.optional().prefault('127.0.0.1:9102'),
+    valueName: 'HOST:PORT',
+    help: 'Where the admin HTTP server (/healthz, /readyz, /metrics, /debug/syncz) listens.',
+    defaultText: '127.0.0.1:9102',
+  }),
+  kubeconfig: option({
+    flag: 'kubeconfig',
+    kind: 'string',
+    env: 'READYGATE_KUBECONFIG',
+    schema: nonEmptyText.optional(),
+    valueName: 'FILE',
+    help: 'Kubeconfig for --source kubernetes. Without it: in-cluster config, then $KUBECONFIG, then ~/.kube/config.',
+    readableFile: true,
+  }),
+  namespaces: option({
+    flag: 'namespace',
+    kind: 'list',
+    env: 'READYGATE_NAMESPACE',
+    schema: namespacesSchema.optional().prefault([]),
+    valueName: 'NAME[,NAME...]',
+    help: 'Namespaces to watch (repeatable or comma-separated). Default: all namespaces.',
+  }),
+  serviceSelector: option({
+    flag: 'service-selector',
+    kind: 'string',
+    env: 'READYGATE_SERVICE_SELECTOR',
+    schema: selectorSchema.optional(),
+    valueName: 'SELECTOR',
+    help: 'Only Services matching this label selector (e.g. readygate.io/enabled=true). Default: all.',
+  }),
+  terminating: option({
+    flag: 'terminating',
+    kind: 'string',
+    env: 'READYGATE_TERMINATING',
+    schema: terminatingSchema.optional().prefault('draining'),
+    valueName: 'draining|omit',
+    help: 'Terminating endpoints that still serve: send them as DRAINING, or leave them out.',
+    defaultText: 'draining',
+  }),
+  terminatingFallback: option({
+    flag: 'terminating-fallback',
+    kind: 'boolean',
+    env: 'READYGATE_TERMINATING_FALLBACK',
+    schema: z.boolean().optional().prefault(true),
+    help: 'When a port has no ready endpoint, send its serving terminating endpoints as HEALTHY (Kubernetes ProxyTerminatingEndpoints). Turn off with --no-terminating-fallback.',
+    defaultText: 'on',
+    negatable: true,
+  }),
+  extproc: option({
+    flag: 'extproc',
+    kind: 'boolean',
+    env: 'READYGATE_EXTPROC',
+    schema: z.boolean().optional().prefault(false),
+    help: 'Also host the ext_proc service (see `readygate extproc`) in this process.',
+    defaultText: 'off',
+  }),
+  extprocAddress: option({
+    flag: 'extproc-address',
+    kind: 'string',
+    env: 'READYGATE_EXTPROC_ADDRESS',
+    schema: hostPortSchema.optional().prefault('127.0.0.1:18001'),
+    valueName: 'HOST:PORT',
+    help: 'Where the ext_proc gRPC server listens when --extproc is set.',
+    defaultText: '127.0.0.1:18001',
+  }),
+  logLevel: logLevelOption,
+} as const;
+
+const extprocOptions = {
+  address: option({
+    flag: 'address',
+    kind: 'string',
+    env: 'READYGATE_EXTPROC_ADDRESS',
+    schema: hostPortSchema.optional().prefault('127.0.0.1:18001'),
+    valueName: 'HOST:PORT',
+    help: 'Where the ext_proc gRPC server listens.',
+    defaultText: '127.0.0.1:18001',
+  }),
+  debug: option({
+    flag: 'debug',
+    kind: 'boolean',
+    env: 'READYGATE_EXTPROC_DEBUG',
+    schema: z.boolean().optional().prefault(false),
+    help: 'Add classification details (response flags, upstream host state) to error bodies.',
+    defaultText: 'off',
+  }),
+  logLevel: logLevelOption,
+} as const;
+
+const statusOptions = {
+  envoyAdmin: option({
+    flag: 'envoy-admin',
+    kind: 'string',
+    env: 'READYGATE_ENVOY_ADMIN',
+    schema: urlSchema,
+    valueName: 'URL',
+    help: "Envoy's admin URL (e.g. http://127.0.0.1:9901). Required.",
+    required: true,
+  }),
+  controlPlane: option({
+    flag: 'control-plane',
+    kind: 'string',
+    env: 'READYGATE_CONTROL_PLANE',
+    schema: urlSchema.optional(),
+    valueName: 'URL',
+    help: "readygate's admin URL (e.g. http://127.0.0.1:9102), to compare what it sent with what Envoy has.",
+  }),
+  json: option({
+    flag: 'json',
+    kind: 'boolean',
+    env: 'READYGATE_STATUS_JSON',
+    schema: z.boolean().optional().prefault(false),
+    help: 'Print the comparison as JSON instead of a table.',
+    defaultText: 'off',
+  }),
+  logLevel: logLevelOption,
+} as const;
+
+const drainWaitOptions = {
+  pod: option({
+    flag: 'pod',
+    kind: 'string',
+    env: 'READYGATE_POD',
+    schema: podSchema,
+    valueName: 'NAMESPACE/NAME',
+    help: 'The pod that is shutting down. Required.',
+    required: true,
+  }),
+  timeout: option({
+    flag: 'timeout',
+    kind: 'string',
+    env: 'READYGATE_DRAIN_TIMEOUT',
+    schema: durationSchema
+      .refine((ms) => ms > 0, { message: 'must be longer than 0s' })
+      .optional()
+      .prefault('30s'),
+    valueName: 'DURATION',
+    help: 'Give up (exit 1) after this long, e.g. 30s, 2m.',
+    defaultText: '30s',
+  }),
+  controlPlane: option({
+    flag: 'control-plane',
+    kind: 'string',
+    env: 'READYGATE_CONTROL_PLANE',
+    schema: urlSchema.optional().prefault('http://127.0.0.1:9102'),
+    valueName: 'URL',
+    help: "readygate's admin URL, asked whether every Envoy has stopped sending new requests to the pod.",
+    defaultText: 'http://127.0.0.1:9102',
+  }),
+  logLevel: logLevelOption,
+} as const;
+
+const demoOptions = {
+  short: option({
+    flag: 'short',
+    kind: 'boolean',
+    env: 'READYGATE_DEMO_SHORT',
+    schema: z.boolean().optional().prefault(false),
+    help: 'Run shorter phases (what the integration test uses).',
+    defaultText: 'off',
+  }),
+  out: option({
+    flag: 'out',
+    kind: 'string',
+    env: 'READYGATE_DEMO_OUT',
+    schema: nonEmptyText.optional().prefault('demo-output'),
+    valueName: 'DIR',
+    help: 'Directory for the results table (JSON) and the timeline chart.',
+    defaultText: 'demo-output',
+  }),
+  logLevel: logLevelOption,
+} as const;
+
+interface CommandDef<Options extends Readonly<Record<string, OptionDef>>> {
+  readonly summary: string;
+  readonly description: string;
+  readonly options: Options;
+}
+
+export const COMMANDS = Object.freeze({
+  serve: {
+    summary: 'Run the control plane: watch a source, serve CDS/EDS over ADS to Envoy.',
+    description:
+      'Runs until SIGTERM or SIGINT, then closes the source, ends every xDS stream with a status and closes the admin server.',
+    options: serveOptions,
+  },
+  extproc: {
+    summary: 'Run the ext_proc service that maps upstream failures to 502/503/504 with problem+json.',
+    description: 'Runs until SIGTERM or SIGINT. Envoy calls it through an ext_proc filter.',
+    options: extprocOptions,
+  },
+  status: {
+    summary: 'Compare what Envoy has with what readygate sent; exit 1 on drift.',
+    description: "Reads Envoy's admin (/clusters, /config_dump) and readygate's /debug/syncz.",
+    options: statusOptions,
+  },
+  'drain-wait': {
+    summary: 'preStop helper: wait until every Envoy stopped sending new requests to a pod.',
+    description: 'Exits 0 when the pod is out of every load assignment Envoy ACKed, 1 on timeout.',
+    options: drainWaitOptions,
+  },
+  demo: {
+    summary: 'Rolling update, slow start, crash and outage under load: readygate vs a naive setup.',
+    description: 'Starts a real Envoy, readygate and backends on 127.0.0.x and prints a side-by-side table.',
+    options: demoOptions,
+  },
+} satisfies Record<string, CommandDef<Readonly<Record<string, OptionDef>>>>);
+
+export type CommandName = keyof typeof COMMANDS;
+export const COMMAND_NAMES = Object.freeze(Object.keys(COMMANDS)) as readonly CommandName[];
+
+export function isCommandName(text: string): text is CommandName {
+  return Object.hasOwn(COMMANDS, text);
+}
+
+type ConfigOf<Options> = {
+  readonly [K in keyof Options]: Options[K] extends OptionDef<infer Out> ? Out : never;
+};
+
+export type ServeConfig = ConfigOf<typeof serveOptions>;
+export type ExtprocConfig = ConfigOf<typeof extprocOptions>;
+export type StatusConfig = ConfigOf<typeof statusOptions>;
+export type DrainWaitConfig = ConfigOf<typeof drainWaitOptions>;
+export type DemoConfig = ConfigOf<typeof demoOptions>;
+
+export interface CommandConfigs {
+  readonly serve: ServeConfig;
+  readonly extproc: ExtprocConfig;
+  readonly status: StatusConfig;
+  readonly 'drain-wait': DrainWaitConfig;
+  readonly demo: DemoConfig;
+}
+
+/** Env var naming the config file when --config is not given. */
+export const CONFIG_ENV = 'READYGATE_CONFIG';
+
+// ---------------------------------------------------------------------------------------------------
+// Command line.
+// ---------------------------------------------------------------------------------------------------
+
+type RawValue = string | boolean | readonly string[];
+
+/** Where a value came from, so an error can say which flag, env var or file key to fix. */
+export type Origin =
+  | { readonly kind: 'flag'; readonly flag: string }
+  | { readonly kind: 'env'; readonly name: string; readonly text: string }
+  | { readonly kind: 'file'; readonly path: string; readonly key: string };
+
+interface Sourced {
+  readonly value: RawValue;
+  readonly origin: Origin;
+}
+
+export interface ParsedCommandLine {
+  readonly help: boolean;
+  /** `--config FILE` when given on the command line. */
+  readonly configPath?: string | undefined;
+  /** Keyed by option key (e.g. `xdsAddress`). */
+  readonly values: ReadonlyMap<string, Sourced>;
+}
+
+function configInvalid(message: string): ReadygateError {
+  return new ReadygateError(ErrorCode.CONFIG_INVALID, message);
+}
+
+/** `[config key, option]` pairs of a command, in table order. */
+export function optionEntries(command: CommandName): [string, OptionDef][] {
+  return Object.entries(COMMANDS[command].options as Readonly<Record<string, OptionDef>>);
+}
+
+/** Parses the arguments after the command name. Throws CONFIG_INVALID on unknown or malformed flags. */
+export function parseCommandLine(command: CommandName, args: readonly string[]): ParsedCommandLine {
+  const entries = optionEntries(command);
+  const byFlag = new Map(entries.map(([key, def]) => [def.flag, { key, def }]));
+  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    config: { type: 'string' },
+  };
+  for (const [, def] of entries)
+    parseOptions[def.flag] = { type: def.kind === 'boolean' ? 'boolean' : 'string' };
+
+  // Non-strict with tokens: parseArgs' own errors are long and mention internals; ours name the flag.
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: parseOptions,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const values = new Map<string, Sourced>();
+  let help = false;
+  let configPath: string | undefined;
+  const lists = new Map<string, string[]>();
+  const usage = `see readygate ${command} --help`;
+
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') continue;
+    if (token.kind === 'positional') {
+      throw configInvalid(`unexpected argument "${token.value}" for readygate ${command} (${usage})`);
+    }
+    const { name, rawName } = token;
+    if (name === 'help') {
+      help = true;
+      continue;
+    }
+    const negated = name.startsWith('no-') ? byFlag.get(name.slice(3)) : undefined;
+    const known = byFlag.get(name);
+    const isString = name === 'config' || (known !== undefined && known.def.kind !== 'boolean');
+    if (isString) {
+      const value = token.value;
+      if (value === undefined || (!token.inlineValue && value.startsWith('-') && value !== '-')) {
+        throw configInvalid(`${rawName} needs a value (${usage})`);
+      }
+      if (name === 'config') {
+        configPath = value;
+      } else if (known?.def.kind === 'list') {
+        const items = lists.get(known.key) ?? [];
+        items.push(...value.split(','));
+        lists.set(known.key, items);
+        values.set(known.key, { value: items, origin: { kind: 'flag', flag: rawName } });
+      } else if (known) {
+        values.set(known.key, { value, origin: { kind: 'flag', flag: rawName } });
+      }
+      continue;
+    }
+    if (
+      known?.def.kind === 'boolean' ||
+      (negated?.def.kind === 'boolean' && negated.def.negatable === true)
+    ) {
+      if (token.value !== undefined) throw configInvalid(`${rawName} takes no value (${usage})`);
+      const target = known ?? negated;
+      if (target)
+        values.set(target.key, { value: known !== undefined, origin: { kind: 'flag', flag: rawName } });
+      continue;
+    }
+    throw configInvalid(`unknown flag ${rawName} for readygate ${command} (${usage})`);
+  }
+  return { help, configPath, values };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Environment and config file.
+// ---------------------------------------------------------------------------------------------------
+
+export function environmentValues(
+  command: CommandName,
+  env: Readonly<Record<string, string | undefined>>,
+): ReadonlyMap<string, Sourced> {
+  const values = new Map<string, Sourced>();
+  for (const [key, def] of optionEntries(command)) {
+    const text = env[def.env];
+    // An empty variable is how shells and manifests usually "unset" a value; treat it as absent.
+    if (text === undefined || text === '') continue;
+    const origin: Origin = { kind: 'env', name: def.env, text };
+    if (def.kind === 'boolean') {
+      const value = parseBooleanText(text);
+      if (value === undefined)
+        throw configInvalid(`${def.env}="${text}" is not a boolean (use true or false)`);
+      values.set(key, { value, origin });
+    } else if (def.kind === 'list') {
+      values.set(key, { value: text.split(','), origin });
+    } else {
+      values.set(key, { value: text, origin });
+    }
+  }
+  return values;
+}
+
+/** Parses a config file's text (YAML, which includes JSON). Throws CONFIG_INVALID naming the file. */
+export function parseConfigText(path: string, text: string): Readonly<Record<string, unknown>> {
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw configInvalid(`${path}: not valid YAML or JSON: ${yamlErrorText(error)}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data))
+    throw configInvalid(`${path}: expected a mapping of flag names to values`);
+  return data as Record<string, unknown>;
+}
+
+/**
+ * Values for `command` from a parsed config file. Keys are flag names. The file may be flat (keys of the
+ * command being run) or have one section per command (`serve: {...}`, `extproc: {...}`) so one file can
+ * configure several commands; a command's section wins over flat keys. Unknown keys are errors, in every
+ * section, so a typo never silently falls back to a default.
+ */
+export function configFileValues(
+  command: CommandName,
+  path: string,
+  data: Readonly<Record<string, unknown>>,
+): ReadonlyMap<string, Sourced> {
+  const values = new Map<string, Sourced>();
+  const flat: [string, unknown][] = [];
+  let section: Readonly<Record<string, unknown>> | undefined;
+  for (const [key, value] of Object.entries(data)) {
+    // `extproc` is both a command (section) and a serve flag (boolean): a mapping means the section.
+    const isSection =
+      isCommandName(key) && value !== null && typeof value === 'object' && !Array.isArray(value);
+    if (isSection) {
+      const sectionData = value as Record<string, unknown>;
+      for (const sectionKey of Object.keys(sectionData)) {
+        if (!optionEntries(key).some(([, def]) => def.flag === sectionKey))
+          throw configInvalid(
+            `${path}: unknown key ${key}.${sectionKey} (readygate ${key} has no --${sectionKey})`,
+          );
+      }
+      if (key === command) section = sectionData;
+    } else {
+      flat.push([key, value]);
+    }
+  }
+  const entries = optionEntries(command);
+  const assign = (fileKey: string, value: unknown, label: string): void => {
+    const entry = entries.find(([, def]) => def.flag === fileKey);
+    if (!entry)
+      throw configInvalid(`${path}: unknown key ${label} (readygate ${command} has no --${fileKey})`);
+    const [key, def] = entry;
+    const origin: Origin = { kind: 'file', path, key: label };
+    values.set(key, { value: configValue(def, value, `${path}: ${label}`), origin });
+  };
+  for (const [key, value] of flat) assign(key, value, key);
+  if (section) for (const [key, value] of Object.entries(section)) assign(key, value, `${command}.${key}`);
+  return values;
+}
+
+/** A YAML parse error as one line (the library's message continues with a multi-line excerpt). */
+export function yamlErrorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return (message.split('\n')[0] ?? '').replace(/:$/, '');
+}
+
+function configValue(def: OptionDef, value: unknown, label: string): RawValue {
+  if (def.kind === 'boolean') {
+    if (typeof value !== 'boolean')
+      throw configInvalid(`${label}: expected true or false, got ${describe(value)}`);
+    return value;
+  }
+  if (def.kind === 'list') {
+    if (typeof value === 'string') return value.split(',');
+    if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value;
+    throw configInvalid(`${label}: expected a list of strings, got ${describe(value)}`);
+  }
+  if (typeof value !== 'string') throw configInvalid(`${label}: expected a string, got ${describe(value)}`);
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Resolution.
+// ---------------------------------------------------------------------------------------------------
+
+export interface ConfigLayers {
+  readonly flags: ReadonlyMap<string, Sourced>;
+  readonly env?: ReadonlyMap<string, Sourced>;
+  readonly file?: ReadonlyMap<string, Sourced>;
+}
+
+/** Merges the layers (flag > env > file > default), validates each value and freezes the result. */
+export function resolveConfig<C extends CommandName>(command: C, layers: ConfigLayers): CommandConfigs[C] {
+  const config: Record<string, unknown> = {};
+  for (const [key, def] of optionEntries(command)) {
+    const sourced = layers.flags.get(key) ?? layers.env?.get(key) ?? layers.file?.get(key);
+    const result = def.schema.safeParse(sourced?.value);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      if (sourced === undefined) throw configInvalid(`--${def.flag} is required (or set ${def.env})`);
+      throw configInvalid(`${originLabel(sourced.origin)}: ${issueText(issue?.message, sourced.value)}`);
+    }
+    config[key] = result.data;
+  }
+  return Object.freeze(config) as unknown as CommandConfigs[C];
+}
+
+function originLabel(origin: Origin): string {
+  switch (origin.kind) {
+    case 'flag':
+      return origin.flag;
+    case 'env':
+      return origin.name;
+    case 'file':
+      return `${origin.path}: ${origin.key}`;
+  }
+}
+
+function issueText(message: string | undefined, value: RawValue): string {
+  // Parser messages already quote the value; a bare refine message does not.
+  if (message === undefined) return `invalid value ${JSON.stringify(value)}`;
+  return message.startsWith('"') ? message : `${JSON.stringify(value)} ${message}`;
+}
+
+/** The whole pipeline for callers that already hold the inputs (tests, embedding). */
+export function buildConfig<C extends CommandName>(
+  command: C,
+  inputs: {
+    readonly args: readonly string[];
+    readonly env?: Readonly<Record<string, string | undefined>>;
+    readonly configFile?: { readonly path: string; readonly text: string };
+  },
+): CommandConfigs[C] {
+  const commandLine = parseCommandLine(command, inputs.args);
+  const file = inputs.configFile
+    ? configFileValues(
+        command,
+        inputs.configFile.path,
+        parseConfigText(inputs.configFile.path, inputs.configFile.text),
+      )
+    : undefined;
+  return resolveConfig(command, {
+    flags: commandLine.values,
+    env: environmentValues(command, inputs.env ?? {}),
+    ...(file ? { file } : {}),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Help.
+// ---------------------------------------------------------------------------------------------------
+
+export function commandHelp(command: CommandName): string {
+  const def = COMMANDS[command];
+  const lines = [`Usage: readygate ${command} [flags]`, '', def.summary, def.description, '', 'Flags:'];
+  const rows: [string, string][] = [];
+  for (const [, option] of optionEntries(command)) {
+    const flag = option.negatable ? `--[no-]${option.flag}` : `--${option.flag}`;
+    const head = option.valueName ? `${flag} ${option.valueName}` : flag;
+    const notes = [
+      option.defaultText !== undefined ? `default ${option.defaultText}` : undefined,
+      `env ${option.env}`,
+    ]
+      .filter((note) => note !== undefined)
+      .join('; ');
+    rows.push([head, `${option.help} (${notes})`]);
+  }
+  rows.push(['--config FILE', `YAML or JSON file with the same keys as the flags (env ${CONFIG_ENV}).`]);
+  rows.push(['-h, --help', 'Show this help.']);
+  for (const [head, text] of rows) lines.push(`  ${head}`, `      ${text}`);
+  lines.push('', 'Precedence: flag > READYGATE_* env var > config file > default.', '');
+  return lines.join('\n');
+}
+
+export function topLevelHelp(version: string): string {
+  const width = Math.max(...COMMAND_NAMES.map((name) => name.length));
+  return [
+    `readygate ${version}: an Envoy control plane that sends only endpoints that can take traffic now.`,
+    '',
+    'Usage: readygate <command> [flags]',
+    '',
+    'Commands:',
+    ...COMMAND_NAMES.map((name) => `  ${name.padEnd(width)}  ${COMMANDS[name].summary}`),
+    '',
+    'Run `readygate <command> --help` for its flags. `readygate --version` prints the version.',
+    'Exit codes: 0 success, 1 runtime failure (or drift/timeout), 2 invalid flags or config.',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,481 @@
+import test from 'ava';
+import {
+  buildConfig,
+  checkLabelSelector,
+  commandHelp,
+  COMMAND_NAMES,
+  optionEntries,
+  parseDuration,
+  parseHostPort,
+  parseHttpUrl,
+  parsePodRef,
+  parseSource,
+  type CommandName,
+} from '../../src/config.js';
+import { ErrorCode, isReadygateError } from '../../src/errors.js';
+
+// --- value parsers -----------------------------------------------------------------------------------
+
+const hostPorts: [string, { host: string; port: number; address: string } | RegExp][] = [
+  ['127.0.0.1:18000', { host: '127.0.0.1', port: 18000, address: '127.0.0.1:18000' }],
+  ['localhost:0', { host: 'localhost', port: 0, address: 'localhost:0' }],
+  ['[::1]:9102', { host: '::1', port: 9102, address: '[::1]:9102' }],
+  ['0.0.0.0:65535', { host: '0.0.0.0', port: 65535, address: '0.0.0.0:65535' }],
+  ['127.0.0.1', /is not HOST:PORT/],
+  [':18000', /is not HOST:PORT/],
+  ['127.0.0.1:', /is not HOST:PORT/],
+  ['127.0.0.1:65536', /port 65536 is out of range 0-65535/],
+  ['127.0.0.1:099999', /out of range/],
+  ['127.0.0.1:80a', /is not HOST:PORT/],
+  ['::1:80', /is not HOST:PORT/],
+  ['[127.0.0.1]:80', /is not an IPv6 address/],
+  ['bad_host:80', /is not a host name or IP address/],
+  ['', /is not HOST:PORT/],
+];
+for (const [input, expected] of hostPorts) {
+  test(`parseHostPort(${JSON.stringify(input)})`, (t) => {
+    const result = parseHostPort(input);
+    if (expected instanceof RegExp) t.regex(result as string, expected);
+    else t.deepEqual(result, expected);
+  });
+}
+
+const durations: [string, number | RegExp][] = [
+  ['30s', 30_000],
+  ['500ms', 500],
+  ['2m', 120_000],
+  ['1h', 3_600_000],
+  ['1m30s', 90_000],
+  ['1.5s', 1500],
+  ['0s', 0],
+  ['24h', 86_400_000],
+  ['30x', /"30x" is not a duration/],
+  ['30', /"30" is not a duration/],
+  ['s', /is not a duration/],
+  ['-1s', /is not a duration/],
+  ['1 s', /is not a duration/],
+  ['', /is not a duration/],
+  ['25h', /longer than the maximum of 24h/],
+];
+for (const [input, expected] of durations) {
+  test(`parseDuration(${JSON.stringify(input)})`, (t) => {
+    const result = parseDuration(input);
+    if (expected instanceof RegExp) t.regex(result as string, expected);
+    else t.is(result, expected);
+  });
+}
+
+test('parseHttpUrl accepts http(s) and drops a trailing slash', (t) => {
+  t.is(parseHttpUrl('http://127.0.0.1:9901/'), 'http://127.0.0.1:9901');
+  t.is(parseHttpUrl('https://envoy.local:9901/admin/'), 'https://envoy.local:9901/admin');
+  t.deepEqual(parseHttpUrl('ftp://x'), { problem: '"ftp://x" must be an http:// or https:// URL' });
+  t.deepEqual(parseHttpUrl('127.0.0.1:9901'), {
+    problem: '"127.0.0.1:9901" is not a URL (did you mean http://127.0.0.1:9901?)',
+  });
+  t.deepEqual(parseHttpUrl('not a url'), {
+    problem: '"not a url" is not a URL (example: http://127.0.0.1:9901)',
+  });
+});
+
+test('parseSource', (t) => {
+  t.deepEqual(parseSource('kubernetes'), { kind: 'kubernetes' });
+  t.deepEqual(parseSource('file:examples/endpoints.yaml'), { kind: 'file', path: 'examples/endpoints.yaml' });
+  t.deepEqual(parseSource('file:/abs/x.json'), { kind: 'file', path: '/abs/x.json' });
+  t.is(parseSource('file:'), '"file:" names no file (example: file:examples/endpoints.yaml)');
+  t.is(parseSource('k8s'), '"k8s" is not a source (use file:PATH or kubernetes)');
+});
+
+test('parsePodRef', (t) => {
+  t.deepEqual(parsePodRef('default/web-6d4f9c7b8-x2x9k'), {
+    namespace: 'default',
+    name: 'web-6d4f9c7b8-x2x9k',
+  });
+  t.regex(parsePodRef('web') as string, /is not NAMESPACE\/NAME/);
+  t.regex(parsePodRef('a/b/c') as string, /is not NAMESPACE\/NAME/);
+  t.regex(parsePodRef('Default/web') as string, /namespace "Default" is not a valid Kubernetes name/);
+  t.regex(parsePodRef('default/') as string, /pod name "" is not a valid Kubernetes name/);
+});
+
+const selectors: [string, boolean][] = [
+  ['app=web', true],
+  ['app==web,tier!=db', true],
+  ['readygate.io/enabled=true', true],
+  ['env in (prod, staging)', true],
+  ['env notin (dev)', true],
+  ['!legacy', true],
+  ['app', true],
+  ['app=', true],
+  ['a b', false],
+  ['env in (prod', false],
+  ['env in ()', false],
+  ['=web', false],
+  ['app=we b', false],
+  ['Bad/Key=x', false],
+];
+for (const [selector, valid] of selectors) {
+  test(`label selector ${JSON.stringify(selector)} is ${valid ? 'valid' : 'rejected'}`, (t) => {
+    t.is(checkLabelSelector(selector) === undefined, valid);
+  });
+}
+
+// --- resolution: defaults, layers, precedence --------------------------------------------------------
+
+test('serve defaults', (t) => {
+  const config = buildConfig('serve', { args: [] });
+  t.deepEqual(config, {
+    source: { kind: 'kubernetes' },
+    xdsAddress: { host: '127.0.0.1', port: 18000, address: '127.0.0.1:18000' },
+    adminAddress: { host: '127.0.0.1', port: 9102, address: '127.0.0.1:9102' },
+    kubeconfig: undefined,
+    namespaces: [],
+    serviceSelector: undefined,
+    terminating: 'draining',
+    terminatingFallback: true,
+    extproc: false,
+    extprocAddress: { host: '127.0.0.1', port: 18001, address: '127.0.0.1:18001' },
+    logLevel: 'info',
+  });
+  t.true(Object.isFrozen(config));
+  t.true(Object.isFrozen(config.xdsAddress));
+});
+
+test('defaults of the other commands', (t) => {
+  t.deepEqual(buildConfig('extproc', { args: [] }), {
+    address: { host: '127.0.0.1', port: 18001, address: '127.0.0.1:18001' },
+    debug: false,
+    logLevel: 'info',
+  });
+  t.deepEqual(buildConfig('status', { args: ['--envoy-admin', 'http://127.0.0.1:9901'] }), {
+    envoyAdmin: 'http://127.0.0.1:9901',
+    controlPlane: undefined,
+    json: false,
+    logLevel: 'info',
+  });
+  t.deepEqual(buildConfig('drain-wait', { args: ['--pod', 'default/web-1'] }), {
+    pod: { namespace: 'default', name: 'web-1' },
+    timeout: 30_000,
+    controlPlane: 'http://127.0.0.1:9102',
+    logLevel: 'info',
+  });
+  t.deepEqual(buildConfig('demo', { args: [] }), { short: false, out: 'demo-output', logLevel: 'info' });
+});
+
+test('serve flags', (t) => {
+  const config = buildConfig('serve', {
+    args: [
+      '--source',
+      'file:examples/endpoints.yaml',
+      '--xds-address=[::1]:0',
+      '--admin-address',
+      '127.0.0.1:0',
+      '--namespace',
+      'a,b',
+      '--namespace=c',
+      '--namespace',
+      'a',
+      '--service-selector',
+      'app in (web, api),!legacy',
+      '--terminating',
+      'omit',
+      '--no-terminating-fallback',
+      '--extproc',
+      '--extproc-address',
+      '127.0.0.1:0',
+      '--log-level',
+      'debug',
+    ],
+  });
+  t.deepEqual(config.source, { kind: 'file', path: 'examples/endpoints.yaml' });
+  t.is(config.xdsAddress.address, '[::1]:0');
+  t.is(config.adminAddress.port, 0);
+  t.deepEqual(config.namespaces, ['a', 'b', 'c']);
+  t.is(config.serviceSelector, 'app in (web, api),!legacy');
+  t.is(config.terminating, 'omit');
+  t.false(config.terminatingFallback);
+  t.true(config.extproc);
+  t.is(config.extprocAddress.port, 0);
+  t.is(config.logLevel, 'debug');
+});
+
+test('precedence: flag > env > config file > default, per key', (t) => {
+  const configFile = {
+    path: 'readygate.yaml',
+    text: [
+      'xds-address: 127.0.0.1:1001',
+      'admin-address: 127.0.0.1:1002',
+      'terminating: omit',
+      'namespace: [from-file]',
+    ].join('\n'),
+  };
+  const env = { READYGATE_XDS_ADDRESS: '127.0.0.1:2001', READYGATE_ADMIN_ADDRESS: '127.0.0.1:2002' };
+  const config = buildConfig('serve', { args: ['--xds-address', '127.0.0.1:3001'], env, configFile });
+  t.is(config.xdsAddress.port, 3001, 'flag beats env and file');
+  t.is(config.adminAddress.port, 2002, 'env beats file');
+  t.is(config.terminating, 'omit', 'file beats default');
+  t.deepEqual(config.namespaces, ['from-file']);
+  t.is(config.extprocAddress.port, 18001, 'default when nobody sets it');
+});
+
+test('env vars: booleans, lists, and empty means unset', (t) => {
+  const config = buildConfig('serve', {
+    args: [],
+    env: {
+      READYGATE_EXTPROC: 'true',
+      READYGATE_TERMINATING_FALLBACK: '0',
+      READYGATE_NAMESPACE: 'a, b',
+      READYGATE_XDS_ADDRESS: '',
+    },
+  });
+  t.true(config.extproc);
+  t.false(config.terminatingFallback);
+  t.deepEqual(config.namespaces, ['a', 'b']);
+  t.is(config.xdsAddress.port, 18000);
+});
+
+test('config file: command sections win over flat keys; other sections only checked', (t) => {
+  const text = JSON.stringify({
+    'log-level': 'warn',
+    extproc: { address: '127.0.0.1:4001', debug: true },
+    serve: { 'log-level': 'error', extproc: true },
+  });
+  const serve = buildConfig('serve', { args: [], configFile: { path: 'c.json', text } });
+  t.is(serve.logLevel, 'error');
+  t.true(serve.extproc);
+  const extproc = buildConfig('extproc', { args: [], configFile: { path: 'c.json', text } });
+  t.is(extproc.address.port, 4001);
+  t.true(extproc.debug);
+  t.is(extproc.logLevel, 'warn');
+});
+
+test('config file: an empty file sets nothing', (t) => {
+  t.is(
+    buildConfig('serve', { args: [], configFile: { path: 'empty.yaml', text: '' } }).xdsAddress.port,
+    18000,
+  );
+});
+
+// --- every validation error: one line, naming the flag, env var or file key -------------------------
+
+interface ErrorCase {
+  readonly command: CommandName;
+  readonly args?: string[];
+  readonly env?: Record<string, string>;
+  readonly file?: string;
+  readonly message: string;
+}
+
+const errorCases: ErrorCase[] = [
+  {
+    command: 'serve',
+    args: ['--xds-address', 'localhost'],
+    message: '--xds-address: "localhost" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
+  },
+  {
+    command: 'serve',
+    args: ['--admin-address=127.0.0.1:70000'],
+    message: '--admin-address: "127.0.0.1:70000": port 70000 is out of range 0-65535',
+  },
+  {
+    command: 'serve',
+    env: { READYGATE_XDS_ADDRESS: 'nope' },
+    message: 'READYGATE_XDS_ADDRESS: "nope" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
+  },
+  {
+    command: 'serve',
+    file: 'xds-address: nope',
+    message: 'cfg.yaml: xds-address: "nope" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
+  },
+  {
+    command: 'serve',
+    args: ['--bogus'],
+    message: 'unknown flag --bogus for readygate serve (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--address', '127.0.0.1:1'],
+    message: 'unknown flag --address for readygate serve (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['-x'],
+    message: 'unknown flag -x for readygate serve (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--no-extproc-address'],
+    message: 'unknown flag --no-extproc-address for readygate serve (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['extra'],
+    message: 'unexpected argument "extra" for readygate serve (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--xds-address'],
+    message: '--xds-address needs a value (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--source', '--extproc'],
+    message: '--source needs a value (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--extproc=yes'],
+    message: '--extproc takes no value (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--source', 'etcd'],
+    message: '--source: "etcd" is not a source (use file:PATH or kubernetes)',
+  },
+  {
+    command: 'serve',
+    args: ['--terminating', 'drop'],
+    message: '--terminating: "drop" is not draining or omit',
+  },
+  {
+    command: 'serve',
+    args: ['--namespace', 'ok,Not_OK'],
+    message: '--namespace: "Not_OK" is not a valid namespace name',
+  },
+  {
+    command: 'serve',
+    args: ['--log-level', 'loud'],
+    message:
+      '--log-level: "loud" is not a log level (use one of fatal, error, warn, info, debug, trace, silent)',
+  },
+  {
+    command: 'serve',
+    args: ['--service-selector', 'app=a b'],
+    message:
+      '--service-selector: "app=a b": "app=a b" is not a label selector requirement (examples: app=web, tier!=db, env in (a,b), !legacy)',
+  },
+  { command: 'serve', args: ['--kubeconfig='], message: '--kubeconfig: "" must not be empty' },
+  {
+    command: 'serve',
+    env: { READYGATE_EXTPROC: 'maybe' },
+    message: 'READYGATE_EXTPROC="maybe" is not a boolean (use true or false)',
+  },
+  {
+    command: 'serve',
+    file: 'xds-adress: 127.0.0.1:1',
+    message: 'cfg.yaml: unknown key xds-adress (readygate serve has no --xds-adress)',
+  },
+  {
+    command: 'serve',
+    file: 'address: 127.0.0.1:1',
+    message: 'cfg.yaml: unknown key address (readygate serve has no --address)',
+  },
+  {
+    command: 'serve',
+    file: 'extproc: {adress: 127.0.0.1:1}',
+    message: 'cfg.yaml: unknown key extproc.adress (readygate extproc has no --adress)',
+  },
+  {
+    command: 'serve',
+    file: 'extproc: "yes"',
+    message: 'cfg.yaml: extproc: expected true or false, got string "yes"',
+  },
+  {
+    command: 'serve',
+    file: 'xds-address: 18000',
+    message: 'cfg.yaml: xds-address: expected a string, got number 18000',
+  },
+  {
+    command: 'serve',
+    file: 'namespace: {a: 1}',
+    message: 'cfg.yaml: namespace: expected a list of strings, got a mapping',
+  },
+  {
+    command: 'serve',
+    file: '- xds-address',
+    message: 'cfg.yaml: expected a mapping of flag names to values',
+  },
+  {
+    command: 'serve',
+    file: 'serve:\n  xds-address: [',
+    message:
+      'cfg.yaml: not valid YAML or JSON: Flow sequence in block collection must be sufficiently indented and end with a ] at line 2, column 17',
+  },
+  {
+    command: 'serve',
+    file: 'log-level: info\nlog-level: debug',
+    message: 'cfg.yaml: not valid YAML or JSON: Map keys must be unique at line 2, column 1',
+  },
+  {
+    command: 'extproc',
+    args: ['--address', '1.2.3.4'],
+    message: '--address: "1.2.3.4" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
+  },
+  {
+    command: 'extproc',
+    args: ['--xds-address', '1.2.3.4:1'],
+    message: 'unknown flag --xds-address for readygate extproc (see readygate extproc --help)',
+  },
+  { command: 'status', message: '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN)' },
+  {
+    command: 'status',
+    args: ['--envoy-admin', '127.0.0.1:9901'],
+    message: '--envoy-admin: "127.0.0.1:9901" is not a URL (did you mean http://127.0.0.1:9901?)',
+  },
+  {
+    command: 'status',
+    args: ['--envoy-admin', 'http://127.0.0.1:9901', '--control-plane', 'nope'],
+    message: '--control-plane: "nope" is not a URL (example: http://127.0.0.1:9901)',
+  },
+  { command: 'drain-wait', message: '--pod is required (or set READYGATE_POD)' },
+  {
+    command: 'drain-wait',
+    args: ['--pod', 'web'],
+    message: '--pod: "web" is not NAMESPACE/NAME (example: default/web-6d4f9c7b8-x2x9k)',
+  },
+  {
+    command: 'drain-wait',
+    args: ['--pod', 'default/web', '--timeout', '30x'],
+    message: '--timeout: "30x" is not a duration (examples: 30s, 500ms, 2m, 1m30s)',
+  },
+  {
+    command: 'drain-wait',
+    args: ['--pod', 'default/web', '--timeout', '0s'],
+    message: '--timeout: "0s" must be longer than 0s',
+  },
+  {
+    command: 'drain-wait',
+    args: ['--pod', 'default/web'],
+    env: { READYGATE_DRAIN_TIMEOUT: '10' },
+    message: 'READYGATE_DRAIN_TIMEOUT: "10" is not a duration (examples: 30s, 500ms, 2m, 1m30s)',
+  },
+  { command: 'demo', args: ['--out', ''], message: '--out: "" must not be empty' },
+  { command: 'demo', args: ['--short=1'], message: '--short takes no value (see readygate demo --help)' },
+];
+
+for (const [index, c] of errorCases.entries()) {
+  test(`error ${index}: ${c.command} ${[...(c.args ?? []), ...Object.keys(c.env ?? {}), c.file ?? ''].join(' ')}`, (t) => {
+    const error = t.throws(() =>
+      buildConfig(c.command, {
+        args: c.args ?? [],
+        ...(c.env ? { env: c.env } : {}),
+        ...(c.file !== undefined ? { configFile: { path: 'cfg.yaml', text: c.file } } : {}),
+      }),
+    );
+    t.true(isReadygateError(error, ErrorCode.CONFIG_INVALID));
+    t.is(error.message, c.message);
+    t.false(error.message.includes('\n'));
+  });
+}
+
+// --- help --------------------------------------------------------------------------------------------
+
+for (const command of COMMAND_NAMES) {
+  test(`${command} --help lists every flag with its env var`, (t) => {
+    const help = commandHelp(command);
+    t.true(help.startsWith(`Usage: readygate ${command} [flags]\n`));
+    for (const [, option] of optionEntries(command)) {
+      t.true(help.includes(`--${option.flag}`) || help.includes(`--[no-]${option.flag}`), option.flag);
+      t.true(help.includes(`env ${option.env}`), option.env);
+    }
+    t.true(help.includes('--config FILE'));
+  });
+}
