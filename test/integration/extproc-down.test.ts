@@ -1,0 +1,93 @@
+/**
+ * ext_proc is an optional enhancer: with readygate's server gone, Envoy (failure_mode_allow: true) keeps
+ * serving 2xx, and router failures still get this project's codes from HCM local_reply_config — only the
+ * problem+json body, the cause header and the terminating-endpoint remap are lost.
+ */
+import test from 'ava';
+import { TERMINATING_BODY, startTopology, type Topology } from '../../bench/extproc-fixture.js';
+import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js';
+
+let topology: Topology | undefined;
+
+test.before(async () => {
+  topology = await startTopology();
+});
+
+test.after.always(async () => {
+  await topology?.close();
+});
+
+const env = (): Topology => {
+  if (topology === undefined) throw new Error('topology did not start');
+  return topology;
+};
+
+const get = (path: string): Promise<Response> =>
+  fetch(`${env().baseUrl}${path}`, { signal: AbortSignal.timeout(10_000) });
+
+test.serial('mapped while the ext_proc server runs', async (t) => {
+  const response = await get('/close');
+  t.is(response.status, 502);
+  t.is(response.headers.get('content-type'), PROBLEM_CONTENT_TYPE);
+  await response.arrayBuffer();
+});
+
+test.serial('after the ext_proc server is killed: 2xx keep succeeding', async (t) => {
+  await env().stopExtproc();
+  for (let i = 0; i < 5; i++) {
+    const response = await get('/ok');
+    t.is(response.status, 200);
+    await response.arrayBuffer();
+  }
+});
+
+// Path → [status from local_reply_config, Envoy's own local-reply body].
+const routerFailures: [string, number, string | RegExp][] = [
+  ['/refused', 503, /^upstream connect error or disconnect\/reset before headers\. .*Connection refused$/],
+  [
+    '/close',
+    502,
+    'upstream connect error or disconnect/reset before headers. reset reason: connection termination',
+  ],
+  [
+    '/garbage',
+    502,
+    'upstream connect error or disconnect/reset before headers. reset reason: protocol error',
+  ],
+  ['/slow', 504, 'upstream request timeout'],
+  ['/per-try', 504, 'upstream request timeout'],
+  ['/empty', 503, 'no healthy upstream'],
+  ['/missing', 503, ''],
+  ['/overflow', 503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow'],
+];
+
+for (const [path, status, body] of routerFailures) {
+  test.serial(
+    `after the ext_proc server is killed: ${path} still answers ${status} via local_reply_config`,
+    async (t) => {
+      const response = await get(path);
+      t.is(response.status, status);
+      t.is(response.headers.get(CAUSE_HEADER), null);
+      const text = await response.text();
+      if (typeof body === 'string') t.is(text, body);
+      else t.regex(text, body);
+    },
+  );
+}
+
+test.serial(
+  'after the ext_proc server is killed: a terminating endpoint’s 500 passes unmapped',
+  async (t) => {
+    // The one remap local_reply_config cannot do: upstream responses never go through it.
+    const response = await get('/terminating-500');
+    t.is(response.status, 500);
+    t.is(await response.text(), TERMINATING_BODY);
+  },
+);
+
+test.serial('Envoy counted the outage as allowed failures, never as failed requests', async (t) => {
+  const { extprocStat } = env();
+  // 1 stream before the kill; 9 5xx responses after it, each failing to open and allowed through.
+  t.is(await extprocStat('failure_mode_allowed'), 9);
+  t.is(await extprocStat('streams_started'), 10);
+});
