@@ -99,7 +99,8 @@ export function loadAssignmentFor(
       const zoneHosts = byZone.get(zone) ?? [];
       const healthy = zoneHosts.filter((h) => h.health === 'HEALTHY').length;
       return {
-        ...(zone === '' ? {} : { locality: { zone } }),
+        // gRPC clients reject a LocalityLbEndpoints without a locality, even an empty one.
+        locality: zone === '' ? {} : { zone },
         // gRPC clients drop localities without a weight; Envoy ignores weights unless the cluster asks
         // for locality-weighted balancing. Weighting by healthy hosts keeps per-host balance even.
         load_balancing_weight: { value: Math.max(1, healthy) },
