@@ -64,7 +64,16 @@ test('a grpc-js xds:/// channel reaches only eligible endpoints and follows chan
   t.teardown(async () => {
     client.close();
     await plane.close();
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.tryShutdown(() => resolve()))));
+    await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.tryShutdown(() => {
+              resolve();
+            });
+          }),
+      ),
+    );
   });
 
   const call = (): Promise<string> =>
