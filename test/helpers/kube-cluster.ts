@@ -24,7 +24,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import {
+  AuthenticationV1TokenRequest,
+  CoreV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  V1TokenRequestSpec,
+  setHeaderOptions,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { eligibleHosts } from '../../src/model/eligibility.js';
+import type { EndpointStore } from '../../src/model/store.js';
 
 const execFileAsync = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -564,4 +576,210 @@ export class KubeCluster {
 /** Shorthand for KubeCluster.start. */
 export function startKubeCluster(options: KubeClusterOptions = {}): Promise<KubeCluster> {
   return KubeCluster.start(options);
+}
+
+// ---- Objects: what tests write to the cluster ----
+
+/** Applies objects with server-side apply as one field manager, so a test states the whole desired object each time. */
+export class KubeObjects {
+  readonly api: KubernetesObjectApi;
+  readonly core: CoreV1Api;
+
+  constructor(readonly kubeConfig: KubeConfig) {
+    this.api = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Creates or updates to exactly these fields (server-side apply, forced). */
+  async apply<T extends KubernetesObject>(object: T): Promise<T> {
+    return this.api.patch(
+      object,
+      undefined,
+      undefined,
+      'readygate-tests',
+      true,
+      PatchStrategy.ServerSideApply,
+    );
+  }
+
+  async remove(object: KubernetesObject): Promise<void> {
+    await this.api.delete(object);
+  }
+
+  async namespace(name: string): Promise<void> {
+    await this.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  }
+
+  /** Applies every document of a YAML manifest (namespaces of namespaced objects are created first). */
+  async applyManifest(file: string): Promise<KubernetesObject[]> {
+    const objects = parseAllDocuments(readFileSync(file, 'utf8'))
+      .map((doc) => doc.toJS() as KubernetesObject | null)
+      .filter((object): object is KubernetesObject => object !== null);
+    const namespaces = new Set(objects.map((o) => o.metadata?.namespace).filter((n): n is string => !!n));
+    for (const namespace of namespaces) await this.namespace(namespace);
+    const applied: KubernetesObject[] = [];
+    for (const object of objects) applied.push(await this.apply(object));
+    return applied;
+  }
+
+  /** A short-lived bearer token for a ServiceAccount (TokenRequest API), as a pod would get mounted. */
+  async serviceAccountToken(namespace: string, name: string): Promise<string> {
+    const request = new AuthenticationV1TokenRequest();
+    request.spec = new V1TokenRequestSpec();
+    request.spec.audiences = [];
+    request.spec.expirationSeconds = 3600;
+    const response = await this.core.createNamespacedServiceAccountToken({ name, namespace, body: request });
+    const token = response.status?.token;
+    if (!token) throw new Error(`no token issued for ServiceAccount ${namespace}/${name}`);
+    return token;
+  }
+
+  /** Sets a Pod's status the way a kubelet would (phase, IPs, conditions): tests run no kubelet. */
+  async setPodStatus(
+    namespace: string,
+    name: string,
+    status: { podIP: string; ready: boolean; phase?: string },
+  ): Promise<void> {
+    const body = {
+      status: {
+        phase: status.phase ?? 'Running',
+        podIP: status.podIP,
+        podIPs: [{ ip: status.podIP }],
+        conditions: [{ type: 'Ready', status: status.ready ? 'True' : 'False' }],
+      },
+    };
+    await this.core.patchNamespacedPodStatus(
+      { name, namespace, body },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+  }
+}
+
+/** A plain object as written in a manifest (client-node's model classes are for what it returns). */
+export interface ManifestObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { namespace?: string; name: string; labels?: Record<string, string> };
+  readonly [field: string]: unknown;
+}
+
+export const TEST_MANAGED_BY = 'readygate-tests';
+
+export interface SliceEndpointSpec {
+  readonly addresses: readonly string[];
+  readonly conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean };
+  readonly nodeName?: string;
+  readonly zone?: string;
+  readonly targetRef?: { kind: string; namespace: string; name: string };
+}
+
+/** A hand-managed EndpointSlice: our own managed-by label, so no controller ever touches it. */
+export function endpointSlice(spec: {
+  namespace: string;
+  name: string;
+  service: string;
+  addressType?: 'IPv4' | 'IPv6';
+  ports: readonly { name?: string; port: number; protocol?: string }[];
+  endpoints: readonly SliceEndpointSpec[];
+  labels?: Record<string, string>;
+}): ManifestObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      namespace: spec.namespace,
+      name: spec.name,
+      labels: {
+        'kubernetes.io/service-name': spec.service,
+        'endpointslice.kubernetes.io/managed-by': TEST_MANAGED_BY,
+        ...spec.labels,
+      },
+    },
+    addressType: spec.addressType ?? 'IPv4',
+    ports: spec.ports.map((p) => ({ name: p.name ?? '', port: p.port, protocol: p.protocol ?? 'TCP' })),
+    endpoints: spec.endpoints.map((e) => ({ ...e, addresses: [...e.addresses] })),
+  };
+}
+
+/** A Service; without `selector` it is selector-less, so only hand-managed slices feed it. */
+export function service(spec: {
+  namespace: string;
+  name: string;
+  ports: readonly { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+  selector?: Record<string, string>;
+  labels?: Record<string, string>;
+  type?: string;
+  externalName?: string;
+  clusterIP?: string;
+  publishNotReadyAddresses?: boolean;
+}): ManifestObject {
+  const ports = spec.ports.map((p) => ({
+    ...(p.name ? { name: p.name } : {}),
+    port: p.port,
+    protocol: p.protocol ?? 'TCP',
+    ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+  }));
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: spec.namespace, name: spec.name, labels: spec.labels ?? {} },
+    spec: {
+      ...(spec.type ? { type: spec.type } : {}),
+      ...(spec.externalName ? { externalName: spec.externalName } : {}),
+      ...(spec.clusterIP ? { clusterIP: spec.clusterIP } : {}),
+      ...(spec.selector ? { selector: spec.selector } : {}),
+      ...(spec.publishNotReadyAddresses ? { publishNotReadyAddresses: true } : {}),
+      ...(spec.type === 'ExternalName' ? {} : { ports }),
+    },
+  };
+}
+
+// ---- Reading what the source produced ----
+
+/** The eligible hosts of one Service port as `address:port HEALTH` lines, sorted; [] when absent. */
+export function hostLines(store: EndpointStore, key: string, portKey: string): string[] {
+  const model = store.get(key);
+  const port = model?.ports.find((p) => p.key === portKey);
+  if (!model || !port) return [];
+  return eligibleHosts(model, port)
+    .map((h) => `${h.address.includes(':') ? `[${h.address}]` : h.address}:${h.port} ${h.health}`)
+    .sort();
+}
+
+/**
+ * Resolves with the milliseconds it took until `check` holds for the store (checked now and on every store
+ * change); rejects after `timeoutMs` with what the store held then.
+ */
+export function waitForStore(
+  store: EndpointStore,
+  check: (store: EndpointStore) => boolean,
+  timeoutMs: number,
+  describe: () => unknown = () => store.services,
+): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const done = (): boolean => {
+      if (!check(store)) return false;
+      cleanup();
+      resolve(performance.now() - started);
+      return true;
+    };
+    const onChange = (): void => {
+      done();
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(
+        new Error(`store condition not met within ${timeoutMs} ms; store: ${JSON.stringify(describe())}`),
+      );
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      store.off('change', onChange);
+      store.off('synced', onChange);
+    };
+    store.on('change', onChange);
+    store.on('synced', onChange);
+    done();
+  });
 }
