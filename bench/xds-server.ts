@@ -1,0 +1,75 @@
+/**
+ * Benchmark control plane, run as its own process so its CPU and memory are measured alone. Holds C
+ * services × E endpoints; on `change` it flips one endpoint's port and reports CPU and bytes sent.
+ */
+import { EndpointStore } from '../src/model/store.js';
+import type { EndpointModel, ServiceModel } from '../src/model/types.js';
+import { startControlPlane } from '../src/xds/control-plane.js';
+
+const clusters = Number(process.env['BENCH_CLUSTERS'] ?? 1000);
+const endpointsPerCluster = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
+
+function serviceAt(index: number, variant: number): ServiceModel {
+  const endpoints: EndpointModel[] = [];
+  for (let e = 0; e < endpointsPerCluster; e++) {
+    endpoints.push({
+      addresses: [`10.${(index >> 8) & 255}.${index & 255}.${e + 1}`],
+      conditions: { ready: true, serving: true, terminating: false },
+      targetRef: { kind: 'Pod', name: `svc-${index}-${e}` },
+    });
+  }
+  // The change under test: one endpoint's conditions flip, as when one pod starts terminating.
+  if (variant % 2 === 1)
+    endpoints[0] = { ...endpoints[0]!, conditions: { ready: false, serving: true, terminating: true } };
+  return {
+    namespace: 'bench',
+    name: `svc-${index}`,
+    ports: [{ key: 'http', port: 8080, targetPort: 8080 }],
+    endpoints,
+  };
+}
+
+const store = new EndpointStore();
+store.replaceAll(Array.from({ length: clusters }, (_, i) => serviceAt(i, 0)));
+store.markSynced();
+const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+let bytesSent = 0;
+plane.sync.on('sent', (e) => {
+  bytesSent += e.bytes;
+});
+
+const send = (message: unknown): void => {
+  process.send?.(message);
+};
+/** Per service, how many times it was changed: odd = its first endpoint is terminating. */
+const variants = new Map<number, number>();
+process.on('message', (message: { cmd: string; index?: number }) => {
+  if (message.cmd === 'change') {
+    const index = message.index ?? 0;
+    const variant = (variants.get(index) ?? 0) + 1;
+    variants.set(index, variant);
+    const cpuBefore = process.cpuUsage();
+    const bytesBefore = bytesSent;
+    const at = performance.timeOrigin + performance.now();
+    store.upsert(serviceAt(index, variant));
+    // Report once the push is fully written out (after the same-tick coalescing and the fan-out).
+    setImmediate(() => {
+      setImmediate(() => {
+        const cpu = process.cpuUsage(cpuBefore);
+        send({ cmd: 'changed', at, cpuMs: (cpu.user + cpu.system) / 1000, bytes: bytesSent - bytesBefore });
+      });
+    });
+  } else if (message.cmd === 'stats') {
+    const cpu = process.cpuUsage();
+    send({
+      cmd: 'stats',
+      rssBytes: process.memoryUsage().rss,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      bytesSent,
+      streams: plane.sync.streams.length,
+    });
+  } else if (message.cmd === 'stop') {
+    void plane.close().then(() => process.exit(0));
+  }
+});
+send({ cmd: 'ready', address: plane.address });

@@ -1,0 +1,154 @@
+/**
+ * `npm run bench:xds`: one endpoint change → all N simulated Envoys, with the control plane and the load
+ * in separate processes. Reports p50/p99 time-to-all-streams, control-plane CPU and bytes per change, the
+ * time for N streams connecting at once to be fully served, and the control plane's RSS.
+ *
+ * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
+ * BENCH_MODES (sotw,delta). Every wait is bounded; a stuck run fails instead of hanging.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const streams = Number(process.env['BENCH_STREAMS'] ?? 1000);
+const clusters = Number(process.env['BENCH_CLUSTERS'] ?? 1000);
+const endpoints = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
+const changes = Number(process.env['BENCH_CHANGES'] ?? 50);
+const modes = (process.env['BENCH_MODES'] ?? 'sotw,delta').split(',');
+
+type Message = { cmd: string } & Record<string, unknown>;
+
+function start(file: string, env: Record<string, string>): ChildProcess {
+  return fork(path.join(here, file), [], {
+    execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+    env: { ...process.env, ...env, READYGATE_LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+function next(child: ChildProcess, cmd: string, timeoutMs: number): Promise<Message> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      reject(new Error(`no "${cmd}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMessage = (message: Message): void => {
+      if (message.cmd !== cmd) return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      resolve(message);
+    };
+    child.on('message', onMessage);
+  });
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface ModeResult {
+  mode: string;
+  connectAllMs: number;
+  changeToAllMs: { p50: number; p99: number; max: number };
+  controlPlaneCpuMsPerChange: { p50: number; p99: number };
+  bytesPerChange: number;
+  rssMB: number;
+}
+
+async function runMode(mode: string): Promise<ModeResult> {
+  const env = {
+    BENCH_STREAMS: String(streams),
+    BENCH_CLUSTERS: String(clusters),
+    BENCH_ENDPOINTS: String(endpoints),
+    BENCH_MODE: mode,
+  };
+  const server = start('xds-server.ts', env);
+  try {
+    const ready = await next(server, 'ready', 60_000);
+    const load = start('xds-load.ts', { ...env, BENCH_ADDRESS: String(ready['address']) });
+    try {
+      const synced = await next(load, 'synced', 600_000);
+      await sleep(500);
+      const toAll: number[] = [];
+      const cpu: number[] = [];
+      let bytes = 0;
+      for (let i = 0; i < changes; i++) {
+        load.send({ cmd: 'expect', after: performance.timeOrigin + performance.now() });
+        await next(load, 'expecting', 5000);
+        server.send({ cmd: 'stats' });
+        const before = await next(server, 'stats', 5000);
+        const arrivals = next(load, 'arrivals', 30_000);
+        server.send({ cmd: 'change', index: (i * 7919) % clusters });
+        const changed = await next(server, 'changed', 30_000);
+        const times = (await arrivals)['times'] as number[];
+        toAll.push(Math.max(...times) - (changed['at'] as number));
+        await sleep(100); // let the ACKs land, which are part of what a change costs
+        server.send({ cmd: 'stats' });
+        const after = await next(server, 'stats', 5000);
+        cpu.push((after['cpuMs'] as number) - (before['cpuMs'] as number));
+        bytes += (after['bytesSent'] as number) - (before['bytesSent'] as number);
+      }
+      server.send({ cmd: 'stats' });
+      const final = await next(server, 'stats', 5000);
+      return {
+        mode,
+        connectAllMs: Math.round(synced['ms'] as number),
+        changeToAllMs: {
+          p50: round(percentile(toAll, 50)),
+          p99: round(percentile(toAll, 99)),
+          max: round(Math.max(...toAll)),
+        },
+        controlPlaneCpuMsPerChange: { p50: round(percentile(cpu, 50)), p99: round(percentile(cpu, 99)) },
+        bytesPerChange: Math.round(bytes / changes),
+        rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
+      };
+    } finally {
+      load.kill('SIGKILL');
+    }
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+const results: ModeResult[] = [];
+for (const mode of modes) {
+  console.error(
+    `bench:xds ${mode}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
+  );
+  results.push(await runMode(mode));
+}
+const report = {
+  machine: {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? '',
+    memGB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+  },
+  params: { streams, clusters, endpoints, changes },
+  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512 },
+  results,
+};
+mkdirSync(path.join(here, 'results'), { recursive: true });
+writeFileSync(path.join(here, 'results', 'xds.json'), JSON.stringify(report, null, 2) + '\n');
+console.table(
+  results.map((r) => ({
+    mode: r.mode,
+    'connect all (ms)': r.connectAllMs,
+    'change→all p50 (ms)': r.changeToAllMs.p50,
+    'change→all p99 (ms)': r.changeToAllMs.p99,
+    'CPU/change p50 (ms)': r.controlPlaneCpuMsPerChange.p50,
+    'CPU/change p99 (ms)': r.controlPlaneCpuMsPerChange.p99,
+    'bytes/change': r.bytesPerChange,
+    'RSS (MB)': r.rssMB,
+  })),
+);
