@@ -41,6 +41,10 @@ export interface TopologyOptions {
   debug?: boolean;
   /** Log level of the ext_proc server's captured logger (default 'debug': pass-throughs are logged too). */
   logLevel?: string;
+  /** Upstreams run elsewhere (e.g. a child process), by fixture name; the rest start in this process. */
+  upstreams?: Readonly<Record<string, { host: string; port: number }>>;
+  /** Keep parsed log lines in `logs` (default true); false still serializes them, as production would. */
+  captureLogs?: boolean;
 }
 
 export interface Topology {
@@ -79,6 +83,10 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const logs: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
+        if (options.captureLogs === false) {
+          callback();
+          return;
+        }
         for (const line of chunk.toString('utf8').split('\n')) {
           if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
         }
@@ -88,22 +96,28 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const logger = pino({ level: options.logLevel ?? 'debug', base: null }, sink);
     const registry = new Registry();
     const upstreams: Record<string, Upstream> = {};
-    const add = async (name: string, start: Promise<Upstream>): Promise<Upstream> => {
-      const upstream = await start;
+    const add = async (name: string, start: () => Promise<Upstream>): Promise<Upstream> => {
+      const external = options.upstreams?.[name];
+      if (external !== undefined) {
+        const address = `${external.host}:${external.port}`;
+        const upstream: Upstream = { ...external, address, hits: () => 0, close: () => Promise.resolve() };
+        upstreams[name] = upstream;
+        return upstream;
+      }
+      const upstream = await start();
       upstreams[name] = upstream;
       closers.push(() => upstream.close());
       return upstream;
     };
-    const ok = await add('ok', okUpstream({ host: '127.0.0.2' }));
-    const appError = await add('appError', statusUpstream(500, APP_ERROR_BODY, { host: '127.0.0.3' }));
-    const terminating = await add(
-      'terminating',
+    const ok = await add('ok', () => okUpstream({ host: '127.0.0.2' }));
+    const appError = await add('appError', () => statusUpstream(500, APP_ERROR_BODY, { host: '127.0.0.3' }));
+    const terminating = await add('terminating', () =>
       statusUpstream(500, TERMINATING_BODY, { host: '127.0.0.4' }),
     );
-    const refused = await add('refused', refusingUpstream({ host: '127.0.0.5' }));
-    const close = await add('close', acceptThenCloseUpstream({ host: '127.0.0.6' }));
-    const garbage = await add('garbage', garbageUpstream({ host: '127.0.0.7' }));
-    const silent = await add('silent', silentUpstream({ host: '127.0.0.8' }));
+    const refused = await add('refused', () => refusingUpstream({ host: '127.0.0.5' }));
+    const close = await add('close', () => acceptThenCloseUpstream({ host: '127.0.0.6' }));
+    const garbage = await add('garbage', () => garbageUpstream({ host: '127.0.0.7' }));
+    const silent = await add('silent', () => silentUpstream({ host: '127.0.0.8' }));
 
     let extproc: ExtprocServer | undefined;
     let extprocPort: number;
