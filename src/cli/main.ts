@@ -1,0 +1,246 @@
+/**
+ * The `readygate` command line: picks the command, gathers flags, `READYGATE_*` env vars and the
+ * `--config` file, validates them (src/config.ts) and runs the command body.
+ *
+ * Exit codes: 0 success; 1 a runtime failure (or a command's own "not OK", like status drift);
+ * 2 invalid flags, env vars, config file or endpoints file. Every failure is one `readygate: ...` line
+ * on stderr; stack traces never reach the user.
+ */
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { pino } from 'pino';
+import {
+  COMMAND_NAMES,
+  CONFIG_ENV,
+  commandHelp,
+  configFileValues,
+  environmentValues,
+  isCommandName,
+  optionEntries,
+  parseCommandLine,
+  parseConfigText,
+  resolveConfig,
+  topLevelHelp,
+  type CommandConfigs,
+  type CommandName,
+  type LogLevel,
+} from '../config.js';
+import { ErrorCode, ReadygateError, errorMessage, isReadygateError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { COMMAND_RUNNERS } from './commands.js';
+import type { CliIo, CommandContext } from './context.js';
+
+export type { CliIo } from './context.js';
+
+/** Errors that mean "the input is wrong", as opposed to "something failed while running". */
+const USAGE_ERRORS: readonly ErrorCode[] = [ErrorCode.CONFIG_INVALID, ErrorCode.SOURCE_FILE_INVALID];
+
+export async function main(argv: readonly string[], io: Partial<CliIo> = {}): Promise<number> {
+  const cli: CliIo = {
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    env: io.env ?? process.env,
+    ...(io.signal ? { signal: io.signal } : {}),
+    ...(io.logger ? { logger: io.logger } : {}),
+  };
+  try {
+    return await dispatch(argv, cli);
+  } catch (error) {
+    cli.stderr.write(`readygate: ${oneLine(errorMessage(error))}\n`);
+    return isReadygateError(error) && USAGE_ERRORS.includes(error.code) ? 2 : 1;
+  }
+}
+
+async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined) {
+    throw usage('no command given (commands: ' + COMMAND_NAMES.join(', ') + '; see readygate --help)');
+  }
+  if (first === '--help' || first === '-h') {
+    io.stdout.write(topLevelHelp(await version()));
+    return 0;
+  }
+  if (first === '--version') {
+    io.stdout.write(`${await version()}\n`);
+    return 0;
+  }
+  if (first === 'help') {
+    const topic = rest[0];
+    if (topic === undefined) io.stdout.write(topLevelHelp(await version()));
+    else if (isCommandName(topic)) io.stdout.write(commandHelp(topic));
+    else throw unknownCommand(topic);
+    return 0;
+  }
+  if (first.startsWith('-')) {
+    throw usage(`unknown flag ${first} before the command (flags go after it: readygate <command> [flags])`);
+  }
+  if (!isCommandName(first)) throw unknownCommand(first);
+  return runCommand(first, rest, io);
+}
+
+// C ties the resolved config to its command's runner inside the body; the signature alone does not show it.
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
+async function runCommand<C extends CommandName>(
+  command: C,
+  args: readonly string[],
+  io: CliIo,
+): Promise<number> {
+  // --help wins over everything else on the line, even flags that would not validate.
+  const beforeTerminator = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  if (beforeTerminator.includes('--help') || beforeTerminator.includes('-h')) {
+    io.stdout.write(commandHelp(command));
+    return 0;
+  }
+
+  const commandLine = parseCommandLine(command, args);
+  const env = environmentValues(command, io.env);
+  const configPath = commandLine.configPath ?? nonEmpty(io.env[CONFIG_ENV]);
+  const file =
+    configPath === undefined
+      ? undefined
+      : configFileValues(command, configPath, parseConfigText(configPath, await readConfigFile(configPath)));
+  const config = resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) });
+  await checkReadableFiles(command, config);
+
+  const entry = COMMAND_RUNNERS[command];
+  const runner = await entry.load();
+  if (!runner) {
+    io.stderr.write(`readygate: ${command} is not available in this build\n`);
+    return 1;
+  }
+
+  const logLevel = (config as { readonly logLevel: LogLevel }).logLevel;
+  const logger = io.logger ?? commandLogger(command, logLevel);
+  const shutdown = new AbortController();
+  const stopListening = entry.longRunning ? listenForShutdown(shutdown, io, logger) : () => undefined;
+  const context: CommandContext = {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    env: io.env,
+    logger,
+    shutdown: shutdown.signal,
+  };
+  try {
+    return await runner(config, context);
+  } finally {
+    stopListening();
+  }
+}
+
+/**
+ * While a long-running command runs, SIGTERM/SIGINT (or the caller's signal) ask it to shut down. A
+ * second signal means the operator gave up waiting: exit at once.
+ */
+function listenForShutdown(controller: AbortController, io: CliIo, logger: Logger): () => void {
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      io.stderr.write(`readygate: second ${signal}, exiting without finishing the shutdown\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    logger.info({ event: 'cli.signal', signal }, `${signal} received, shutting down`);
+    controller.abort();
+  };
+  const onAbort = (): void => {
+    controller.abort();
+  };
+  if (io.signal) {
+    // Embedded (tests): the caller owns the process's signals.
+    if (io.signal.aborted) controller.abort();
+    io.signal.addEventListener('abort', onAbort, { once: true });
+    return () => {
+      io.signal?.removeEventListener('abort', onAbort);
+    };
+  }
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return () => {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+}
+
+/** Servers log to stdout (their output is the log); one-shot commands keep stdout for their results. */
+function commandLogger(command: CommandName, level: LogLevel): Logger {
+  if (command === 'serve' || command === 'extproc') return createLogger({ level });
+  return pino({ name: 'readygate', level, base: null }, pino.destination({ fd: 2, sync: true }));
+}
+
+async function readConfigFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ReadygateError(
+      ErrorCode.CONFIG_INVALID,
+      `--config ${path}: cannot read it (${fileProblem(error)})`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** Options marked readableFile (e.g. --kubeconfig) must name a readable file before anything starts. */
+async function checkReadableFiles<C extends CommandName>(
+  command: C,
+  config: CommandConfigs[C],
+): Promise<void> {
+  const values = config as Readonly<Record<string, unknown>>;
+  for (const [key, option] of optionEntries(command)) {
+    const path = values[key];
+    if (!option.readableFile || typeof path !== 'string') continue;
+    try {
+      await access(path, constants.R_OK);
+    } catch (error) {
+      throw new ReadygateError(
+        ErrorCode.CONFIG_INVALID,
+        `--${option.flag} ${path}: cannot read it (${fileProblem(error)})`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}
+
+function fileProblem(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return typeof code === 'string' ? code : errorMessage(error);
+}
+
+let cachedVersion: string | undefined;
+
+/** From package.json, two levels up from both src/cli/ and dist/cli/. */
+async function version(): Promise<string> {
+  if (cachedVersion !== undefined) return cachedVersion;
+  try {
+    const manifest = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: unknown;
+    };
+    cachedVersion = typeof manifest.version === 'string' ? manifest.version : 'unknown';
+  } catch {
+    cachedVersion = 'unknown';
+  }
+  return cachedVersion;
+}
+
+function usage(message: string): ReadygateError {
+  return new ReadygateError(ErrorCode.CONFIG_INVALID, message);
+}
+
+function unknownCommand(name: string): ReadygateError {
+  return usage(`unknown command "${name}" (commands: ${COMMAND_NAMES.join(', ')}; see readygate --help)`);
+}
+
+function nonEmpty(text: string | undefined): string | undefined {
+  return text === undefined || text === '' ? undefined : text;
+}
+
+/** Messages from deep inside libraries can span lines; the CLI promises one. */
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}

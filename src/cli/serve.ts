@@ -1,0 +1,117 @@
+/**
+ * `readygate serve`: source → store → control plane, plus the admin server and optionally ext_proc.
+ * Thin on purpose: every part lives in its own module; this only starts them in order and stops them in
+ * reverse when the shutdown signal fires.
+ */
+import type { Registry } from 'prom-client';
+import { debugRoutes } from '../admin/debug-routes.js';
+import { createRegistry, registerControlPlaneMetrics } from '../admin/metrics.js';
+import { startAdminServer } from '../admin/server.js';
+import type { ServeConfig } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { startExtprocServer } from '../extproc/server.js';
+import type { Logger } from '../log.js';
+import type { EligibilityOptions } from '../model/eligibility.js';
+import { EndpointStore } from '../model/store.js';
+import { startFileSource } from '../sources/file.js';
+import { startControlPlane } from '../xds/control-plane.js';
+import { DEFAULT_TRANSLATE_OPTIONS } from '../xds/translate.js';
+import { untilAborted, type CommandContext } from './context.js';
+import { startKubernetesSourceFromConfig } from './kubernetes.js';
+
+interface Closable {
+  readonly name: string;
+  close(): Promise<void>;
+}
+
+export async function runServe(config: ServeConfig, context: CommandContext): Promise<number> {
+  const { logger } = context;
+  const store = new EndpointStore();
+  const registry = createRegistry();
+  const eligibility: EligibilityOptions = Object.freeze({
+    terminatingServing: config.terminating,
+    terminatingFallback: config.terminatingFallback,
+  });
+  // Started in data-flow order and closed in the same order: the source stops feeding first (the store
+  // keeps its last state), then xDS streams end with a status, then ext_proc; the admin server goes
+  // last so /readyz and /metrics stay observable while the rest shuts down.
+  const started: Closable[] = [];
+  try {
+    const source = await startSource(config, store, logger, registry);
+    started.push({ name: 'source', close: () => source.close() });
+
+    const plane = await startControlPlane({
+      store,
+      xdsAddress: config.xdsAddress.address,
+      translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
+      logger,
+    });
+    started.push({ name: 'xDS server', close: () => plane.close() });
+    registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
+
+    if (config.extproc) {
+      const extproc = await startExtprocServer({ address: config.extprocAddress.address, logger, registry });
+      started.push({ name: 'ext_proc server', close: () => extproc.close() });
+    }
+
+    const admin = await startAdminServer({
+      address: config.adminAddress.address,
+      registry,
+      readiness: () =>
+        store.synced
+          ? { ready: true }
+          : { ready: false, reason: 'waiting for the first complete view from the source' },
+      routes: debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
+      logger,
+    });
+    started.push({ name: 'admin server', close: () => admin.close() });
+
+    logger.info(
+      { event: 'serve.started', xds: plane.address, admin: admin.address, source: describeSource(config) },
+      `readygate serving xDS on ${plane.address}, admin on ${admin.address}`,
+    );
+    await untilAborted(context.shutdown);
+    logger.info({ event: 'serve.stopping' }, 'shutting down');
+  } finally {
+    await closeInOrder(started, logger);
+  }
+  logger.info({ event: 'serve.stopped' }, 'stopped');
+  return 0;
+}
+
+async function startSource(
+  config: ServeConfig,
+  store: EndpointStore,
+  logger: Logger,
+  registry: Registry,
+): Promise<{ close(): Promise<void> }> {
+  if (config.source.kind === 'file') {
+    return startFileSource({ path: config.source.path, store, logger });
+  }
+  return startKubernetesSourceFromConfig({
+    store,
+    logger,
+    registry,
+    kubeconfig: config.kubeconfig,
+    namespaces: config.namespaces,
+    serviceSelector: config.serviceSelector,
+  });
+}
+
+function describeSource(config: ServeConfig): string {
+  return config.source.kind === 'file' ? `file:${config.source.path}` : 'kubernetes';
+}
+
+/** Closes everything even if one part fails, so a stuck part cannot leak the others' ports. */
+async function closeInOrder(started: readonly Closable[], logger: Logger): Promise<void> {
+  for (const part of started) {
+    try {
+      await part.close();
+    } catch (error) {
+      logger.error(
+        { event: 'serve.close-failed', part: part.name },
+        `closing the ${part.name} failed: ${errorMessage(error)}`,
+      );
+    }
+  }
+}
