@@ -5,13 +5,16 @@
  *   (a5) no ext_proc filter, a terminating endpoint's 500 (passes through unmapped)
  *   (c) with ext_proc, the same 500 mapped to 503 problem+json
  * Targets (issue 4): (b) RPS within 3% of (a); (c) p99 ≤ (a5) p99 + 1 ms.
- * Each scenario runs twice: with 16 connections (throughput: the 2-core machine is saturated, so RPS is
- * what to compare) and with 1 connection (latency: no queueing, so p50/p99 show the per-request cost).
+ * Each scenario runs with 16 connections (throughput: the 2-core machine is saturated, so RPS is what to
+ * compare) and with 1 connection (latency: no queueing, so p50/p99 show the per-request cost). The
+ * machine is shared, so scenarios run in interleaved short rounds (order rotated each round) against two
+ * Envoys started side by side, and the table reports per-scenario medians over the rounds.
  * Upstreams run in a child process, so the bench process's CPU is the ext_proc server's.
  * Writes bench/results/extproc.json and prints a table. Bounded: every wrk run has a fixed duration and
  * a kill timeout. Installs wrk from Debian's packages if missing.
  *
- * Usage: node --import=tsx bench/extproc.ts [--duration 10] [--connections 16]
+ * Usage: node --import=tsx bench/extproc.ts [--rounds 5] [--duration 3] [--connections 16]
+ * (--duration is seconds per round and scenario.)
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -32,8 +35,9 @@ function argument(name: string, fallback: number): number {
   return value;
 }
 
-const DURATION_S = argument('duration', 10);
-const WARMUP_S = 2;
+const DURATION_S = argument('duration', 3);
+const ROUNDS = argument('rounds', 5);
+const WARMUP_S = 1;
 const CONNECTIONS = argument('connections', 16);
 
 function ensureWrk(): string {
@@ -98,51 +102,110 @@ async function wrk(url: string, seconds: number, connections: number): Promise<W
   return parseWrk(stdout);
 }
 
-interface ScenarioResult extends WrkResult {
+interface Scenario {
   name: string;
-  connections: number;
+  description: string;
+  topology: Topology;
+  path: string;
+  status: number;
+}
+
+interface RoundResult extends WrkResult {
+  /** CPU seconds the bench process (which hosts the ext_proc server) used during the round. */
+  extprocCpuS: number;
+  extprocStreams: number;
+}
+
+interface ScenarioSummary {
+  name: string;
   description: string;
   path: string;
   status: number;
-  /** CPU seconds the bench process (which hosts the ext_proc server) used during the run. */
-  extprocProcessCpuS: number;
-  envoyExtprocStreams: number;
+  connections: number;
+  rounds: number;
+  /** Medians over the rounds. */
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  rpsMin: number;
+  rpsMax: number;
+  /** ext_proc server CPU per request, µs (total CPU / total requests). */
+  extprocCpuUsPerRequest: number;
+  extprocStreams: number;
+  requests: number;
 }
 
-async function scenario(
-  topology: Topology,
-  name: string,
-  description: string,
-  urlPath: string,
-  expectedStatus: number,
-  connections: number,
-): Promise<ScenarioResult> {
-  const url = `${topology.baseUrl}${urlPath}`;
-  const probe = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  await probe.arrayBuffer();
-  if (probe.status !== expectedStatus)
-    throw new Error(`${name}: ${urlPath} answered ${probe.status}, expected ${expectedStatus}`);
-  await wrk(url, WARMUP_S, connections);
-  const streamsBefore = await topology.extprocStat('streams_started');
+async function probe(scenario: Scenario): Promise<void> {
+  const response = await fetch(`${scenario.topology.baseUrl}${scenario.path}`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  await response.arrayBuffer();
+  if (response.status !== scenario.status) {
+    throw new Error(
+      `${scenario.name}: ${scenario.path} answered ${response.status}, expected ${scenario.status}`,
+    );
+  }
+}
+
+async function round(scenario: Scenario, connections: number): Promise<RoundResult> {
+  const url = `${scenario.topology.baseUrl}${scenario.path}`;
+  const streamsBefore = await scenario.topology.extprocStat('streams_started');
   const cpuBefore = process.cpuUsage();
   const result = await wrk(url, DURATION_S, connections);
   const cpu = process.cpuUsage(cpuBefore);
-  const streams = (await topology.extprocStat('streams_started')) - streamsBefore;
-  const expectedNon2xx = expectedStatus >= 400 ? result.requests : 0;
+  const streams = (await scenario.topology.extprocStat('streams_started')) - streamsBefore;
+  const expectedNon2xx = scenario.status >= 400 ? result.requests : 0;
   // wrk counts requests it finished; a few in flight at the end may be cut, hence the tolerance.
   if (Math.abs(result.non2xx - expectedNon2xx) > connections) {
-    throw new Error(`${name}: ${result.non2xx} non-2xx of ${result.requests}, expected ${expectedNon2xx}`);
+    throw new Error(
+      `${scenario.name}: ${result.non2xx} non-2xx of ${result.requests}, expected ${expectedNon2xx}`,
+    );
   }
+  return { ...result, extprocCpuS: (cpu.user + cpu.system) / 1e6, extprocStreams: streams };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function summarize(scenario: Scenario, connections: number, rounds: readonly RoundResult[]): ScenarioSummary {
+  const requests = rounds.reduce((sum, r) => sum + r.requests, 0);
+  const cpu = rounds.reduce((sum, r) => sum + r.extprocCpuS, 0);
   return {
-    name,
+    name: scenario.name,
+    description: scenario.description,
+    path: scenario.path,
+    status: scenario.status,
     connections,
-    description,
-    path: urlPath,
-    status: expectedStatus,
-    ...result,
-    extprocProcessCpuS: (cpu.user + cpu.system) / 1e6,
-    envoyExtprocStreams: streams,
+    rounds: rounds.length,
+    rps: median(rounds.map((r) => r.rps)),
+    p50Ms: median(rounds.map((r) => r.p50Ms)),
+    p90Ms: median(rounds.map((r) => r.p90Ms)),
+    p99Ms: median(rounds.map((r) => r.p99Ms)),
+    rpsMin: Math.min(...rounds.map((r) => r.rps)),
+    rpsMax: Math.max(...rounds.map((r) => r.rps)),
+    extprocCpuUsPerRequest: requests > 0 ? (cpu / requests) * 1e6 : 0,
+    extprocStreams: rounds.reduce((sum, r) => sum + r.extprocStreams, 0),
+    requests,
   };
+}
+
+/** Runs every scenario ROUNDS times at `connections`, rotating the order each round. */
+async function measure(scenarios: readonly Scenario[], connections: number): Promise<ScenarioSummary[]> {
+  for (const scenario of scenarios) {
+    await wrk(`${scenario.topology.baseUrl}${scenario.path}`, WARMUP_S, connections);
+  }
+  const perScenario = new Map<string, RoundResult[]>(scenarios.map((s) => [s.name, []]));
+  for (let index = 0; index < ROUNDS; index++) {
+    for (let offset = 0; offset < scenarios.length; offset++) {
+      const scenario = scenarios[(index + offset) % scenarios.length]!;
+      perScenario.get(scenario.name)!.push(await round(scenario, connections));
+    }
+  }
+  return scenarios.map((scenario) => summarize(scenario, connections, perScenario.get(scenario.name)!));
 }
 
 interface UpstreamProcess {
@@ -187,53 +250,47 @@ async function main(): Promise<void> {
   const wrkVersion = ensureWrk().split('\n')[0] ?? 'wrk';
   const envoyVersionLine = execFileSync(await envoyBinary(), ['--version'], { encoding: 'utf8' }).trim();
   const envoyVersion = /version: \S+?\/(\d+\.\d+\.\d+)\//.exec(envoyVersionLine)?.[1] ?? envoyVersionLine;
-  const results: ScenarioResult[] = [];
+  const results: ScenarioSummary[] = [];
   const upstreams = await startUpstreamProcess();
+  const topologies: Topology[] = [];
   try {
     const common = { captureLogs: false, logLevel: 'info', upstreams: upstreams.addresses };
     const plain = await startTopology({ ...common, extproc: false, extprocFilter: false });
-    try {
-      for (const connections of [CONNECTIONS, 1]) {
-        results.push(await scenario(plain, 'a', 'no ext_proc, 200', '/ok', 200, connections));
-        results.push(
-          await scenario(
-            plain,
-            'a5',
-            'no ext_proc, terminating 500 passes',
-            '/terminating-500',
-            500,
-            connections,
-          ),
-        );
-      }
-    } finally {
-      await plain.close();
-    }
+    topologies.push(plain);
     const mapped = await startTopology(common);
-    try {
-      for (const connections of [CONNECTIONS, 1]) {
-        results.push(
-          await scenario(mapped, 'b', 'ext_proc behind 5xx matcher, 200', '/ok', 200, connections),
-        );
-        results.push(
-          await scenario(
-            mapped,
-            'c',
-            'ext_proc maps terminating 500 → 503',
-            '/terminating-500',
-            503,
-            connections,
-          ),
-        );
-      }
-    } finally {
-      await mapped.close();
-    }
+    topologies.push(mapped);
+    const scenarios: Scenario[] = [
+      { name: 'a', description: 'no ext_proc, 200', topology: plain, path: '/ok', status: 200 },
+      {
+        name: 'b',
+        description: 'ext_proc behind 5xx matcher, 200',
+        topology: mapped,
+        path: '/ok',
+        status: 200,
+      },
+      {
+        name: 'a5',
+        description: 'no ext_proc, terminating 500 passes',
+        topology: plain,
+        path: '/terminating-500',
+        status: 500,
+      },
+      {
+        name: 'c',
+        description: 'ext_proc maps terminating 500 → 503',
+        topology: mapped,
+        path: '/terminating-500',
+        status: 503,
+      },
+    ];
+    for (const scenario of scenarios) await probe(scenario);
+    for (const connections of [CONNECTIONS, 1]) results.push(...(await measure(scenarios, connections)));
   } finally {
+    for (const topology of topologies) await topology.close();
     upstreams.stop();
   }
 
-  const byName = (name: string, connections: number): ScenarioResult => {
+  const byName = (name: string, connections: number): ScenarioSummary => {
     const found = results.find((r) => r.name === name && r.connections === connections);
     if (found === undefined) throw new Error(`missing scenario ${name}`);
     return found;
@@ -256,7 +313,8 @@ async function main(): Promise<void> {
     cpus: os.cpus().length,
     tool: wrkVersion,
     connections: CONNECTIONS,
-    durationS: DURATION_S,
+    rounds: ROUNDS,
+    secondsPerRound: DURATION_S,
     warmupS: WARMUP_S,
     scenarios: results,
     comparisons,
@@ -266,15 +324,15 @@ async function main(): Promise<void> {
   writeFileSync(path.join(outDir, 'extproc.json'), `${JSON.stringify(report, null, 2)}\n`);
 
   console.log(
-    `\next_proc benchmark — Envoy ${envoyVersion}, wrk -t1 -d${DURATION_S}s, ${os.cpus().length} CPUs\n`,
+    `\next_proc benchmark — Envoy ${envoyVersion}, wrk -t1, medians of ${ROUNDS} interleaved ${DURATION_S}s rounds, ${os.cpus().length} CPUs\n`,
   );
   console.log(
-    '| scenario | conns | status | RPS | p50 ms | p90 ms | p99 ms | ext_proc streams | ext_proc CPU s |',
+    '| scenario | conns | status | RPS (min–max) | p50 ms | p90 ms | p99 ms | ext_proc streams | ext_proc CPU µs/req |',
   );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of results) {
     console.log(
-      `| ${r.name}: ${r.description} | ${r.connections} | ${r.status} | ${r.rps.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p90Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.envoyExtprocStreams} | ${r.extprocProcessCpuS.toFixed(2)} |`,
+      `| ${r.name}: ${r.description} | ${r.connections} | ${r.status} | ${r.rps.toFixed(0)} (${r.rpsMin.toFixed(0)}–${r.rpsMax.toFixed(0)}) | ${r.p50Ms.toFixed(3)} | ${r.p90Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.extprocStreams} | ${r.extprocCpuUsPerRequest.toFixed(0)} |`,
     );
   }
   console.log(
