@@ -50,6 +50,8 @@ export interface ResourceWatcherHooks<T extends KubernetesObject> {
 export interface ResourceWatcherMetrics {
   restarted(resource: string, namespace: string | undefined): void;
   relisted(resource: string, namespace: string | undefined, reason: string): void;
+  /** A full list succeeded (first list, 410 Gone, watchdog relist). */
+  listCompleted(resource: string, namespace: string | undefined): void;
   event(resource: string, type: 'upsert' | 'delete'): void;
   active(resource: string, namespace: string | undefined, at: number): void;
 }
@@ -154,7 +156,10 @@ export class ResourceWatcher<T extends KubernetesObject> {
           this.#touch();
           this.#failures = 0;
           this.#listed = true;
-          this.#options.hooks.listed(informer.list());
+          this.#options.metrics?.listCompleted(spec.resource, spec.namespace);
+          const objects = informer.list();
+          this.#logger.debug({ objects: objects.length }, 'listed');
+          this.#options.hooks.listed(objects);
         });
         return list;
       },
@@ -174,7 +179,9 @@ export class ResourceWatcher<T extends KubernetesObject> {
       this.#options.hooks.delete(object);
     });
     informer.on('connect', () => {
-      if (isCurrent()) this.#touch();
+      if (!isCurrent()) return;
+      this.#logger.debug({ resourceVersion: informer.latestResourceVersion() }, 'connecting');
+      this.#touch();
     });
     informer.on('error', (error: unknown) => {
       if (isCurrent()) this.#scheduleRestart(error);

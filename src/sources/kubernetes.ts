@@ -412,6 +412,7 @@ function metric<M extends Metric>(registry: Registry, name: string, create: () =
 class SourceMetrics implements ResourceWatcherMetrics {
   readonly restarts: Counter<'resource' | 'namespace'>;
   readonly relists: Counter<'resource' | 'namespace' | 'reason'>;
+  readonly lists: Counter<'resource' | 'namespace'>;
   readonly events: Counter<'resource' | 'type'>;
   readonly lastActivity: Gauge<'resource' | 'namespace'>;
   readonly synced: Gauge;
@@ -436,6 +437,17 @@ class SourceMetrics implements ResourceWatcherMetrics {
           name: 'readygate_kubernetes_relists_total',
           help: 'Kubernetes watches replaced by a fresh list (watchdog).',
           labelNames: ['resource', 'namespace', 'reason'],
+          registers: [registry],
+        }),
+    );
+    this.lists = metric(
+      registry,
+      'readygate_kubernetes_lists_total',
+      () =>
+        new Counter({
+          name: 'readygate_kubernetes_lists_total',
+          help: 'Complete lists of a Kubernetes resource (first sync, 410 Gone, watchdog relists).',
+          labelNames: ['resource', 'namespace'],
           registers: [registry],
         }),
     );
@@ -479,6 +491,10 @@ class SourceMetrics implements ResourceWatcherMetrics {
 
   relisted(resource: string, namespace: string | undefined, reason: string): void {
     this.relists.inc({ resource, namespace: namespace ?? '*', reason });
+  }
+
+  listCompleted(resource: string, namespace: string | undefined): void {
+    this.lists.inc({ resource, namespace: namespace ?? '*' });
   }
 
   event(resource: string, type: 'upsert' | 'delete'): void {

@@ -499,6 +499,29 @@ export class KubeCluster {
     this.#writeState();
   }
 
+  /**
+   * Compacts etcd at its current revision, so any watch resuming from an older resourceVersion gets
+   * 410 Gone and has to relist. Returns the revision.
+   */
+  async compactEtcd(): Promise<number> {
+    const post = async (endpoint: string, body: unknown): Promise<unknown> => {
+      const response = await fetch(`${this.#etcdUrl}${endpoint}`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(5_000),
+      });
+      if (!response.ok) throw new Error(`etcd ${endpoint}: HTTP ${response.status} ${await response.text()}`);
+      return response.json();
+    };
+    const range = (await post('/v3/kv/range', { key: Buffer.from('compact-probe').toString('base64') })) as {
+      header?: { revision?: string };
+    };
+    const revision = Number(range.header?.revision);
+    if (!Number.isInteger(revision) || revision < 1) throw new Error('etcd returned no revision');
+    await post('/v3/kv/compaction', { revision: String(revision), physical: true });
+    return revision;
+  }
+
   /** Stops kube-apiserver only (etcd keeps the data): an API outage as readygate sees it. */
   async stopApiserver(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     await stopProcess(this.#apiserver, signal);
@@ -782,4 +805,103 @@ export function waitForStore(
     store.on('synced', onChange);
     done();
   });
+}
+
+// ---- A TCP proxy in front of the apiserver: network faults without touching the apiserver ----
+
+export type ProxyMode = 'forward' | 'refuse' | 'blackhole';
+
+/**
+ * Forwards 127.0.0.1:port → 127.0.0.1:targetPort. `refuse` drops every connection (the client sees resets,
+ * as when the apiserver is gone); `blackhole` keeps connections open and passes no bytes (a dead TCP
+ * stream, which client-node 1.4 never notices by itself); `forward` resumes, closing blackholed connections.
+ */
+export class TcpProxy {
+  readonly #server: net.Server;
+  readonly #targetPort: number;
+  readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  #mode: ProxyMode = 'forward';
+
+  private constructor(server: net.Server, targetPort: number) {
+    this.#server = server;
+    this.#targetPort = targetPort;
+    server.on('connection', (client) => {
+      this.#accept(client);
+    });
+  }
+
+  static async start(targetPort: number): Promise<TcpProxy> {
+    const server = net.createServer();
+    const proxy = new TcpProxy(server, targetPort);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: '127.0.0.1', port: 0 }, resolve);
+    });
+    return proxy;
+  }
+
+  get port(): number {
+    const address = this.#server.address();
+    return typeof address === 'object' && address !== null ? address.port : 0;
+  }
+
+  set mode(mode: ProxyMode) {
+    const previous = this.#mode;
+    this.#mode = mode;
+    if (mode === 'refuse' || (mode === 'forward' && previous === 'blackhole')) {
+      for (const pair of this.#pairs) {
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+      this.#pairs.clear();
+    } else if (mode === 'blackhole') {
+      for (const pair of this.#pairs) {
+        pair.client.unpipe(pair.upstream);
+        pair.upstream.unpipe(pair.client);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.mode = 'refuse';
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => {
+        resolve();
+      });
+    });
+  }
+
+  #accept(client: net.Socket): void {
+    client.on('error', () => undefined);
+    if (this.#mode === 'refuse') {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect({ host: '127.0.0.1', port: this.#targetPort });
+    upstream.on('error', () => client.destroy());
+    const pair = { client, upstream };
+    this.#pairs.add(pair);
+    const forget = (): void => {
+      this.#pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', forget);
+    upstream.on('close', forget);
+    if (this.#mode === 'forward') {
+      client.pipe(upstream);
+      upstream.pipe(client);
+    }
+  }
+}
+
+/** The same credentials, pointed at another local port (a TcpProxy). */
+export function kubeConfigVia(kubeConfig: KubeConfig, port: number): KubeConfig {
+  const copy = new KubeConfig();
+  copy.loadFromString(kubeConfig.exportConfig());
+  copy.clusters = copy.clusters.map((cluster) => ({
+    ...cluster,
+    server: cluster.server.replace(/:\d+$/, `:${port}`),
+  }));
+  return copy;
 }
