@@ -362,12 +362,9 @@ test('serve: an address already in use is a one-line runtime error (exit 1)', as
     started.admin!,
   ]);
   t.is(second.code, 1);
-  t.regex(
-    second.stderr,
-    new RegExp(
-      `^readygate: admin server cannot listen on ${started.admin!.replace(/\./g, '\\.')}: .*EADDRINUSE.*\\n$`,
-    ),
-  );
+  // The wording belongs to the admin server; the CLI's promise is one line that says what happened.
+  t.regex(second.stderr, /^readygate: [^\n]*EADDRINUSE[^\n]*\n$/);
+  t.true(second.stderr.includes(started.admin!));
   controller.abort();
   t.is((await first).code, 0);
 });
