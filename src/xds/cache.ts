@@ -26,6 +26,8 @@ export class CachedResource {
   readonly version: string;
   /** The encoded message (Cluster, ClusterLoadAssignment, …). */
   readonly body: Buffer;
+  /** 64 bits identifying (name, version); XOR-combined into the order-independent version of a set. */
+  readonly digest: bigint;
   #sotwField: Buffer | undefined;
   #deltaField: Buffer | undefined;
 
@@ -34,6 +36,12 @@ export class CachedResource {
     this.name = name;
     this.body = body;
     this.version = createHash('sha256').update(body).digest('hex').slice(0, 16);
+    this.digest = createHash('sha256')
+      .update(name)
+      .update('\u0000')
+      .update(this.version)
+      .digest()
+      .readBigUInt64BE(0);
   }
 
   /** `resources` entry of a DiscoveryResponse: an Any around the body, framed as field 2. */
@@ -93,6 +101,8 @@ export type DraftOverride = (draft: ResourceDraft) => ResourceDraft;
 
 export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   readonly #byType = new Map<TypeUrl, Map<string, CachedResource>>(PUSH_ORDER.map((t) => [t, new Map()]));
+  /** Per type, the XOR of every resource's digest: a set version maintained in O(changes). */
+  readonly #typeDigest = new Map<string, bigint>(PUSH_ORDER.map((t) => [t, 0n]));
   #override: DraftOverride | undefined;
 
   get(typeUrl: string, name: string): CachedResource | undefined {
@@ -102,6 +112,11 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   /** All resources of a type; an unknown type URL simply has none. */
   resources(typeUrl: string): ReadonlyMap<string, CachedResource> {
     return this.#byType.get(typeUrl as TypeUrl) ?? EMPTY;
+  }
+
+  /** The version of a type's whole resource set; equal sets give equal versions everywhere. */
+  typeVersion(typeUrl: string): string {
+    return digestVersion(this.#typeDigest.get(typeUrl) ?? 0n);
   }
 
   count(typeUrl: TypeUrl): number {
@@ -124,7 +139,11 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
       return c;
     };
     for (const ref of removals) {
-      if (this.#byType.get(ref.typeUrl)?.delete(ref.name)) entry(ref.typeUrl).removed.add(ref.name);
+      const existing = this.#byType.get(ref.typeUrl)?.get(ref.name);
+      if (!existing) continue;
+      this.#byType.get(ref.typeUrl)?.delete(ref.name);
+      this.#xorDigest(ref.typeUrl, existing.digest);
+      entry(ref.typeUrl).removed.add(ref.name);
     }
     for (const original of upserts) {
       const draft = this.#override ? this.#override(original) : original;
@@ -133,7 +152,10 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
       if (!byName) continue;
       const existing = byName.get(draft.name);
       if (existing?.body.equals(body)) continue;
-      byName.set(draft.name, new CachedResource(draft.typeUrl, draft.name, body));
+      const resource = new CachedResource(draft.typeUrl, draft.name, body);
+      byName.set(draft.name, resource);
+      if (existing) this.#xorDigest(draft.typeUrl, existing.digest);
+      this.#xorDigest(draft.typeUrl, resource.digest);
       const c = entry(draft.typeUrl);
       c.removed.delete(draft.name);
       c.changed.add(draft.name);
@@ -146,17 +168,25 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
     if (ordered.size > 0) this.emit('change', ordered);
     return ordered;
   }
+
+  #xorDigest(typeUrl: string, digest: bigint): void {
+    this.#typeDigest.set(typeUrl, (this.#typeDigest.get(typeUrl) ?? 0n) ^ digest);
+  }
+}
+
+function digestVersion(digest: bigint): string {
+  return digest.toString(16).padStart(16, '0');
 }
 
 const EMPTY: ReadonlyMap<string, CachedResource> = new Map();
 
 /**
- * The SotW `version_info` for a set of resources: a hash of their names and versions. Deterministic, so
- * every stream and every replica reports the same version for the same content.
+ * The version of a set of resources: the XOR of their digests, so it does not depend on order and can
+ * be maintained incrementally. Deterministic: every stream and replica reports the same version for the
+ * same content.
  */
 export function aggregateVersion(resources: Iterable<CachedResource>): string {
-  const hash = createHash('sha256');
-  const entries = [...resources].map((r) => `${r.name}\u0000${r.version}`).sort();
-  for (const e of entries) hash.update(e).update('\u0001');
-  return hash.digest('hex').slice(0, 16);
+  let digest = 0n;
+  for (const r of resources) digest ^= r.digest;
+  return digestVersion(digest);
 }

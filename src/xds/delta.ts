@@ -22,6 +22,8 @@ interface DeltaTypeState {
   readonly clientVersions: Map<string, string>;
   /** Names to answer even if the client holds their version (new subscriptions, warming clusters). */
   readonly mustSend: Set<string>;
+  /** Names whose state may differ from what the client holds; keeps a push O(changes), not O(set). */
+  readonly dirty: Set<string>;
   seen: boolean;
 }
 
@@ -56,15 +58,17 @@ export class DeltaStream extends XdsStreamBase {
       // A reconnecting client lists what it already holds, so unchanged resources are not sent again.
       for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
         state.clientVersions.set(name, version);
+        state.dirty.add(name);
       }
-      if (request.resource_names_subscribe.length === 0) state.wildcard = true;
+      if (request.resource_names_subscribe.length === 0) this.#subscribeWildcard(typeUrl, state);
     }
     for (const name of request.resource_names_subscribe) {
       if (name === '*') {
-        state.wildcard = true;
+        this.#subscribeWildcard(typeUrl, state);
         continue;
       }
       state.names.add(name);
+      state.dirty.add(name);
       // Every subscribed name is answered, even if the client seems current, except on the first
       // request of a reconnect, where initial_resource_versions says what it holds.
       if (!first || !state.clientVersions.has(name)) state.mustSend.add(name);
@@ -89,14 +93,31 @@ export class DeltaStream extends XdsStreamBase {
       const state = this.#types.get(typeUrl);
       if (!state?.seen) continue;
       let relevant = false;
-      for (const name of typeChange.changed) if (this.#subscribed(typeUrl, state, name)) relevant = true;
-      for (const name of typeChange.removed) if (state.clientVersions.has(name)) relevant = true;
+      for (const name of typeChange.changed) {
+        if (this.#subscribed(typeUrl, state, name)) {
+          state.dirty.add(name);
+          relevant = true;
+        }
+      }
+      for (const name of typeChange.removed) {
+        if (state.clientVersions.has(name)) {
+          state.dirty.add(name);
+          relevant = true;
+        }
+      }
       if (relevant) this.schedule(typeUrl);
     }
   }
 
   #subscribed(typeUrl: string, state: DeltaTypeState, name: string): boolean {
     return state.names.has(name) || (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl));
+  }
+
+  #subscribeWildcard(typeUrl: string, state: DeltaTypeState): void {
+    if (state.wildcard) return;
+    state.wildcard = true;
+    if (wildcardReceivesAll(typeUrl as TypeUrl))
+      for (const name of this.cache.resources(typeUrl).keys()) state.dirty.add(name);
   }
 
   #state(typeUrl: string): DeltaTypeState {
@@ -107,6 +128,7 @@ export class DeltaStream extends XdsStreamBase {
         names: new Set(),
         clientVersions: new Map(),
         mustSend: new Set(),
+        dirty: new Set(),
         seen: false,
       };
       this.#types.set(typeUrl, state);
@@ -131,13 +153,11 @@ export class DeltaStream extends XdsStreamBase {
         removed.push(name);
       }
     };
-    const candidates = new Set(state.names);
-    if (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl))
-      for (const name of all.keys()) candidates.add(name);
-    for (const name of state.clientVersions.keys()) candidates.add(name);
-    for (const name of [...candidates].sort()) {
+    for (const name of state.mustSend) state.dirty.add(name);
+    for (const name of state.dirty) {
       if (this.#subscribed(typeUrl, state, name) || state.clientVersions.has(name)) consider(name);
     }
+    state.dirty.clear();
     state.mustSend.clear();
     if (toSend.length === 0 && removed.length === 0) return undefined;
 

@@ -15,7 +15,7 @@ import {
   type DiscoveryRequest,
 } from './messages.js';
 import { SotwStream } from './sotw.js';
-import type { StreamTransport, XdsStreamBase } from './stream-base.js';
+import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
 import type { StreamKind, SyncStatus } from './sync-status.js';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -68,7 +68,11 @@ export interface AdsServiceOptions {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
+  /** Bytes written to all streams but not yet sent (default 32 MiB). */
+  readonly maxBytesInFlight?: number;
 }
+
+const DEFAULT_MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
 
 type AnyCall = grpc.ServerDuplexStream<unknown, Buffer>;
 
@@ -76,10 +80,12 @@ type AnyCall = grpc.ServerDuplexStream<unknown, Buffer>;
 export class AdsService {
   readonly #options: AdsServiceOptions;
   readonly #streams = new Map<XdsStreamBase, AnyCall>();
+  readonly #budget: SendBudget;
   #closing = false;
 
   constructor(options: AdsServiceOptions) {
     this.#options = options;
+    this.#budget = new SendBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
     options.cache.on('change', (change: CacheChange) => {
       for (const stream of this.#streams.keys()) stream.handleCacheChange(change);
     });
@@ -116,8 +122,21 @@ export class AdsService {
     }
     const syncState = sync.open(kind, call.getPeer());
     let ended = false;
+    /** Bytes of this stream's writes not yet handed on; given back to the budget if the stream dies. */
+    let unsent = 0;
+    const budget = this.#budget;
     const transport: StreamTransport = {
-      send: (bytes) => (ended ? true : call.write(bytes)),
+      send: (bytes) => {
+        if (ended) return true;
+        unsent += bytes.length;
+        budget.charge(bytes.length);
+        return call.write(bytes, () => {
+          // grpc-js skips this callback on a cancelled call; finish() settles those bytes instead.
+          if (ended) return;
+          unsent -= bytes.length;
+          budget.release(bytes.length);
+        });
+      },
       fail: (code, message) => {
         if (ended) return;
         logger.warn(
@@ -129,13 +148,16 @@ export class AdsService {
     };
     const stream =
       kind === 'sotw'
-        ? new SotwStream({ cache, sync, logger }, syncState, transport)
-        : new DeltaStream({ cache, sync, logger }, syncState, transport);
+        ? new SotwStream({ cache, sync, logger, budget }, syncState, transport)
+        : new DeltaStream({ cache, sync, logger, budget }, syncState, transport);
     this.#streams.set(stream, call);
 
     const finish = (): void => {
       if (ended) return;
       ended = true;
+      stream.detach();
+      budget.release(unsent);
+      unsent = 0;
       this.#streams.delete(stream);
       sync.close(syncState);
       logger.info({ stream: syncState.streamId, node: syncState.nodeId }, 'xds stream closed');

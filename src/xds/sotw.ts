@@ -30,6 +30,10 @@ interface SotwTypeState {
   /** What this stream was last sent: name → version (for complete-set types, the whole last set). */
   readonly sent: Map<string, string>;
   lastNonce: string | undefined;
+  /** The set version (digest) of the last complete set sent, to skip unchanged complete-set pushes. */
+  lastSentVersion: string | undefined;
+  /** Subset types: names that may need sending (new subscriptions, changes); keeps pushes O(changes). */
+  readonly dirty: Set<string>;
   /**
    * EDS names to answer on the next request even if unchanged: Envoy keeps a modified cluster warming
    * until it gets a ClusterLoadAssignment. Value = the CDS nonce that modified the cluster; the entry
@@ -80,9 +84,18 @@ export class SotwStream extends XdsStreamBase {
         for (const name of names) if (state.names.has(name)) return true;
         return false;
       };
-      if (affected(typeChange.changed) || (isCompleteSetType(typeUrl) && affected(typeChange.removed))) {
-        this.schedule(typeUrl);
+      if (isCompleteSetType(typeUrl)) {
+        if (affected(typeChange.changed) || affected(typeChange.removed)) this.schedule(typeUrl);
+        continue;
       }
+      let any = false;
+      for (const name of typeChange.changed) {
+        if (state.names.has(name)) {
+          state.dirty.add(name);
+          any = true;
+        }
+      }
+      if (any) this.schedule(typeUrl);
     }
   }
 
@@ -95,6 +108,8 @@ export class SotwStream extends XdsStreamBase {
         names: new Set(),
         sent: new Map(),
         lastNonce: undefined,
+        lastSentVersion: undefined,
+        dirty: new Set(),
         forced: new Map(),
       };
       this.#types.set(typeUrl, state);
@@ -104,6 +119,14 @@ export class SotwStream extends XdsStreamBase {
 
   /** Returns how many names were newly subscribed. */
   #updateSubscription(typeUrl: string, state: SotwTypeState, resourceNames: readonly string[]): number {
+    // Fast path: Envoy repeats its whole subscription on every ACK; usually nothing changed.
+    if (
+      state.explicit &&
+      resourceNames.length === state.names.size &&
+      resourceNames.every((name) => state.names.has(name))
+    ) {
+      return 0;
+    }
     const names = new Set(resourceNames);
     const wildcard = names.delete('*') || (names.size === 0 && !state.explicit);
     if (names.size > 0) state.explicit = true;
@@ -112,6 +135,7 @@ export class SotwStream extends XdsStreamBase {
     for (const name of names) {
       if (!state.names.has(name)) {
         state.sent.delete(name);
+        state.dirty.add(name);
         newly += 1;
       }
     }
@@ -139,27 +163,37 @@ export class SotwStream extends XdsStreamBase {
   protected buildResponse(typeUrl: string): Buffer | undefined {
     const state = this.#types.get(typeUrl);
     if (!state) return undefined;
-    const current = this.#subscribedResources(typeUrl, state);
     const completeSet = isCompleteSetType(typeUrl);
+    const wildcardAll = state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl);
     let toSend: CachedResource[];
+    let versionInfo: string;
     if (completeSet) {
-      const unchanged =
-        state.lastNonce !== undefined &&
-        current.length === state.sent.size &&
-        current.every((r) => state.sent.get(r.name) === r.version);
-      if (unchanged) return undefined;
+      const current = this.#subscribedResources(typeUrl, state);
+      versionInfo = wildcardAll ? this.cache.typeVersion(typeUrl) : aggregateVersion(current);
+      if (state.lastNonce !== undefined && versionInfo === state.lastSentVersion) return undefined;
       toSend = current;
     } else {
-      toSend = current.filter((r) => state.sent.get(r.name) !== r.version || state.forced.has(r.name));
+      const all = this.cache.resources(typeUrl);
+      toSend = [];
+      const candidates =
+        state.forced.size > 0 ? new Set([...state.dirty, ...state.forced.keys()]) : state.dirty;
+      for (const name of candidates) {
+        const resource = all.get(name);
+        if (!resource || !state.names.has(name)) continue;
+        if (state.sent.get(name) !== resource.version || state.forced.has(name)) toSend.push(resource);
+      }
+      state.dirty.clear();
       if (toSend.length === 0) return undefined;
+      // EDS and RDS may carry any subset; their version_info names the state of the whole type.
+      versionInfo = this.cache.typeVersion(typeUrl);
     }
 
     const nonce = this.nextNonce();
-    const versionInfo = aggregateVersion(current);
     if (typeUrl === TypeUrl.CLUSTER) this.#forceEndpointsOfChangedClusters(toSend, state, Number(nonce));
     if (completeSet) state.sent.clear();
     for (const r of toSend) state.sent.set(r.name, r.version);
     state.lastNonce = nonce;
+    state.lastSentVersion = versionInfo;
     if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
 
     const bytes = Buffer.concat([

@@ -20,7 +20,55 @@ export interface StreamContext {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
+  readonly budget?: SendBudget;
 }
+
+/**
+ * Bounds the bytes written to all streams but not yet handed to the network. Without it, N Envoys
+ * connecting at once each get their full initial state buffered in memory at the same time; with it,
+ * streams over budget wait and build their (latest) response when bytes drain.
+ */
+export class SendBudget {
+  readonly #maxBytes: number;
+  #inFlight = 0;
+  readonly #waiting = new Set<() => void>();
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  available(): boolean {
+    return this.#inFlight < this.#maxBytes;
+  }
+
+  charge(bytes: number): void {
+    this.#inFlight += bytes;
+  }
+
+  release(bytes: number): void {
+    this.#inFlight -= bytes;
+    for (const resume of this.#waiting) {
+      if (!this.available()) return;
+      this.#waiting.delete(resume);
+      resume();
+    }
+  }
+
+  /** Calls `resume` once bytes are available again (FIFO). */
+  waitFor(resume: () => void): void {
+    this.#waiting.add(resume);
+  }
+
+  cancel(resume: () => void): void {
+    this.#waiting.delete(resume);
+  }
+}
+
+const UNLIMITED = new SendBudget(Number.POSITIVE_INFINITY);
 
 export abstract class XdsStreamBase {
   protected readonly cache: ResourceCache;
@@ -30,6 +78,12 @@ export abstract class XdsStreamBase {
   protected logger: Logger;
   #nonce = 0;
   #blocked = false;
+  #waitingForBudget = false;
+  readonly #budget: SendBudget;
+  readonly #onBudget = (): void => {
+    this.#waitingForBudget = false;
+    this.#flushDirty();
+  };
   /** Types with something to send once the transport drains, in push order. */
   readonly #dirty = new Set<string>();
 
@@ -38,6 +92,7 @@ export abstract class XdsStreamBase {
     this.sync = context.sync;
     this.syncState = syncState;
     this.transport = transport;
+    this.#budget = context.budget ?? UNLIMITED;
     this.logger = context.logger.child({ stream: syncState.streamId, kind: syncState.kind });
   }
 
@@ -61,12 +116,24 @@ export abstract class XdsStreamBase {
 
   /** Sends what `typeUrl` needs now, or remembers to once the transport drains. */
   protected schedule(typeUrl: string): void {
-    if (this.#blocked) {
+    if (this.#blocked || this.#waitingForBudget) {
       this.#dirty.add(typeUrl);
+      return;
+    }
+    if (!this.#budget.available()) {
+      this.#dirty.add(typeUrl);
+      this.#waitingForBudget = true;
+      this.#budget.waitFor(this.#onBudget);
       return;
     }
     const bytes = this.buildResponse(typeUrl);
     if (bytes && !this.transport.send(bytes)) this.#blocked = true;
+  }
+
+  /** The stream ended: stop waiting for budget. */
+  detach(): void {
+    this.#budget.cancel(this.#onBudget);
+    this.#dirty.clear();
   }
 
   /** A method, not a field read, because schedule() may flip it mid-loop. */
@@ -76,6 +143,10 @@ export abstract class XdsStreamBase {
 
   resume(): void {
     this.#blocked = false;
+    this.#flushDirty();
+  }
+
+  #flushDirty(): void {
     const order = [
       ...PUSH_ORDER,
       ...[...this.#dirty].filter((t) => !(PUSH_ORDER as readonly string[]).includes(t)),
@@ -83,7 +154,7 @@ export abstract class XdsStreamBase {
     for (const typeUrl of order) {
       if (!this.#dirty.delete(typeUrl)) continue;
       this.schedule(typeUrl);
-      if (this.isBlocked()) return;
+      if (this.isBlocked() || this.#waitingForBudget) return;
     }
   }
 
