@@ -16,7 +16,11 @@ OUT="$CACHE_ROOT/k8s/v$K8S_VERSION-etcd$ETCD_VERSION"
 LOG="$CACHE_ROOT/k8s/build-v$K8S_VERSION.log"
 mkdir -p "$OUT"
 
-log() { printf 'k8s-binaries: %s\n' "$*" >&2; }
+# Messages go to stderr and, with a timestamp, to the build log, so build times stay on record.
+log() {
+  printf 'k8s-binaries: %s\n' "$*" >&2
+  printf '%s k8s-binaries: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG" 2>/dev/null || true
+}
 
 command -v go >/dev/null || { log "go is required (Go >= 1.24 for Kubernetes $K8S_VERSION)"; exit 1; }
 
