@@ -58,7 +58,8 @@ export function classifyConditions(conditions: EndpointConditions): Verdict {
 }
 
 const STATE_RANK: Record<EndpointState, number> = {
-  [EndpointState.READY]: 3,
+  [EndpointState.READY]: 4,
+  [EndpointState.GATE_PENDING]: 3,
   [EndpointState.TERMINATING_FALLBACK]: 2,
   [EndpointState.TERMINATING]: 1,
 };
@@ -73,6 +74,7 @@ export function eligibleHosts(
   options: EligibilityOptions = DEFAULT_ELIGIBILITY,
 ): EligibleHost[] {
   const ready: Candidate[] = [];
+  const gatePending: Candidate[] = [];
   const servingTerminating: Candidate[] = [];
   for (const endpoint of service.endpoints) {
     const address = endpoint.addresses[0];
@@ -82,12 +84,15 @@ export function eligibleHosts(
     if (targetPort === undefined) continue;
     const verdict = classifyConditions(endpoint.conditions);
     if (verdict === 'ready') ready.push({ address, port: targetPort, endpoint });
+    else if (endpoint.gatePending === true && !resolveConditions(endpoint.conditions).terminating)
+      gatePending.push({ address, port: targetPort, endpoint });
     else if (verdict === 'serving-terminating')
       servingTerminating.push({ address, port: targetPort, endpoint });
   }
 
   const hosts: EligibleHost[] = ready.map((c) => ({ ...c, health: 'HEALTHY', state: EndpointState.READY }));
-  if (ready.length === 0 && options.terminatingFallback) {
+  for (const c of gatePending) hosts.push({ ...c, health: 'HEALTHY', state: EndpointState.GATE_PENDING });
+  if (ready.length === 0 && gatePending.length === 0 && options.terminatingFallback) {
     for (const c of servingTerminating)
       hosts.push({ ...c, health: 'HEALTHY', state: EndpointState.TERMINATING_FALLBACK });
   } else if (options.terminatingServing === 'draining') {

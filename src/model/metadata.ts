@@ -14,6 +14,8 @@ export const EndpointState = {
   TERMINATING: 'terminating',
   /** Terminating but serving, sent HEALTHY because nothing in its cluster is ready (KEP-1669). */
   TERMINATING_FALLBACK: 'terminating-fallback',
+  /** Containers ready, waiting only for readygate's readiness gate (which needs Envoys to know it). */
+  GATE_PENDING: 'gate-pending',
 } as const;
 export type EndpointState = (typeof EndpointState)[keyof typeof EndpointState];
 

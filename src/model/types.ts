@@ -30,6 +30,12 @@ export interface EndpointModel {
    * service-level default (named target ports can resolve to different numbers per pod).
    */
   readonly ports?: Readonly<Record<string, number>> | undefined;
+  /**
+   * Set by the Kubernetes source when the pod's containers are ready and the only unmet readiness gate
+   * is readygate's own: the slice says not ready, yet Envoys must learn the endpoint for the gate to
+   * ever turn True. Never set for terminating pods.
+   */
+  readonly gatePending?: boolean | undefined;
 }
 
 export interface ServicePortModel {

@@ -118,6 +118,15 @@ test('per-endpoint port overrides and endpoints without the port', (t) => {
   t.deepEqual(summary(service), ['10.0.0.1:9090 HEALTHY ready', 'fd00::1:8080 HEALTHY ready']);
 });
 
+test("gate-pending endpoints (only readygate's gate missing) are sent HEALTHY; terminating ones never", (t) => {
+  const service = svc([
+    ep('10.0.0.1', NOT_READY, { gatePending: true }),
+    ep('10.0.0.2', STOPPED, { gatePending: true }),
+    ep('10.0.0.3', SERVING_TERMINATING),
+  ]);
+  t.deepEqual(summary(service), ['10.0.0.1:8080 HEALTHY gate-pending', '10.0.0.3:8080 DRAINING terminating']);
+});
+
 test('endpoints without an address are ignored', (t) => {
   t.deepEqual(summary(svc([{ addresses: [], conditions: READY }])), []);
 });
