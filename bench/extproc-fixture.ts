@@ -13,6 +13,7 @@ import { freePort } from '../test/helpers/ports.js';
 import {
   acceptThenCloseUpstream,
   garbageUpstream,
+  http2ResetUpstream,
   okUpstream,
   refusingUpstream,
   silentUpstream,
@@ -118,6 +119,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const close = await add('close', () => acceptThenCloseUpstream({ host: '127.0.0.6' }));
     const garbage = await add('garbage', () => garbageUpstream({ host: '127.0.0.7' }));
     const silent = await add('silent', () => silentUpstream({ host: '127.0.0.8' }));
+    const h2Reset = await add('h2Reset', () => http2ResetUpstream({ host: '127.0.0.9' }));
 
     let extproc: ExtprocServer | undefined;
     let extprocPort: number;
@@ -156,6 +158,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       GARBAGE_PORT: garbage.port,
       SILENT_HOST: silent.host,
       SILENT_PORT: silent.port,
+      H2_RESET_HOST: h2Reset.host,
+      H2_RESET_PORT: h2Reset.port,
     });
     if (options.runtime !== undefined) {
       const layers = (bootstrap['layered_runtime'] as { layers: { static_layer: Mutable }[] }).layers;

@@ -4,6 +4,7 @@
  * closes every socket it holds on `close()`, so a test's teardown leaves nothing behind.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { freePort } from './ports.js';
 
@@ -187,4 +188,46 @@ export async function refusingUpstream(options: HttpUpstreamOptions = {}): Promi
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? (await freePort(host));
   return { host, port, address: `${host}:${port}`, hits: () => 0, close: () => Promise.resolve() };
+}
+
+/**
+ * An HTTP/2 (prior knowledge, h2c) upstream that resets every stream with RST_STREAM before answering;
+ * the connection itself stays up. `errorCode` defaults to INTERNAL_ERROR.
+ */
+export async function http2ResetUpstream(
+  options: HttpUpstreamOptions & { errorCode?: number } = {},
+): Promise<Upstream> {
+  const host = options.host ?? '127.0.0.1';
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let hits = 0;
+  const server = http2.createServer();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+    session.on('error', () => {
+      // Envoy going away mid-test is fine.
+    });
+  });
+  server.on('stream', (stream) => {
+    hits++;
+    stream.on('error', () => {
+      // The reset we send surfaces here too.
+    });
+    stream.close(options.errorCode ?? http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  const port = await listen(server, host, options.port ?? 0);
+  return {
+    host,
+    port,
+    address: `${host}:${port}`,
+    hits: () => hits,
+    close: async () => {
+      for (const session of sessions) session.destroy();
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
+    },
+  };
 }

@@ -132,6 +132,33 @@ test.serial('per-try timeout, retries exhausted → 504 upstream-per-try-timeout
   });
 });
 
+test.serial('HTTP/2 upstream resets the stream before headers → 502 upstream-reset (UR)', async (t) => {
+  await assertMapped(t, {
+    path: '/h2-reset',
+    status: 502,
+    cause: FailureCause.UPSTREAM_RESET,
+    title: 'Upstream reset the request',
+    flags: F.UPSTREAM_REMOTE_RESET,
+    codeDetails: 'upstream_reset_before_response_started{remote_reset}',
+    debug: { cluster: 'h2_reset', upstream: upstreamOf('h2Reset'), pod: 'h2-reset-0' },
+  });
+});
+
+test.serial(
+  'upstream max_stream_duration with a complete request → 504 upstream-max-stream-duration (UMSDR)',
+  async (t) => {
+    await assertMapped(t, {
+      path: '/max-duration',
+      status: 504,
+      cause: FailureCause.UPSTREAM_MAX_STREAM_DURATION,
+      title: 'Upstream timed out',
+      flags: F.UPSTREAM_MAX_STREAM_DURATION_REACHED,
+      codeDetails: 'upstream_max_stream_duration_reached',
+      debug: { cluster: 'max_duration', upstream: upstreamOf('silent'), pod: 'silent-0' },
+    });
+  },
+);
+
 test.serial('cluster with no endpoints → 503 no-healthy-upstream (UH)', async (t) => {
   await assertMapped(t, {
     path: '/empty',
@@ -235,8 +262,8 @@ test.serial('200 is untouched and opens no ext_proc stream', async (t) => {
 
 test.serial('every 5xx opened exactly one stream; none failed; metrics count causes', async (t) => {
   const { extprocStat, registry } = env();
-  // 11 mapped + 1 passed 5xx above; the 200s opened none.
-  t.is(await extprocStat('streams_started'), 12);
+  // 13 mapped + 1 passed 5xx above; the 200s opened none.
+  t.is(await extprocStat('streams_started'), 14);
   t.is(await extprocStat('streams_failed'), 0);
   t.is(await extprocStat('rejected_header_mutations'), 0);
   t.is(await extprocStat('message_timeouts'), 0);

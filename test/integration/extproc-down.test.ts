@@ -54,7 +54,9 @@ const routerFailures: [string, number, string | RegExp][] = [
     502,
     'upstream connect error or disconnect/reset before headers. reset reason: protocol error',
   ],
+  ['/h2-reset', 502, 'upstream connect error or disconnect/reset before headers. reset reason: remote reset'],
   ['/slow', 504, 'upstream request timeout'],
+  ['/max-duration', 504, 'upstream max stream duration reached'],
   ['/per-try', 504, 'upstream request timeout'],
   ['/empty', 503, 'no healthy upstream'],
   ['/missing', 503, ''],
@@ -87,7 +89,7 @@ test.serial(
 
 test.serial('Envoy counted the outage as allowed failures, never as failed requests', async (t) => {
   const { extprocStat } = env();
-  // 1 stream before the kill; 9 5xx responses after it, each failing to open and allowed through.
-  t.is(await extprocStat('failure_mode_allowed'), 9);
-  t.is(await extprocStat('streams_started'), 10);
+  // 1 stream before the kill; 11 5xx responses after it, each failing to open and allowed through.
+  t.is(await extprocStat('failure_mode_allowed'), 11);
+  t.is(await extprocStat('streams_started'), 12);
 });

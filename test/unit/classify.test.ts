@@ -306,10 +306,12 @@ test('flag bit positions match Envoy 1.36.4 (observed values)', (t) => {
   // Values recorded from Envoy 1.36.4's `response.flags` attribute in the integration tests.
   t.is(F.NO_HEALTHY_UPSTREAM, 2);
   t.is(F.UPSTREAM_REQUEST_TIMEOUT, 4);
+  t.is(F.UPSTREAM_REMOTE_RESET, 16);
   t.is(F.UPSTREAM_CONNECTION_FAILURE, 32);
   t.is(F.UPSTREAM_CONNECTION_TERMINATION, 64);
   t.is(F.UPSTREAM_OVERFLOW, 128);
   t.is(F.UPSTREAM_RETRY_LIMIT_EXCEEDED, 32768);
+  t.is(F.UPSTREAM_MAX_STREAM_DURATION_REACHED, 524288);
   t.is(F.UPSTREAM_PROTOCOL_ERROR, 8388608);
   t.is(F.NO_CLUSTER_FOUND, 16777216);
 });
