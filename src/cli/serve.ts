@@ -37,6 +37,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
   // last so /readyz and /metrics stay observable while the rest shuts down.
   const started: Closable[] = [];
   try {
+    warnAboutIgnoredFlags(config, logger);
     const source = await startSource(config, store, logger, registry);
     started.push({ name: 'source', close: () => source.close() });
 
@@ -96,6 +97,25 @@ async function startSource(
     namespaces: config.namespaces,
     serviceSelector: config.serviceSelector,
   });
+}
+
+/**
+ * Kubernetes-only settings next to a file source are not an error (a shared config file or env may set
+ * them for other deployments), but silently ignoring them would hide a mistake.
+ */
+function warnAboutIgnoredFlags(config: ServeConfig, logger: Logger): void {
+  if (config.source.kind !== 'file') return;
+  const ignored = [
+    config.kubeconfig !== undefined ? '--kubeconfig' : undefined,
+    config.namespaces.length > 0 ? '--namespace' : undefined,
+    config.serviceSelector !== undefined ? '--service-selector' : undefined,
+  ].filter((flag) => flag !== undefined);
+  if (ignored.length > 0) {
+    logger.warn(
+      { event: 'serve.flags-ignored', flags: ignored },
+      `${ignored.join(', ')} only apply to --source kubernetes and are ignored with a file source`,
+    );
+  }
 }
 
 function describeSource(config: ServeConfig): string {

@@ -318,6 +318,38 @@ test('serve: file source, admin answers, stops cleanly with exit 0 on shutdown',
   await t.throwsAsync(fetch(`http://${started.admin!}/healthz`), undefined, 'admin server closed');
 });
 
+test('serve: settings from READYGATE_CONFIG, overridden per key by env and flags', async (t) => {
+  const configPath = path.join(scratch, 'serve-config.yaml');
+  await writeFile(
+    configPath,
+    [
+      'serve:',
+      `  source: file:${example}`,
+      '  xds-address: 127.0.0.1:1', // overridden by the env var below
+      '  admin-address: 127.0.0.1:2', // overridden by the flag below
+      '  namespace: [shop]', // kubernetes-only: warned about with a file source
+    ].join('\n'),
+  );
+  const lines: { event?: string; flags?: string[]; xds?: string; admin?: string }[] = [];
+  const logger = pino(
+    { level: 'info', base: null },
+    { write: (line: string) => lines.push(JSON.parse(line) as never) },
+  );
+  const controller = new AbortController();
+  const running = run(['serve', '--admin-address', '127.0.0.1:0'], {
+    env: { READYGATE_CONFIG: configPath, READYGATE_XDS_ADDRESS: '127.0.0.1:0' },
+    signal: controller.signal,
+    logger,
+  });
+  const started = await waitForEvent(lines, 'serve.started');
+  // Port 0 (from env and flag) became an ephemeral port; the file's 1 and 2 were overridden.
+  t.regex(started.xds ?? '', /^127\.0\.0\.1:\d{4,5}$/);
+  t.regex(started.admin ?? '', /^127\.0\.0\.1:\d{4,5}$/);
+  t.deepEqual(lines.find((line) => line.event === 'serve.flags-ignored')?.flags, ['--namespace']);
+  controller.abort();
+  t.is((await running).code, 0);
+});
+
 test('extproc: listens and stops cleanly with exit 0 on shutdown', async (t) => {
   const { logger, lines } = capture();
   const controller = new AbortController();
