@@ -42,6 +42,20 @@ test('Envoy accepts envoy/gateway-ads-extproc.yaml (--mode validate)', async (t)
 });
 
 test('the gateway bootstrap wires ext_proc exactly like the tested template', (t) => {
+  const upstreamPlaceholders: Record<string, string | number> = {};
+  for (const name of [
+    'OK',
+    'APP_ERROR',
+    'TERMINATING',
+    'REFUSED',
+    'CLOSE',
+    'GARBAGE',
+    'SILENT',
+    'H2_RESET',
+  ]) {
+    upstreamPlaceholders[`${name}_HOST`] = '127.0.0.1';
+    upstreamPlaceholders[`${name}_PORT`] = 1;
+  }
   const gateway = parseYaml(readFileSync(GATEWAY, 'utf8')) as Json;
   const template = loadBootstrapTemplate('envoy/extproc-failures.template.yaml', {
     ADMIN_PORT: 0,
@@ -49,14 +63,7 @@ test('the gateway bootstrap wires ext_proc exactly like the tested template', (t
     EXTPROC_HOST: '127.0.0.1',
     EXTPROC_PORT: 1,
     EXTPROC_RESPONSE_ATTRIBUTES,
-    ...Object.fromEntries(
-      ['OK', 'APP_ERROR', 'TERMINATING', 'REFUSED', 'CLOSE', 'GARBAGE', 'SILENT', 'H2_RESET'].flatMap(
-        (name) => [
-          [`${name}_HOST`, '127.0.0.1'],
-          [`${name}_PORT`, 1],
-        ],
-      ),
-    ),
+    ...upstreamPlaceholders,
   });
   t.deepEqual(extprocParts(gateway), extprocParts(template));
 });
