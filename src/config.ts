@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorCode, ReadygateError } from './errors.js';
+import { formatHostPort } from './net.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Value parsers. Each returns the parsed value or a string describing what is wrong with `text`.
@@ -44,10 +45,6 @@ export function parseHostPort(text: string): HostPort | string {
   // Port 0 is allowed on purpose: the OS picks a free port (tests, demos).
   if (portText.length > 5 || port > 65535) return `"${text}": port ${portText} is out of range 0-65535`;
   return Object.freeze({ host, port, address: formatHostPort(host, port) });
-}
-
-export function formatHostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -388,7 +385,7 @@ const statusOptions = {
     env: 'READYGATE_ENVOY_ADMIN',
     schema: urlSchema,
     valueName: 'URL',
-    help: "Envoy's admin URL (e.g. http://127.0.0.1:9901). Required.",
+    help: "Envoy's admin URL (e.g. http://127.0.0.1:9901).",
     required: true,
   }),
   controlPlane: option({
@@ -417,7 +414,7 @@ const drainWaitOptions = {
     env: 'READYGATE_POD',
     schema: podSchema,
     valueName: 'NAMESPACE/NAME',
-    help: 'The pod that is shutting down. Required.',
+    help: 'The pod that is shutting down.',
     required: true,
   }),
   timeout: option({
@@ -823,6 +820,7 @@ export function commandHelp(command: CommandName): string {
     const flag = option.negatable ? `--[no-]${option.flag}` : `--${option.flag}`;
     const head = option.valueName ? `${flag} ${option.valueName}` : flag;
     const notes = [
+      option.required === true ? 'required' : undefined,
       option.defaultText !== undefined ? `default ${option.defaultText}` : undefined,
       `env ${option.env}`,
     ]
