@@ -35,7 +35,7 @@ test('Envoy accepts envoy/gateway-ads-extproc.yaml (--mode validate)', async (t)
   const binary = await envoyBinary();
   const { stdout, stderr } = await execFileAsync(
     binary,
-    ['--mode', 'validate', '-c', GATEWAY.pathname, '--base-id', String(30_000 + (process.pid % 10_000))],
+    ['--mode', 'validate', '-c', GATEWAY.pathname, '--disable-hot-restart'],
     { timeout: 60_000 },
   );
   t.regex(`${stdout}${stderr}`, /configuration '.*gateway-ads-extproc\.yaml' OK/);
