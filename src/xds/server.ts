@@ -14,6 +14,7 @@ import {
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
 } from './messages.js';
+import { decodeDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
 import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
 import type { StreamKind, SyncStatus } from './sync-status.js';
@@ -45,7 +46,21 @@ function identity(bytes: Buffer): Buffer {
   return bytes;
 }
 
-function method(path: string, requestName: string): grpc.MethodDefinition<unknown, Buffer> {
+function guarded(decode: (bytes: Buffer) => unknown, messageName: string): (bytes: Buffer) => unknown {
+  return (bytes) => {
+    try {
+      return decode(bytes);
+    } catch (error) {
+      return new UndecodableMessage(`cannot decode ${messageName}: ${errorMessage(error)}`);
+    }
+  };
+}
+
+function method(
+  path: string,
+  requestName: string,
+  decode: (bytes: Buffer) => unknown = decoderFor(requestName),
+): grpc.MethodDefinition<unknown, Buffer> {
   return {
     path,
     requestStream: true,
@@ -53,14 +68,18 @@ function method(path: string, requestName: string): grpc.MethodDefinition<unknow
     requestSerialize: () => {
       throw new Error('server-side definition: requests are never serialized here');
     },
-    requestDeserialize: decoderFor(requestName),
+    requestDeserialize: decode,
     responseSerialize: identity,
     responseDeserialize: identity,
   };
 }
 
 export const adsServiceDefinition = {
-  StreamAggregatedResources: method(SOTW_METHOD_PATH, DISCOVERY_REQUEST),
+  StreamAggregatedResources: method(
+    SOTW_METHOD_PATH,
+    DISCOVERY_REQUEST,
+    guarded(decodeDiscoveryRequest, DISCOVERY_REQUEST),
+  ),
   DeltaAggregatedResources: method(DELTA_METHOD_PATH, DELTA_DISCOVERY_REQUEST),
 } satisfies grpc.ServiceDefinition;
 

@@ -4,6 +4,7 @@
  */
 import { aggregateVersion, type CacheChange, type CachedResource } from './cache.js';
 import type { DiscoveryRequest } from './messages.js';
+import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { XdsStreamBase } from './stream-base.js';
 import type { SentEntry } from './sync-status.js';
@@ -30,6 +31,8 @@ interface SotwTypeState {
   /** What this stream was last sent: name → version (for complete-set types, the whole last set). */
   readonly sent: Map<string, string>;
   lastNonce: string | undefined;
+  /** Raw `resource_names` of the last request, when the decoder kept them (see request-decoder.ts). */
+  lastNamesBytes: Buffer | undefined;
   /** The set version (digest) of the last complete set sent, to skip unchanged complete-set pushes. */
   lastSentVersion: string | undefined;
   /** Subset types: names that may need sending (new subscriptions, changes); keeps pushes O(changes). */
@@ -70,7 +73,11 @@ export class SotwStream extends XdsStreamBase {
         return;
       }
     }
-    const newlySubscribed = this.#updateSubscription(typeUrl, state, request.resource_names);
+    const namesBytes = (request as Partial<LazyDiscoveryRequest>).resourceNamesBytes;
+    // Same bytes as last time on this stream and type: same subscription, nothing to decode or compare.
+    const unchanged = namesBytes !== undefined && state.lastNamesBytes?.equals(namesBytes) === true;
+    const newlySubscribed = unchanged ? 0 : this.#updateSubscription(typeUrl, state, request.resource_names);
+    if (namesBytes !== undefined && !unchanged) state.lastNamesBytes = Buffer.from(namesBytes);
     if (request.error_detail && newlySubscribed === 0) return;
     this.schedule(typeUrl);
   }
@@ -109,6 +116,7 @@ export class SotwStream extends XdsStreamBase {
         sent: new Map(),
         lastNonce: undefined,
         lastSentVersion: undefined,
+        lastNamesBytes: undefined,
         dirty: new Set(),
         forced: new Map(),
       };
@@ -127,7 +135,9 @@ export class SotwStream extends XdsStreamBase {
     ) {
       return 0;
     }
-    const names = new Set(resourceNames);
+    // Share the cache's name strings instead of keeping a decoded copy per stream.
+    const known = this.cache.resources(typeUrl);
+    const names = new Set(resourceNames.map((name) => known.get(name)?.name ?? name));
     const wildcard = names.delete('*') || (names.size === 0 && !state.explicit);
     if (names.size > 0) state.explicit = true;
     let newly = 0;

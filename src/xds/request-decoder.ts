@@ -1,0 +1,114 @@
+/**
+ * A DiscoveryRequest decoder for the hot path. Envoy repeats its whole EDS subscription (every cluster
+ * name) in every SotW ACK; with 1000 clusters and 1000 Envoys that is a million strings per change.
+ * This decoder keeps `resource_names` as the raw bytes they arrived in and decodes them only when a
+ * stream's subscription actually differs from its previous request. Other fields go through protobufjs.
+ */
+import { codecFor } from '../protos/envoy-protos.js';
+import type { DiscoveryRequest, EnvoyNode, RpcStatus } from './messages.js';
+
+const VERSION_INFO = 1;
+const NODE = 2;
+const RESOURCE_NAMES = 3;
+const TYPE_URL = 4;
+const RESPONSE_NONCE = 5;
+const ERROR_DETAIL = 6;
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+
+/** A decoded request whose `resource_names` are materialised on first access. */
+export interface LazyDiscoveryRequest extends DiscoveryRequest {
+  /** The encoded `resource_names` fields exactly as received: equal bytes, equal subscription. */
+  readonly resourceNamesBytes: Buffer;
+}
+
+export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
+  let offset = 0;
+  const readVarint = (): number => {
+    let result = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (offset >= bytes.length) throw new RangeError('truncated varint');
+      const b = bytes[offset++] ?? 0;
+      result += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return result;
+      shift += 7;
+    }
+    throw new RangeError('varint too long');
+  };
+  let versionInfo: string | undefined;
+  let typeUrl: string | undefined;
+  let nonce: string | undefined;
+  let node: EnvoyNode | undefined;
+  let errorDetail: RpcStatus | undefined;
+  const nameRanges: [number, number][] = [];
+  let namesStart = -1;
+  let namesEnd = -1;
+
+  while (offset < bytes.length) {
+    const fieldStart = offset;
+    const tag = readVarint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (field === 0) throw new RangeError('invalid field number 0');
+    if (wire === WIRE_LEN) {
+      const length = readVarint();
+      const start = offset;
+      const end = start + length;
+      if (end > bytes.length) throw new RangeError(`field ${field} overruns the message`);
+      offset = end;
+      switch (field) {
+        case VERSION_INFO:
+          versionInfo = bytes.toString('utf8', start, end);
+          break;
+        case NODE:
+          node = codecFor<EnvoyNode>('envoy.config.core.v3.Node').decode(bytes.subarray(start, end));
+          break;
+        case RESOURCE_NAMES:
+          nameRanges.push([start, end]);
+          if (namesStart < 0) namesStart = fieldStart;
+          namesEnd = end;
+          break;
+        case TYPE_URL:
+          typeUrl = bytes.toString('utf8', start, end);
+          break;
+        case RESPONSE_NONCE:
+          nonce = bytes.toString('utf8', start, end);
+          break;
+        case ERROR_DETAIL:
+          errorDetail = codecFor<RpcStatus>('google.rpc.Status').decode(bytes.subarray(start, end));
+          break;
+        default:
+          break; // resource_locators and fields from newer protos: not used here
+      }
+    } else if (wire === WIRE_VARINT) {
+      readVarint();
+    } else if (wire === WIRE_I64) {
+      offset += 8;
+    } else if (wire === WIRE_I32) {
+      offset += 4;
+    } else {
+      throw new RangeError(`unsupported wire type ${wire} for field ${field}`);
+    }
+    if (offset > bytes.length) throw new RangeError('message truncated');
+  }
+
+  const resourceNamesBytes = namesStart < 0 ? Buffer.alloc(0) : bytes.subarray(namesStart, namesEnd);
+  let names: string[] | undefined;
+  const request: LazyDiscoveryRequest = {
+    resourceNamesBytes,
+    get resource_names(): string[] {
+      names ??= nameRanges.map(([start, end]) => bytes.toString('utf8', start, end));
+      return names;
+    },
+    ...(versionInfo === undefined ? {} : { version_info: versionInfo }),
+    ...(typeUrl === undefined ? {} : { type_url: typeUrl }),
+    ...(nonce === undefined ? {} : { response_nonce: nonce }),
+    ...(node === undefined ? {} : { node }),
+    ...(errorDetail === undefined ? {} : { error_detail: errorDetail }),
+  };
+  return request;
+}
