@@ -159,14 +159,18 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     if (finished) return;
     finished = true;
     context.metrics.protocolErrors.inc({ kind: violation.kind });
-    context.logger.warn(
-      { event: 'extproc.protocol_error', code: ErrorCode.EXTPROC_PROTOCOL, kind: violation.kind },
-      violation.message,
-    );
+    const fields = {
+      event: 'extproc.protocol_error',
+      code: ErrorCode.EXTPROC_PROTOCOL,
+      kind: violation.kind,
+    };
+    if (violation.kind === 'internal') context.logger.error(fields, violation.message);
+    else context.logger.warn(fields, violation.message);
     call.emit('error', {
       name: 'ReadygateError',
       message: violation.message,
-      code: grpc.status.INVALID_ARGUMENT,
+      // A bug of ours is not the peer's fault; everything else is a message the peer got wrong.
+      code: violation.kind === 'internal' ? grpc.status.INTERNAL : grpc.status.INVALID_ARGUMENT,
       details: `${ErrorCode.EXTPROC_PROTOCOL}: ${violation.message}`,
     });
   };
