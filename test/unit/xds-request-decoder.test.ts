@@ -45,8 +45,7 @@ for (const [name, message] of Object.entries(cases)) {
 
 test('equal subscriptions give equal resourceNamesBytes; a different one does not', (t) => {
   const encode = (names: string[], nonce: string) =>
-    codec.encode({ resource_names: names, type_url: 't', response_nonce: nonce } as DiscoveryRequest &
-      Record<string, unknown>);
+    codec.encode({ resource_names: names, type_url: 't', response_nonce: nonce });
   const a = decodeDiscoveryRequest(encode(['x', 'y'], '1'));
   const b = decodeDiscoveryRequest(encode(['x', 'y'], '2'));
   const c = decodeDiscoveryRequest(encode(['x', 'z'], '3'));
@@ -58,7 +57,7 @@ test('truncated and malformed bytes throw instead of returning half a request', 
   const bytes = codec.encode({
     type_url: 'type.googleapis.com/x',
     resource_names: ['abc'],
-  } as DiscoveryRequest & Record<string, unknown>);
+  });
   t.throws(() => decodeDiscoveryRequest(bytes.subarray(0, bytes.length - 2)), { instanceOf: RangeError });
   t.throws(
     () =>
