@@ -78,7 +78,8 @@ const serviceSchema = z.strictObject({
   namespace: dnsLabel('namespace'),
   name: dnsLabel('service name'),
   ports: z.array(portSchema).min(1, { message: 'needs at least one port' }),
-  endpoints: z.array(endpointSchema).optional(),
+  // null is what kubectl prints for an EndpointSlice without endpoints (a Go nil slice).
+  endpoints: z.array(endpointSchema).nullable().optional(),
 });
 
 const documentSchema = z.strictObject({ services: z.array(serviceSchema) });

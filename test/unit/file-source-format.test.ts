@@ -75,8 +75,15 @@ test('JSON works too; unnamed ports are keyed by number; every optional field ca
   });
 });
 
-test('a service without endpoints and an empty services list are valid', (t) => {
+test("a service without endpoints (absent, [] or kubectl's null) and an empty services list are valid", (t) => {
   t.deepEqual(parseEndpointsFile('services: []'), []);
+  for (const endpoints of ['endpoints: []', 'endpoints: null', 'endpoints:']) {
+    t.deepEqual(
+      parseEndpointsFile(`services: [{namespace: a, name: b, ports: [{port: 80}], ${endpoints}}]`)[0]
+        ?.endpoints,
+      [],
+    );
+  }
   t.deepEqual(parseEndpointsFile('services: [{namespace: a, name: b, ports: [{port: 80}]}]'), [
     { namespace: 'a', name: 'b', ports: [{ key: '80', port: 80, targetPort: 80 }], endpoints: [] },
   ]);
