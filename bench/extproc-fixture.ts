@@ -35,6 +35,11 @@ export interface TopologyOptions {
   extproc?: boolean;
   /** Keep the ext_proc filter in Envoy's chain (default true). */
   extprocFilter?: boolean;
+  /**
+   * Override the ext_proc `message_timeout` (default: the template's 0.2 s). Tests that assert on mapped
+   * bodies raise it so a CPU-starved CI machine cannot turn a slow answer into a pass-through.
+   */
+  messageTimeout?: string;
   /** Keep the HCM's local_reply_config mappers (default true). */
   localReplyConfig?: boolean;
   /** Override runtime keys of the template's static layer. */
@@ -171,6 +176,13 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       filters.splice(index, 1);
     }
     if (options.localReplyConfig === false) delete connectionManager(bootstrap)['local_reply_config'];
+    if (options.messageTimeout !== undefined) {
+      const filters = connectionManager(bootstrap)['http_filters'] as Mutable[];
+      const wrapper = filters.find((filter) => filter['name'] === EXTPROC_FILTER_NAME);
+      const config = wrapper?.['typed_config'] as { extension_config: { typed_config: Mutable } } | undefined;
+      if (config === undefined) throw new Error('template has no ext_proc filter to set message_timeout on');
+      config.extension_config.typed_config['message_timeout'] = options.messageTimeout;
+    }
     const envoy = await startEnvoy({ bootstrap });
     closers.push(() => envoy.stop());
     const topology: Topology = {

@@ -12,7 +12,7 @@ import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js
 let topology: Topology | undefined;
 
 test.before(async () => {
-  topology = await startTopology({ debug: true });
+  topology = await startTopology({ debug: true, messageTimeout: '2s' });
 });
 
 test.after.always(async () => {

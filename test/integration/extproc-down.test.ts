@@ -10,7 +10,7 @@ import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js
 let topology: Topology | undefined;
 
 test.before(async () => {
-  topology = await startTopology();
+  topology = await startTopology({ messageTimeout: '2s' });
 });
 
 test.after.always(async () => {

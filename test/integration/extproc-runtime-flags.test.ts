@@ -18,6 +18,7 @@ const get = (topology: Topology, path: string): Promise<Response> =>
 
 test.serial('Envoy 1.36.4 defaults: router local replies skip ext_proc', async (t) => {
   const topology = await startTopology({
+    messageTimeout: '2s',
     runtime: {
       'envoy.reloadable_features.skip_ext_proc_on_local_reply': true,
       'envoy.reloadable_features.router_filter_resetall_on_local_reply': false,
