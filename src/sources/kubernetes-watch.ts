@@ -26,7 +26,7 @@ export interface BackoffOptions {
   readonly maxMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = Object.freeze({ initialMs: 250, maxMs: 4000 });
+export const DEFAULT_BACKOFF: BackoffOptions = Object.freeze({ initialMs: 250, maxMs: 3000 });
 
 export interface WatchedResource<T extends KubernetesObject> {
   /** Plural resource name, for logs and metrics (`services`, `endpointslices`, later `pods`). */

@@ -128,7 +128,7 @@ test.serial(
     const sampler = setInterval(() => samples.push(hostLines(store, key, 'http')), 50);
     try {
       await cluster.stopApiserver('SIGKILL');
-      await sleep(6_000); // several failed restarts (backoff 250 ms → 4 s)
+      await sleep(6_000); // several failed restarts (backoff 250 ms → 3 s)
       t.deepEqual(changes, [], 'nothing may reach the store while the API is down');
       t.true(store.synced);
       await cluster.startApiserver();
