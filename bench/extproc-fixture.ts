@@ -33,6 +33,8 @@ export const TERMINATING_BODY = 'server is shutting down';
 export interface TopologyOptions {
   /** Start readygate's ext_proc server (default true). */
   extproc?: boolean;
+  /** With `extproc: false`, send ext_proc streams to this port (e.g. a test's misbehaving server). */
+  extprocPort?: number;
   /** Keep the ext_proc filter in Envoy's chain (default true). */
   extprocFilter?: boolean;
   /**
@@ -139,8 +141,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       const started = extproc;
       closers.push(() => started.close());
     } else {
-      // Nothing listens there: Envoy's ext_proc stream fails to connect.
-      extprocPort = await freePort();
+      // Unless a test brings its own server, nothing listens there: the ext_proc stream fails to connect.
+      extprocPort = options.extprocPort ?? (await freePort());
     }
     const listenerPort = await freePort();
     const bootstrap = loadBootstrapTemplate(TEMPLATE, {

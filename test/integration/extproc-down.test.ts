@@ -3,9 +3,11 @@
  * serving 2xx, and router failures still get this project's codes from HCM local_reply_config — only the
  * problem+json body, the cause header and the terminating-endpoint remap are lost.
  */
+import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
 import { TERMINATING_BODY, startTopology, type Topology } from '../../bench/extproc-fixture.js';
 import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js';
+import { externalProcessorServiceDefinition } from '../../src/extproc/server.js';
 
 let topology: Topology | undefined;
 
@@ -93,3 +95,46 @@ test.serial('Envoy counted the outage as allowed failures, never as failed reque
   t.is(await extprocStat('failure_mode_allowed'), 11);
   t.is(await extprocStat('streams_started'), 12);
 });
+
+test.serial(
+  'an ext_proc server that never answers costs one message_timeout (0.2 s), then the plain reply',
+  async (t) => {
+    // A server that accepts Process streams and stays silent: what a wedged sidecar looks like to Envoy.
+    const silent = new grpc.Server({ 'grpc.enable_channelz': 0 });
+    const calls = new Set<grpc.ServerDuplexStream<Buffer, Buffer>>();
+    silent.addService(externalProcessorServiceDefinition, {
+      Process: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        calls.add(call);
+        call.on('error', () => undefined);
+        call.on('close', () => calls.delete(call));
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      silent.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => {
+        if (error) reject(error);
+        else resolve(bound);
+      });
+    });
+    t.teardown(() => {
+      silent.forceShutdown();
+    });
+    const wedged = await startTopology({ extproc: false, extprocPort: port });
+    t.teardown(() => wedged.close());
+
+    const ok = await fetch(`${wedged.baseUrl}/ok`, { signal: AbortSignal.timeout(10_000) });
+    t.is(ok.status, 200);
+    await ok.arrayBuffer();
+
+    const started = Date.now();
+    const empty = await fetch(`${wedged.baseUrl}/empty`, { signal: AbortSignal.timeout(10_000) });
+    const elapsed = Date.now() - started;
+    t.is(empty.status, 503);
+    t.is(await empty.text(), 'no healthy upstream');
+    t.is(empty.headers.get(CAUSE_HEADER), null);
+    // At least the timeout; the upper bound only guards against "waits for something else entirely".
+    t.true(elapsed >= 190, `answered after ${elapsed} ms`);
+    t.true(elapsed < 5000, `answered after ${elapsed} ms`);
+    t.is(await wedged.extprocStat('message_timeouts'), 1);
+    t.is(await wedged.extprocStat('failure_mode_allowed'), 1);
+  },
+);
