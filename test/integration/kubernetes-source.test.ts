@@ -514,3 +514,43 @@ test.serial('without RBAC the source reports the refusal, stays unsynced and doe
   t.false(store.synced);
   t.is(store.size, 0);
 });
+
+test.serial(
+  'a slice moving to another Service, a deleted slice and a deleted Service are followed live',
+  async (t) => {
+    const { admin, readygate } = t.context;
+    const namespace = 'moves';
+    await admin.namespace(namespace);
+    for (const name of ['one', 'two']) {
+      await admin.apply(service({ namespace, name, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
+    }
+    const slice = (owner: string) =>
+      endpointSlice({
+        namespace,
+        name: 'wanderer',
+        service: owner,
+        ports: [{ name: 'http', port: 8080 }],
+        endpoints: [{ addresses: ['10.9.0.1'] }],
+      });
+    await admin.apply(slice('one'));
+    const { store } = await run(readygate, { namespaces: [namespace] });
+    await synced(store);
+    t.deepEqual(hostLines(store, `${namespace}/one`, 'http'), ['10.9.0.1:8080 HEALTHY']);
+    t.deepEqual(hostLines(store, `${namespace}/two`, 'http'), []);
+
+    await admin.apply(slice('two'));
+    await waitForStore(store, (s) => hostLines(s, `${namespace}/two`, 'http').length === 1, 1_000);
+    t.deepEqual(hostLines(store, `${namespace}/one`, 'http'), []);
+
+    await admin.remove(slice('two'));
+    await waitForStore(store, (s) => hostLines(s, `${namespace}/two`, 'http').length === 0, 1_000);
+    t.truthy(store.get(`${namespace}/two`), 'the Service stays, with no endpoints');
+
+    await admin.remove(service({ namespace, name: 'two', ports: [] }));
+    await waitForStore(store, (s) => s.get(`${namespace}/two`) === undefined, 1_000);
+    t.deepEqual(
+      store.services.map((s) => s.name),
+      ['one'],
+    );
+  },
+);
