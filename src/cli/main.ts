@@ -122,6 +122,12 @@ async function runCommand<C extends CommandName>(
   };
   try {
     return await runner(config, context);
+  } catch (error) {
+    // Expected failures carry a code and a message that says it all; anything else is a bug, and its
+    // stack is one --log-level debug away (stderr still gets one line).
+    if (!isReadygateError(error))
+      logger.debug({ event: 'cli.unexpected-error', err: error }, 'unexpected error');
+    throw error;
   } finally {
     stopListening();
   }
