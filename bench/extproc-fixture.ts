@@ -15,6 +15,7 @@ import {
   garbageUpstream,
   http2ResetUpstream,
   okUpstream,
+  partialResponseUpstream,
   refusingUpstream,
   silentUpstream,
   statusUpstream,
@@ -127,6 +128,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     const garbage = await add('garbage', () => garbageUpstream({ host: '127.0.0.7' }));
     const silent = await add('silent', () => silentUpstream({ host: '127.0.0.8' }));
     const h2Reset = await add('h2Reset', () => http2ResetUpstream({ host: '127.0.0.9' }));
+    const resetAfter = await add('resetAfter', () => partialResponseUpstream(500, { host: '127.0.0.10' }));
 
     let extproc: ExtprocServer | undefined;
     let extprocPort: number;
@@ -167,6 +169,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       SILENT_PORT: silent.port,
       H2_RESET_HOST: h2Reset.host,
       H2_RESET_PORT: h2Reset.port,
+      RESET_AFTER_HOST: resetAfter.host,
+      RESET_AFTER_PORT: resetAfter.port,
     });
     if (options.runtime !== undefined) {
       const layers = (bootstrap['layered_runtime'] as { layers: { static_layer: Mutable }[] }).layers;

@@ -231,3 +231,26 @@ export async function http2ResetUpstream(
     },
   };
 }
+
+/**
+ * Starts an HTTP/1.1 response (status line, headers promising `promisedBytes`, part of the body), then
+ * resets the connection: a failure after the response started.
+ */
+export function partialResponseUpstream(
+  status: number,
+  options: HttpUpstreamOptions & { promisedBytes?: number; sentBody?: string } = {},
+): Promise<Upstream> {
+  const sentBody = options.sentBody ?? 'partial';
+  const promised = options.promisedBytes ?? 1000;
+  return tcpUpstream((socket) => {
+    socket.once('data', () => {
+      socket.write(
+        `HTTP/1.1 ${status} Whatever\r\ncontent-type: text/plain\r\ncontent-length: ${promised}\r\n\r\n${sentBody}`,
+        () => {
+          // Give Envoy a moment to forward the headers before the reset, so the order is deterministic.
+          setTimeout(() => socket.resetAndDestroy(), 50);
+        },
+      );
+    });
+  }, options);
+}

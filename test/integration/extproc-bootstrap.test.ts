@@ -52,6 +52,7 @@ test('the gateway bootstrap wires ext_proc exactly like the tested template', (t
     'GARBAGE',
     'SILENT',
     'H2_RESET',
+    'RESET_AFTER',
   ]) {
     upstreamPlaceholders[`${name}_HOST`] = '127.0.0.1';
     upstreamPlaceholders[`${name}_PORT`] = 1;

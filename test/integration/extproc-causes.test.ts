@@ -247,6 +247,19 @@ test.serial('500 from a healthy endpoint is untouched, body intact', async (t) =
   t.is(passes[0]?.['host_state'], 'ready');
 });
 
+test.serial('reset after the response started: the 500 is not remapped and the body is cut', async (t) => {
+  const { baseUrl, logs } = env();
+  const before = logs.length;
+  const response = await fetch(`${baseUrl}/reset-after-start`, { signal: AbortSignal.timeout(10_000) });
+  // The status already went out; neither ext_proc nor local_reply_config can change it.
+  t.is(response.status, 500);
+  t.is(response.headers.get(CAUSE_HEADER), null);
+  await t.throwsAsync(response.text());
+  const passes = logs.slice(before).filter((entry) => entry['event'] === 'extproc.pass');
+  t.is(passes.length, 1);
+  t.is(passes[0]?.['reason'], 'upstream-answer');
+});
+
 test.serial('200 is untouched and opens no ext_proc stream', async (t) => {
   const { baseUrl, extprocStat } = env();
   const startedBefore = await extprocStat('streams_started');
@@ -262,8 +275,8 @@ test.serial('200 is untouched and opens no ext_proc stream', async (t) => {
 
 test.serial('every 5xx opened exactly one stream; none failed; metrics count causes', async (t) => {
   const { extprocStat, registry } = env();
-  // 13 mapped + 1 passed 5xx above; the 200s opened none.
-  t.is(await extprocStat('streams_started'), 14);
+  // 13 mapped + 2 passed 5xx above; the 200s opened none.
+  t.is(await extprocStat('streams_started'), 15);
   t.is(await extprocStat('streams_failed'), 0);
   t.is(await extprocStat('rejected_header_mutations'), 0);
   t.is(await extprocStat('message_timeouts'), 0);
@@ -276,6 +289,6 @@ test.serial('every 5xx opened exactly one stream; none failed; metrics count cau
   const passed = await registry.getSingleMetric(EXTPROC_METRIC_NAMES.passed)!.get();
   t.deepEqual(
     passed.values.map((v) => [v.labels['reason'], v.value]),
-    [['upstream-answer', 1]],
+    [['upstream-answer', 2]],
   );
 });
