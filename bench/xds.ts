@@ -23,7 +23,14 @@ type Message = { cmd: string } & Record<string, unknown>;
 
 function start(file: string, env: Record<string, string>): ChildProcess {
   return fork(path.join(here, file), [], {
-    execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+    execArgv: [
+      '--import',
+      'tsx',
+      '--max-old-space-size=4096',
+      ...(process.env['BENCH_PROFILE_DIR']
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`]
+        : []),
+    ],
     env: { ...process.env, ...env, READYGATE_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -109,11 +116,21 @@ async function runMode(mode: string): Promise<ModeResult> {
         rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
       };
     } finally {
-      load.kill('SIGKILL');
+      await stop(load);
     }
   } finally {
-    server.kill('SIGKILL');
+    await stop(server);
   }
+}
+
+/** Asks a child to exit (so a --cpu-prof profile gets written), killing it if it does not within 5 s. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.send({ cmd: 'stop' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }
 
 function round(n: number): number {

@@ -28,6 +28,12 @@ export interface LazyDiscoveryRequest extends DiscoveryRequest {
 export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
   let offset = 0;
   const readVarint = (): number => {
+    // Tags and lengths below 128 are one byte: the common case, kept cheap.
+    const first = bytes[offset];
+    if (first !== undefined && first < 0x80) {
+      offset += 1;
+      return first;
+    }
     let result = 0;
     let shift = 0;
     for (let i = 0; i < 10; i++) {
@@ -44,7 +50,6 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
   let nonce: string | undefined;
   let node: EnvoyNode | undefined;
   let errorDetail: RpcStatus | undefined;
-  const nameRanges: [number, number][] = [];
   let namesStart = -1;
   let namesEnd = -1;
 
@@ -68,7 +73,6 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
           node = codecFor<EnvoyNode>('envoy.config.core.v3.Node').decode(bytes.subarray(start, end));
           break;
         case RESOURCE_NAMES:
-          nameRanges.push([start, end]);
           if (namesStart < 0) namesStart = fieldStart;
           namesEnd = end;
           break;
@@ -101,7 +105,7 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
   const request: LazyDiscoveryRequest = {
     resourceNamesBytes,
     get resource_names(): string[] {
-      names ??= nameRanges.map(([start, end]) => bytes.toString('utf8', start, end));
+      names ??= namesIn(bytes, namesStart, namesEnd);
       return names;
     },
     ...(versionInfo === undefined ? {} : { version_info: versionInfo }),
@@ -111,4 +115,35 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
     ...(errorDetail === undefined ? {} : { error_detail: errorDetail }),
   };
   return request;
+}
+
+/**
+ * The resource names inside [start, end) of an already validated request. Other fields may sit between
+ * name fields (protobuf allows any order), so every field is walked and only field 3 is kept.
+ */
+function namesIn(bytes: Buffer, start: number, end: number): string[] {
+  const names: string[] = [];
+  if (start < 0) return names;
+  let offset = start;
+  const readVarint = (): number => {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = bytes[offset++] ?? 0;
+      result += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return result;
+      shift += 7;
+    }
+  };
+  while (offset < end) {
+    const tag = readVarint();
+    const wire = tag & 7;
+    if (wire === WIRE_LEN) {
+      const length = readVarint();
+      if (Math.floor(tag / 8) === RESOURCE_NAMES) names.push(bytes.toString('utf8', offset, offset + length));
+      offset += length;
+    } else if (wire === WIRE_VARINT) readVarint();
+    else offset += wire === WIRE_I64 ? 8 : 4;
+  }
+  return names;
 }
