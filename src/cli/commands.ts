@@ -24,7 +24,7 @@ export interface CommandEntry<C extends CommandName> {
 export const COMMAND_RUNNERS: { readonly [C in CommandName]: CommandEntry<C> } = {
   serve: { longRunning: true, load: async () => (await import('./serve.js')).runServe },
   extproc: { longRunning: true, load: async () => (await import('./extproc.js')).runExtproc },
-  status: { longRunning: false, load: () => optionalRunner('../status/command.js', 'runStatus') },
+  status: { longRunning: false, load: async () => (await import('../status/command.js')).runStatus },
   'drain-wait': { longRunning: false, load: () => optionalRunner('../drain/command.js', 'runDrainWait') },
   demo: { longRunning: true, load: () => optionalRunner('../demo/command.js', 'runDemo') },
 };
