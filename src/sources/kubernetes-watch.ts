@@ -226,7 +226,8 @@ export class ResourceWatcher<T extends KubernetesObject> {
     // "Equal jitter": at least half the ceiling, so a fleet of restarts spreads without hammering.
     const delayMs = Math.round(ceiling / 2 + (this.#random() * ceiling) / 2);
     const status = statusOf(error);
-    const fields = { status, attempt: this.#failures, retryInMs: delayMs, err: errorMessage(error) };
+    const server = this.#options.kubeConfig.getCurrentCluster()?.server;
+    const fields = { status, server, attempt: this.#failures, retryInMs: delayMs, err: errorMessage(error) };
     if (status === 401 || status === 403) {
       this.#logger.error(
         fields,
@@ -234,7 +235,13 @@ export class ResourceWatcher<T extends KubernetesObject> {
           " (check readygate's credentials and RBAC: it needs get/list/watch); retrying",
       );
     } else {
-      this.#logger.warn(fields, 'watch failed; keeping the last known state and retrying');
+      this.#logger.warn(
+        fields,
+        this.#listed
+          ? 'watch failed; keeping the last known state and retrying'
+          : `cannot list ${this.#options.spec.resource} from the Kubernetes API at ${server ?? '(no server)'}; ` +
+              'not ready until it can (retrying). Check --kubeconfig / KUBECONFIG, or serve a file with --source file:PATH',
+      );
     }
     const informer = this.#informer;
     const generation = this.#generation;
