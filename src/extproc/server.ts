@@ -192,10 +192,13 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
         { outcome: 'pass' },
         Number(process.hrtime.bigint() - started) / 1e9,
       );
-      context.logger.debug(
-        { event: 'extproc.pass', reason: decision.reason, ...logFields(facts) },
-        'response passed',
-      );
+      // Pass-throughs are the common case; skip building their fields unless someone reads them.
+      if (context.logger.isLevelEnabled('debug')) {
+        context.logger.debug(
+          { event: 'extproc.pass', reason: decision.reason, ...logFields(facts) },
+          'response passed',
+        );
+      }
       return;
     }
     answer(replacementAnswer(decision, facts, context.debug));
