@@ -35,11 +35,17 @@ rmSync(dir, { recursive: true, force: true });
 register();
 const { startKubeCluster } = await import('../test/helpers/kube-cluster.ts');
 const started = Date.now();
-const cluster = await startKubeCluster({
-  dir,
-  detached: true,
-  controllers: ['endpointslice-controller', 'endpointslice-mirroring-controller'],
-});
+let cluster;
+try {
+  cluster = await startKubeCluster({
+    dir,
+    detached: true,
+    controllers: ['endpointslice-controller', 'endpointslice-mirroring-controller'],
+  });
+} catch (error) {
+  console.error(`k8s-up: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
 console.error(
   `k8s-up: kube-apiserver ready at ${cluster.server} in ${((Date.now() - started) / 1000).toFixed(1)}s`,
 );
