@@ -27,7 +27,7 @@ import {
 } from '../config.js';
 import { ErrorCode, ReadygateError, errorMessage, isReadygateError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { COMMAND_RUNNERS } from './commands.js';
+import { COMMAND_RUNNERS, type CommandEntry } from './commands.js';
 import type { CliIo, CommandContext } from './context.js';
 
 export type { CliIo } from './context.js';
@@ -35,7 +35,16 @@ export type { CliIo } from './context.js';
 /** Errors that mean "the input is wrong", as opposed to "something failed while running". */
 const USAGE_ERRORS: readonly ErrorCode[] = [ErrorCode.CONFIG_INVALID, ErrorCode.SOURCE_FILE_INVALID];
 
-export async function main(argv: readonly string[], io: Partial<CliIo> = {}): Promise<number> {
+type CommandTable = { readonly [C in CommandName]: CommandEntry<C> };
+
+/** Everything main takes from the process, each replaceable (tests, embedding). */
+export interface MainOptions extends Partial<CliIo> {
+  /** Replaces entries of the dispatch table, e.g. to run a fake command body in a test. */
+  readonly commands?: Partial<CommandTable>;
+}
+
+export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
+  const io = options;
   const cli: CliIo = {
     stdout: io.stdout ?? process.stdout,
     stderr: io.stderr ?? process.stderr,
@@ -44,14 +53,14 @@ export async function main(argv: readonly string[], io: Partial<CliIo> = {}): Pr
     ...(io.logger ? { logger: io.logger } : {}),
   };
   try {
-    return await dispatch(argv, cli);
+    return await dispatch(argv, cli, { ...COMMAND_RUNNERS, ...options.commands });
   } catch (error) {
     cli.stderr.write(`readygate: ${oneLine(errorMessage(error))}\n`);
     return isReadygateError(error) && USAGE_ERRORS.includes(error.code) ? 2 : 1;
   }
 }
 
-async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
+async function dispatch(argv: readonly string[], io: CliIo, commands: CommandTable): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined) {
     throw usage('no command given (commands: ' + COMMAND_NAMES.join(', ') + '; see readygate --help)');
@@ -75,7 +84,7 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
     throw usage(`unknown flag ${first} before the command (flags go after it: readygate <command> [flags])`);
   }
   if (!isCommandName(first)) throw unknownCommand(first);
-  return runCommand(first, rest, io);
+  return runCommand(first, rest, io, commands);
 }
 
 // C ties the resolved config to its command's runner inside the body; the signature alone does not show it.
@@ -84,6 +93,7 @@ async function runCommand<C extends CommandName>(
   command: C,
   args: readonly string[],
   io: CliIo,
+  commands: CommandTable,
 ): Promise<number> {
   // --help wins over everything else on the line, even flags that would not validate.
   const beforeTerminator = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
@@ -102,7 +112,7 @@ async function runCommand<C extends CommandName>(
   const config = resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) });
   await checkReadableFiles(command, config);
 
-  const entry = COMMAND_RUNNERS[command];
+  const entry = commands[command] as CommandEntry<C>;
   const runner = await entry.load();
   if (!runner) {
     io.stderr.write(`readygate: ${command} is not available in this build\n`);

@@ -9,7 +9,9 @@ import test from 'ava';
 import { pino } from 'pino';
 import { main } from '../../src/cli/main.js';
 import { importOptional, importOptionalFunction } from '../../src/cli/optional-module.js';
-import { COMMAND_NAMES } from '../../src/config.js';
+import type { CommandContext } from '../../src/cli/context.js';
+import { COMMAND_NAMES, type CommandName } from '../../src/config.js';
+import { ErrorCode, ReadygateError } from '../../src/errors.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const bin = path.join(root, 'bin', 'readygate.js');
@@ -224,20 +226,126 @@ test('--version prints the package version', async (t) => {
   t.is(result.stdout, `${manifest.version}\n`);
 });
 
-// --- commands whose body is not in this build ------------------------------------------------------------
+// --- dispatch: what main does with a command body, shown with fake bodies ------------------------------
 
-// These modules are written separately; once one lands, its row moves to a test of the real command.
-for (const [command, args] of [
-  ['status', ['--envoy-admin', 'http://127.0.0.1:9']],
-  ['drain-wait', ['--pod', 'default/web-1']],
-  ['demo', ['--short']],
-] as const) {
-  test(`${command} validates its flags, then says it is not available in this build`, async (t) => {
-    const result = await run([command, ...args]);
-    t.is(result.code, 1);
-    t.is(result.stderr, `readygate: ${command} is not available in this build\n`);
+/** Runs main with the dispatch table's entry for `command` replaced. */
+async function runWith(
+  args: string[],
+  entry: {
+    longRunning: boolean;
+    load: () => Promise<((config: never, context: CommandContext) => Promise<number>) | undefined>;
+  },
+  options: { signal?: AbortSignal } = {},
+): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const command = args[0] as CommandName;
+  const code = await main(args, {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: {},
+    logger: pino({ level: 'silent' }),
+    ...(options.signal ? { signal: options.signal } : {}),
+    commands: { [command]: entry },
+  });
+  return { code, stdout, stderr };
+}
+
+test('a command whose body is not in this build validates its flags, then says so (exit 1)', async (t) => {
+  const absent = { longRunning: false, load: () => Promise.resolve(undefined) };
+  const result = await runWith(['status', '--envoy-admin', 'http://127.0.0.1:9901'], absent);
+  t.is(result.code, 1);
+  t.is(result.stderr, 'readygate: status is not available in this build\n');
+  // Flags are still validated first: bad input is exit 2 whether or not the body exists.
+  const invalid = await runWith(['status', '--envoy-admin', 'nope'], absent);
+  t.is(invalid.code, 2);
+  t.is(invalid.stderr, 'readygate: --envoy-admin: "nope" is not a URL (example: http://127.0.0.1:9901)\n');
+});
+
+test('a command body gets the frozen config and its exit code is returned', async (t) => {
+  let seen: unknown;
+  const result = await runWith(['drain-wait', '--pod', 'shop/web-1', '--timeout', '1m30s'], {
+    longRunning: false,
+    load: () =>
+      Promise.resolve((config: never, context: CommandContext) => {
+        seen = config;
+        context.stdout.write('drained\n');
+        return Promise.resolve(3);
+      }),
+  });
+  t.is(result.code, 3);
+  t.is(result.stdout, 'drained\n');
+  t.deepEqual(seen, {
+    pod: { namespace: 'shop', name: 'web-1' },
+    timeout: 90_000,
+    controlPlane: 'http://127.0.0.1:9102',
+    logLevel: 'info',
+  });
+  t.true(Object.isFrozen(seen));
+});
+
+const thrown: [string, unknown, number, string][] = [
+  ['a CONFIG_INVALID error', new ReadygateError(ErrorCode.CONFIG_INVALID, 'bad setting'), 2, 'bad setting'],
+  [
+    'a SOURCE_FILE_INVALID error',
+    new ReadygateError(ErrorCode.SOURCE_FILE_INVALID, 'bad file'),
+    2,
+    'bad file',
+  ],
+  [
+    'a runtime ReadygateError',
+    new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, 'cannot reach Envoy'),
+    1,
+    'cannot reach Envoy',
+  ],
+  [
+    'an unexpected multi-line error',
+    new TypeError('boom\n    at somewhere (x.js:1:1)'),
+    1,
+    'boom at somewhere (x.js:1:1)',
+  ],
+  ['a thrown string', 'plain text', 1, 'plain text'],
+];
+for (const [name, error, code, line] of thrown) {
+  test(`a command body throwing ${name}: one line, exit ${code}`, async (t) => {
+    const result = await runWith(['demo'], {
+      longRunning: false,
+      load: () => Promise.resolve(() => Promise.reject(error as Error)),
+    });
+    t.is(result.code, code);
+    t.is(result.stderr, `readygate: ${line}\n`);
   });
 }
+
+test('a long-running body sees its shutdown signal fire when the caller aborts', async (t) => {
+  const controller = new AbortController();
+  let resolveStarted: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (resolveStarted = resolve));
+  const running = runWith(
+    ['demo', '--short'],
+    {
+      longRunning: true,
+      load: () =>
+        Promise.resolve(async (_config: never, context: CommandContext) => {
+          resolveStarted();
+          await new Promise<void>((resolve) => {
+            context.shutdown.addEventListener(
+              'abort',
+              () => {
+                resolve();
+              },
+              { once: true },
+            );
+          });
+          return 0;
+        }),
+    },
+    { signal: controller.signal },
+  );
+  await started;
+  controller.abort();
+  t.is((await running).code, 0);
+});
 
 test('importOptional: absent module → undefined; a broken module still throws', async (t) => {
   const here = import.meta.url;
