@@ -1,0 +1,243 @@
+/**
+ * `readygate status` against a live Envoy fed by readygate's control plane (SotW and Delta): exit 0 in
+ * sync; exit 1 naming the cluster once Envoy stops getting readygate's updates and the endpoints change
+ * behind its back; exit 1 naming the cluster Envoy rejected; one line and exit 1 when an admin is down.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { pino } from 'pino';
+import { debugRoutes } from '../../src/admin/debug-routes.js';
+import { createRegistry } from '../../src/admin/metrics.js';
+import { startAdminServer } from '../../src/admin/server.js';
+import { main } from '../../src/cli/main.js';
+import { DEFAULT_ELIGIBILITY } from '../../src/model/eligibility.js';
+import { EndpointStore } from '../../src/model/store.js';
+import type { StatusReport } from '../../src/status/compare.js';
+import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
+import { TypeUrl } from '../../src/xds/resource-types.js';
+import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
+import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
+import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
+import { freePort } from '../helpers/ports.js';
+
+type ApiType = 'GRPC' | 'DELTA_GRPC';
+
+const WEB = 'default/web:http';
+const API = 'default/api:http';
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+async function status(...args: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['status', ...args], {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: {},
+    logger: pino({ level: 'silent' }),
+  });
+  return { code, stdout, stderr };
+}
+
+async function statusJson(...args: string[]): Promise<{ code: number; report: StatusReport }> {
+  const run = await status(...args, '--json');
+  return { code: run.code, report: JSON.parse(run.stdout) as StatusReport };
+}
+
+const verdicts = (report: StatusReport): Record<string, string> =>
+  Object.fromEntries(report.clusters.map((c) => [c.name, c.verdict]));
+
+/** Until this Envoy has ACKed readygate's current version of every cluster and load assignment. */
+async function waitSynced(plane: ControlPlane, nodeId: string): Promise<void> {
+  await waitUntil(
+    () => {
+      const stream = plane.sync.streams.find((s) => s.nodeId === nodeId);
+      if (!stream) return false;
+      return [TypeUrl.CLUSTER, TypeUrl.ENDPOINT].every((typeUrl) => {
+        const acked = stream.types.get(typeUrl)?.ackedResources;
+        const current = plane.cache.resources(typeUrl);
+        return (
+          acked?.size === current.size && [...current.values()].every((r) => acked.get(r.name) === r.version)
+        );
+      });
+    },
+    { timeoutMs: 10_000, description: `${nodeId} to ACK every current resource` },
+  );
+}
+
+/** `address health` per host of a cluster in Envoy, sorted; undefined when Envoy lacks the cluster. */
+async function envoyHosts(envoy: EnvoyProcess, cluster: string): Promise<string[] | undefined> {
+  const json = (await envoy.clusters()) as {
+    cluster_statuses?: {
+      name: string;
+      host_statuses?: {
+        address: { socket_address: { address: string; port_value: number } };
+        health_status?: { eds_health_status?: string };
+      }[];
+    }[];
+  };
+  const found = json.cluster_statuses?.find((c) => c.name === cluster);
+  return found?.host_statuses
+    ?.map(
+      (h) =>
+        `${h.address.socket_address.address}:${h.address.socket_address.port_value} ${h.health_status?.eds_health_status ?? '?'}`,
+    )
+    .sort();
+}
+
+async function setup(t: ExecutionContext, apiType: ApiType) {
+  const store = new EndpointStore();
+  store.replaceAll([
+    service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)], { port: 8080 }),
+    service('api', [endpoint('127.0.0.4')], { port: 8081 }),
+  ]);
+  const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+  t.teardown(() => plane.close());
+  const admin = await startAdminServer({
+    address: '127.0.0.1:0',
+    registry: createRegistry(),
+    readiness: () => ({ ready: true }),
+    routes: debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility: DEFAULT_ELIGIBILITY }),
+  });
+  t.teardown(() => admin.close());
+  const nodeId = `status-${apiType.toLowerCase()}`;
+  const envoy = await startEnvoy({
+    bootstrap: gatewayBootstrap({ xdsPort: plane.port, listenerPort: await freePort(), nodeId, apiType }),
+  });
+  t.teardown(() => envoy.stop());
+  await waitSynced(plane, nodeId);
+  return { store, plane, envoy, nodeId, controlPlaneUrl: `http://${admin.address}` };
+}
+
+for (const apiType of ['GRPC', 'DELTA_GRPC'] as const) {
+  test(`${apiType}: in sync exits 0; endpoints changed behind a disconnected Envoy's back exit 1 naming the cluster`, async (t) => {
+    const { store, plane, envoy, nodeId, controlPlaneUrl } = await setup(t, apiType);
+
+    const inSync = await status('--envoy-admin', envoy.adminUrl, '--control-plane', controlPlaneUrl);
+    t.is(inSync.code, 0, inSync.stdout + inSync.stderr);
+    t.is(inSync.stderr, '');
+    const lines = inSync.stdout.split('\n');
+    t.true(lines.includes(`${API}  IN_SYNC`), inSync.stdout);
+    t.true(lines.includes(`${WEB}  IN_SYNC`), inSync.stdout);
+    t.regex(
+      inSync.stdout,
+      /^ {2}127\.0\.0\.3:8080 +DRAINING +\/eds_status_draining +DRAINING +terminating +pod-127\.0\.0\.3$/m,
+    );
+    t.is(lines.at(-2), '2 cluster(s), all in sync.');
+
+    const json = await statusJson('--envoy-admin', envoy.adminUrl, '--control-plane', controlPlaneUrl);
+    t.is(json.code, 0);
+    t.deepEqual(verdicts(json.report), { [API]: 'IN_SYNC', [WEB]: 'IN_SYNC' });
+    t.is(json.report.node.id, nodeId);
+    t.is(json.report.controlPlane?.stream?.kind, apiType === 'GRPC' ? 'sotw' : 'delta');
+    const web = json.report.clusters.find((c) => c.name === WEB)!;
+    t.deepEqual(
+      web.hosts.map((h) => [h.address, h.envoy?.edsHealth, h.readygate?.health]),
+      [
+        ['127.0.0.2:8080', 'HEALTHY', 'HEALTHY'],
+        ['127.0.0.3:8080', 'DRAINING', 'DRAINING'],
+      ],
+    );
+    t.is(web.versions?.eds.acked, plane.cache.get(TypeUrl.ENDPOINT, WEB)?.version);
+
+    // Drift: readygate's xDS server goes away (its admin and store stay), then web's pods change. Envoy
+    // keeps what it last accepted, which is no longer what readygate would send.
+    await plane.close();
+    await waitUntil(() => plane.sync.streams.length === 0, { description: 'the ADS stream to close' });
+    store.upsert(
+      service('web', [endpoint('127.0.0.5'), endpoint('127.0.0.3', SERVING_TERMINATING)], { port: 8080 }),
+    );
+    t.deepEqual(await envoyHosts(envoy, WEB), ['127.0.0.2:8080 HEALTHY', '127.0.0.3:8080 DRAINING']);
+
+    const drift = await status('--envoy-admin', envoy.adminUrl, '--control-plane', controlPlaneUrl);
+    t.is(drift.code, 1, drift.stdout + drift.stderr);
+    t.is(drift.stderr, '');
+    const driftLines = drift.stdout.split('\n');
+    t.true(driftLines.includes(`${WEB}  HOSTS_DIFFER  << DRIFT`), drift.stdout);
+    t.true(driftLines.includes(`${API}  IN_SYNC`), drift.stdout);
+    t.is(driftLines.at(-2), `2 cluster(s), 1 drifting: ${WEB}.`);
+    t.true(drift.stdout.includes(`Envoy node "${nodeId}" has no stream on this control plane`), drift.stdout);
+
+    const driftJson = await statusJson('--envoy-admin', envoy.adminUrl, '--control-plane', controlPlaneUrl);
+    t.is(driftJson.code, 1);
+    t.deepEqual(verdicts(driftJson.report), { [API]: 'IN_SYNC', [WEB]: 'HOSTS_DIFFER' });
+    const differing = driftJson.report.clusters
+      .find((c) => c.name === WEB)!
+      .hosts.filter((h) => h.differs)
+      .map((h) => [h.address, h.envoy?.edsHealth ?? null, h.readygate?.health ?? null]);
+    t.deepEqual(differing, [
+      ['127.0.0.2:8080', 'HEALTHY', null],
+      ['127.0.0.5:8080', null, 'HEALTHY'],
+    ]);
+  });
+}
+
+test('GRPC: a cluster Envoy rejected is NACKED (exit 1), with and without --control-plane', async (t) => {
+  const { store, plane, envoy, nodeId, controlPlaneUrl } = await setup(t, 'GRPC');
+  // Test-only override (as in xds-envoy.test.ts): a negative connect timeout fails Envoy's validation.
+  plane.cache.setDraftOverride((draft) =>
+    draft.typeUrl === TypeUrl.CLUSTER && draft.name === 'default/bad:http'
+      ? { ...draft, message: { ...draft.message, connect_timeout: { seconds: -1, nanos: 0 } } }
+      : draft,
+  );
+  store.upsert(service('bad', [endpoint('127.0.0.6')], { port: 8082 }));
+  await waitUntil(
+    () =>
+      plane.sync.streams.find((s) => s.nodeId === nodeId)?.types.get(TypeUrl.CLUSTER)?.status === 'NACKED',
+    { timeoutMs: 10_000, description: 'a CDS NACK' },
+  );
+
+  const run = await status('--envoy-admin', envoy.adminUrl, '--control-plane', controlPlaneUrl);
+  t.is(run.code, 1, run.stdout + run.stderr);
+  const lines = run.stdout.split('\n');
+  t.true(lines.includes('default/bad:http  NACKED  << DRIFT'), run.stdout);
+  t.true(lines.includes(`${WEB}  IN_SYNC`), run.stdout);
+  t.true(lines.includes(`${API}  IN_SYNC`), run.stdout);
+  t.regex(
+    run.stdout,
+    /Envoy rejected readygate's latest CDS response: Invalid duration: Expected positive duration/,
+  );
+  t.is(lines.at(-2), '3 cluster(s), 1 drifting: default/bad:http.');
+
+  // Envoy alone: its cds.update_rejected counter is the NACK evidence; nothing else is judged.
+  const envoyOnly = await statusJson('--envoy-admin', envoy.adminUrl);
+  t.is(envoyOnly.code, 1);
+  t.deepEqual(verdicts(envoyOnly.report), { [API]: 'NOT_COMPARED', [WEB]: 'NOT_COMPARED' });
+  t.true((envoyOnly.report.node.cdsUpdateRejected ?? 0) >= 1);
+  t.is(envoyOnly.report.controlPlane, null);
+});
+
+test('GRPC: Envoy alone and healthy exits 0 and lists its clusters', async (t) => {
+  const { envoy } = await setup(t, 'GRPC');
+  const run = await status('--envoy-admin', envoy.adminUrl);
+  t.is(run.code, 0, run.stdout + run.stderr);
+  const lines = run.stdout.split('\n');
+  t.true(lines.includes(`${API}  NOT_COMPARED`), run.stdout);
+  t.true(lines.includes(`${WEB}  NOT_COMPARED`), run.stdout);
+  t.false(run.stdout.includes('readygate_xds'), "the static xDS cluster is not readygate's");
+  t.is(lines.at(-2), '2 cluster(s) in Envoy, no NACKs (not compared with readygate: no --control-plane).');
+});
+
+test('an admin that is down: one line naming it, exit 1, nothing on stdout', async (t) => {
+  const closed = await freePort();
+  const envoyDown = await status('--envoy-admin', `http://127.0.0.1:${closed}`);
+  t.deepEqual(envoyDown, {
+    code: 1,
+    stdout: '',
+    stderr: `readygate: cannot reach Envoy's admin at http://127.0.0.1:${closed}: ECONNREFUSED\n`,
+  });
+  const readygateDown = await status(
+    '--envoy-admin',
+    `http://127.0.0.1:${closed}`,
+    '--control-plane',
+    `http://127.0.0.1:${closed}`,
+  );
+  t.deepEqual(readygateDown, {
+    code: 1,
+    stdout: '',
+    stderr: `readygate: cannot reach readygate's admin at http://127.0.0.1:${closed}: ECONNREFUSED\n`,
+  });
+});
