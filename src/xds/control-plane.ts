@@ -31,6 +31,8 @@ export interface ControlPlaneOptions {
   readonly xdsAddress: string;
   readonly translate?: TranslateOptions;
   readonly logger?: Logger;
+  /** Cap on bytes written to all streams but not yet sent (default 32 MiB); see SendBudget. */
+  readonly maxBytesInFlight?: number;
   /** Other gRPC services to host on the same port (e.g. ext_proc with `serve --extproc`). */
   readonly extraServices?: readonly ExtraGrpcService[];
 }
@@ -143,7 +145,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     options.translate ?? DEFAULT_TRANSLATE_OPTIONS,
     logger,
   );
-  const ads = new AdsService({ cache, sync, logger });
+  const ads = new AdsService({
+    cache,
+    sync,
+    logger,
+    ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
+  });
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   server.addService(adsServiceDefinition, ads.implementation());
   for (const extra of options.extraServices ?? []) server.addService(extra.definition, extra.implementation);
