@@ -146,6 +146,20 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * The exit hook cannot run when the test process is killed (an AVA timeout, Ctrl-C, SIGKILL); this
+ * detached shell can: it polls both pids once a second and kills Envoy once its parent is gone, then
+ * exits by itself when Envoy does.
+ */
+function startOrphanWatchdog(envoyPid: number): void {
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${envoyPid} 2>/dev/null; do sleep 1; done; kill -9 ${envoyPid} 2>/dev/null; exit 0`;
+  const watchdog = spawn('sh', ['-c', script], { stdio: 'ignore', detached: true });
+  watchdog.on('error', () => {
+    // Without sh the exit hook is the only guard; tests still stop Envoy in teardown.
+  });
+  watchdog.unref();
+}
+
 let baseIdCounter = 0;
 function uniqueBaseId(): number {
   // pid spreads parallel test processes apart; the counter separates Envoys within one process.
@@ -212,6 +226,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   installExitHook();
+  if (child.pid !== undefined) startOrphanWatchdog(child.pid);
   const logLines: string[] = [];
   const collect = (chunk: Buffer): void => {
     for (const line of chunk.toString('utf8').split('\n')) {
