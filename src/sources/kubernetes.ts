@@ -21,6 +21,7 @@ import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { EndpointStore } from '../model/store.js';
 import type { ServiceKey, ServiceModel } from '../model/types.js';
+import type { ServiceModelDecorator } from './kubernetes-pods.js';
 import {
   objectKey,
   SERVICE_NAME_LABEL,
@@ -53,6 +54,11 @@ export interface KubernetesSourceOptions {
   registry?: Registry;
   /** Restart delays after a watch error. */
   backoff?: BackoffOptions;
+  /**
+   * Readiness-gate hook (src/sources/kubernetes-pods.ts): adjusts every built model (marks gate-pending
+   * endpoints) and names Services to rebuild when the pods it watches change. Absent = no Pod watch.
+   */
+  modelDecorator?: ServiceModelDecorator;
 }
 
 export interface KubernetesSource {
@@ -123,9 +129,16 @@ class KubernetesSourceImpl implements KubernetesSource {
   #watchdog: NodeJS.Timeout | undefined;
   #synced = false;
   #closed = false;
+  readonly #decorator: ServiceModelDecorator | undefined;
+  readonly #stopDecorator: (() => void) | undefined;
 
   constructor(options: KubernetesSourceOptions) {
     this.#store = options.store;
+    this.#decorator = options.modelDecorator;
+    this.#stopDecorator = this.#decorator?.onInvalidate((services) => {
+      if (this.#closed) return;
+      for (const key of services) this.#markDirty(key);
+    });
     this.#logger = (options.logger ?? silentLogger).child({ component: 'kubernetes-source' });
     this.#watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS;
     this.#metrics = options.registry ? new SourceMetrics(options.registry) : undefined;
@@ -183,6 +196,7 @@ class KubernetesSourceImpl implements KubernetesSource {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopDecorator?.();
     clearInterval(this.#watchdog);
     if (this.#flushScheduled) clearImmediate(this.#flushScheduled);
     await Promise.all(this.#watchers.map((watcher) => watcher.close()));
@@ -346,7 +360,7 @@ class KubernetesSourceImpl implements KubernetesSource {
         this.#logger.warn({ service: key, problems: result.warnings }, 'parts of a Service were left out');
       }
     }
-    return result.model;
+    return result.model && this.#decorator ? this.#decorator.decorate(result.model) : result.model;
   }
 
   #checkWatchdog(): void {
