@@ -219,6 +219,17 @@ test('GRPC: Envoy alone and healthy exits 0 and lists its clusters', async (t) =
   t.true(lines.includes(`${WEB}  NOT_COMPARED`), run.stdout);
   t.false(run.stdout.includes('readygate_xds'), "the static xDS cluster is not readygate's");
   t.is(lines.at(-2), '2 cluster(s) in Envoy, no NACKs (not compared with readygate: no --control-plane).');
+
+  // The classic slip: Envoy's admin URL given as readygate's. One line that says what is wrong.
+  const swapped = await status('--envoy-admin', envoy.adminUrl, '--control-plane', envoy.adminUrl);
+  t.is(swapped.code, 1);
+  t.is(swapped.stdout, '');
+  t.regex(
+    swapped.stderr,
+    new RegExp(
+      `^readygate: readygate's admin at ${envoy.adminUrl} answered /debug/\\S+ with HTTP 404 \\(is ${envoy.adminUrl} really readygate's admin\\?\\)\\n$`,
+    ),
+  );
 });
 
 test('an admin that is down: one line naming it, exit 1, nothing on stdout', async (t) => {
