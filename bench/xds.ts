@@ -126,7 +126,11 @@ async function runMode(mode: string): Promise<ModeResult> {
 /** Asks a child to exit (so a --cpu-prof profile gets written), killing it if it does not within 5 s. */
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      resolve();
+    }),
+  );
   child.send({ cmd: 'stop' });
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;

@@ -30,9 +30,19 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
   at(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
   at(bootstrap, 'dynamic_resources', 'ads_config')['api_type'] = options.apiType;
   const statics = at(bootstrap, 'static_resources');
-  at(statics, 'clusters', 0, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address')[
-    'port_value'
-  ] = options.xdsPort;
+  at(
+    statics,
+    'clusters',
+    0,
+    'load_assignment',
+    'endpoints',
+    0,
+    'lb_endpoints',
+    0,
+    'endpoint',
+    'address',
+    'socket_address',
+  )['port_value'] = options.xdsPort;
   const listener = at(statics, 'listeners', 0);
   at(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
   const hcm = at(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');

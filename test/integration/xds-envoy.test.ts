@@ -209,7 +209,8 @@ for (const apiType of modes) {
     );
     store.upsert(service('bad', [endpoint('127.0.0.3')], { port }));
     const nack = await waitUntil(
-      () => plane.sync.toJSON().find((s) => s.nodeId === nodeId)?.types[TypeUrl.CLUSTER]?.lastNack ?? undefined,
+      () =>
+        plane.sync.toJSON().find((s) => s.nodeId === nodeId)?.types[TypeUrl.CLUSTER]?.lastNack ?? undefined,
       { timeoutMs: 10_000, description: 'a CDS NACK' },
     );
     t.regex(nack.error, /Invalid duration: Expected positive duration: seconds: -1/);
