@@ -311,6 +311,8 @@ async function main(): Promise<void> {
     envoy: envoyVersion,
     node: process.version,
     cpus: os.cpus().length,
+    // The machine is shared: a load average well above the CPU count means the figures are noisy.
+    loadAverageAtEnd: os.loadavg().map((value) => Number(value.toFixed(2))),
     tool: wrkVersion,
     connections: CONNECTIONS,
     rounds: ROUNDS,
@@ -324,7 +326,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(outDir, 'extproc.json'), `${JSON.stringify(report, null, 2)}\n`);
 
   console.log(
-    `\next_proc benchmark — Envoy ${envoyVersion}, wrk -t1, medians of ${ROUNDS} interleaved ${DURATION_S}s rounds, ${os.cpus().length} CPUs\n`,
+    `\next_proc benchmark — Envoy ${envoyVersion}, wrk -t1, medians of ${ROUNDS} interleaved ${DURATION_S}s rounds, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]?.toFixed(1) ?? '?'}\n`,
   );
   console.log(
     '| scenario | conns | status | RPS (min–max) | p50 ms | p90 ms | p99 ms | ext_proc streams | ext_proc CPU µs/req |',

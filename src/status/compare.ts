@@ -544,12 +544,14 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
       const cdsStale = entry !== undefined && versions.cds.acked !== versions.cds.current;
       const edsStale = entry !== undefined && versions.eds.acked !== versions.eds.current;
       // A NACK explains staleness, so it wins when the type it hit is stale for this cluster (or names it).
-      const nackedBy = (view: TypeSyncView | null, stale: boolean): boolean =>
-        view?.lastNack?.current === true && (stale || view.lastNack.error.includes(name));
-      const nacked = nackedBy(cds, cdsStale || !view?.active) || nackedBy(eds, edsStale);
+      // A cluster Envoy lacks is "stale" for CDS too: the rejected response may be the one that adds it.
+      const nackedBy = (type: TypeSyncView | null, stale: boolean): boolean =>
+        type?.lastNack?.current === true && (stale || type.lastNack.error.includes(name));
+      const cdsNacked = nackedBy(cds, cdsStale || !view?.active);
+      const nacked = cdsNacked || nackedBy(eds, edsStale);
       if (nacked) {
         reasons.push(
-          `Envoy rejected readygate's latest ${nackedBy(cds, cdsStale || !view?.active) ? 'CDS' : 'EDS'} response; it keeps the last version it accepted.`,
+          `Envoy rejected readygate's latest ${cdsNacked ? 'CDS' : 'EDS'} response; it keeps the last version it accepted.`,
         );
       }
       if (!served) {
