@@ -1,0 +1,234 @@
+/**
+ * What CI can check of the kind demo without a container engine:
+ * - kind/base renders with `kubectl kustomize`, and every rendered object passes
+ *   `kubectl apply --dry-run=server --validate=strict` against a real kube-apiserver (admission, defaulting,
+ *   strict field validation), namespaces created first;
+ * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar);
+ * - the Envoy bootstrap in the ConfigMap passes `envoy --mode validate` on the pinned Envoy;
+ * - the scripts pass shellcheck (installed from Debian when missing) and `bash -n`; the .mjs files parse.
+ * The demo itself (kind, docker build, the rollout) does not run here: see kind/README.md.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import anyTest, { type TestFn } from 'ava';
+import { parseAllDocuments } from 'yaml';
+import { envoyBinary } from '../helpers/envoy-process.js';
+import { KubeObjects, startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
+
+const execFileAsync = promisify(execFile);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const kindDir = path.join(repoRoot, 'kind');
+const kubectl = process.env['READYGATE_KUBECTL'] ?? 'kubectl';
+
+/** The parts of a rendered object these checks read. */
+interface RenderedObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  spec?: Record<string, unknown>;
+  data?: Record<string, string>;
+}
+
+interface Context {
+  cluster: KubeCluster;
+  objects: RenderedObject[];
+  workDir: string;
+}
+const test = anyTest as TestFn<Context>;
+
+async function run(
+  command: string,
+  args: readonly string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(command, [...args], {
+      cwd: repoRoot,
+      timeout: timeoutMs,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: unknown; stdout?: string; stderr?: string; message: string };
+    return {
+      code: typeof e.code === 'number' ? e.code : -1,
+      stdout: e.stdout ?? '',
+      stderr: e.stderr ?? e.message,
+    };
+  }
+}
+
+test.before(async (t) => {
+  t.context.workDir = mkdtempSync(path.join(tmpdir(), 'readygate-kind-'));
+  const rendered = await run(kubectl, ['kustomize', path.join(kindDir, 'base')]);
+  if (rendered.code !== 0) throw new Error(`kubectl kustomize kind/base failed:\n${rendered.stderr}`);
+  t.context.objects = parseAllDocuments(rendered.stdout)
+    .map((doc) => doc.toJS() as RenderedObject | null)
+    .filter((o): o is RenderedObject => o !== null);
+  t.context.cluster = await startKubeCluster();
+});
+
+test.after.always(async (t) => {
+  const { cluster, workDir } = t.context as Partial<Context>;
+  await cluster?.stop();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+function find(objects: readonly RenderedObject[], kind: string, name: string): RenderedObject {
+  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name} in the rendered kind/base`);
+  return found;
+}
+
+test.serial('every object of kind/base passes kubectl apply --dry-run=server', async (t) => {
+  const { cluster, objects, workDir } = t.context;
+  const admin = new KubeObjects(cluster.adminConfig());
+  // Namespaced objects need their namespace to exist, even for a dry run.
+  const namespaces = objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name);
+  for (const name of namespaces) await admin.namespace(name);
+  t.true(objects.length >= 10, `rendered ${objects.length} objects`);
+  for (const [index, object] of objects.entries()) {
+    const file = path.join(workDir, `object-${index}.yaml`);
+    writeFileSync(file, JSON.stringify(object));
+    const result = await run(kubectl, [
+      '--kubeconfig',
+      cluster.adminKubeconfigPath,
+      'apply',
+      '--dry-run=server',
+      '--validate=strict',
+      '-f',
+      file,
+    ]);
+    const label = `${object.kind} ${object.metadata.namespace ?? ''}/${object.metadata.name}`;
+    t.is(result.code, 0, `${label}: ${result.stderr.trim()}`);
+    if (result.code === 0) t.regex(result.stdout, /\(server dry run\)/, label);
+  }
+  t.log(`${objects.length} objects validated: ${objects.map((o) => o.kind).join(', ')}`);
+});
+
+test('the manifests declare what the demo relies on', (t) => {
+  const { objects } = t.context;
+  type Container = {
+    name: string;
+    args?: string[];
+    command?: string[];
+    readinessProbe?: unknown;
+    livenessProbe?: unknown;
+    restartPolicy?: string;
+    lifecycle?: { preStop?: { exec?: { command?: string[] } } };
+  };
+  type PodSpec = {
+    containers: Container[];
+    initContainers?: Container[];
+    readinessGates?: { conditionType: string }[];
+    serviceAccountName?: string;
+    securityContext?: { runAsNonRoot?: boolean };
+  };
+  const podSpec = (o: RenderedObject): PodSpec => (o.spec as { template: { spec: PodSpec } }).template.spec;
+
+  const readygate = find(objects, 'Deployment', 'readygate');
+  t.is((readygate.spec as { replicas: number }).replicas, 2);
+  const control = podSpec(readygate).containers[0]!;
+  t.truthy(control.readinessProbe);
+  t.truthy(control.livenessProbe);
+  t.is(podSpec(readygate).serviceAccountName, 'readygate');
+  t.is(control.args?.[0], 'serve');
+
+  const gateway = podSpec(find(objects, 'Deployment', 'envoy'));
+  const sidecar = gateway.initContainers?.find((c) => c.name === 'extproc');
+  t.is(sidecar?.restartPolicy, 'Always', 'ext_proc runs as a native sidecar');
+  t.is(sidecar?.args?.[0], 'extproc');
+
+  const web = podSpec(find(objects, 'Deployment', 'web'));
+  t.deepEqual(web.readinessGates, [{ conditionType: 'readygate.io/envoy-synced' }]);
+  t.truthy(web.containers[0]!.readinessProbe);
+  t.deepEqual(web.containers[0]!.lifecycle?.preStop?.exec?.command, ['readygate', 'drain-wait']);
+  find(objects, 'PodDisruptionBudget', 'web');
+  find(objects, 'Service', 'readygate');
+  find(objects, 'ServiceAccount', 'readygate');
+  find(objects, 'ClusterRole', 'readygate');
+  for (const o of objects.filter((x) => x.kind === 'Deployment'))
+    t.true(podSpec(o).securityContext?.runAsNonRoot, `${o.metadata.name} runs as non-root`);
+});
+
+test('the Envoy bootstrap in the ConfigMap passes envoy --mode validate', async (t) => {
+  const { objects, workDir } = t.context;
+  const configMap = objects.find(
+    (o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('envoy-bootstrap'),
+  );
+  const bootstrap = configMap?.data?.['envoy.yaml'];
+  if (bootstrap === undefined) {
+    t.fail('no envoy-bootstrap ConfigMap with envoy.yaml');
+    return;
+  }
+  const file = path.join(workDir, 'envoy.yaml');
+  writeFileSync(file, bootstrap);
+  const result = await run(await envoyBinary(), [
+    '--mode',
+    'validate',
+    '-c',
+    file,
+    '--service-node',
+    'validate',
+    '--log-level',
+    'warning',
+    '--disable-hot-restart',
+  ]);
+  t.is(result.code, 0, `${result.stdout}\n${result.stderr}`);
+});
+
+/** shellcheck from PATH, else installed from Debian's packages (as root, with apt-get), else undefined. */
+async function shellcheck(log: (line: string) => void): Promise<string | undefined> {
+  if ((await run('shellcheck', ['--version'])).code === 0) return 'shellcheck';
+  const root = process.getuid?.() === 0;
+  if (!root || (await run('apt-get', ['--version'])).code !== 0) return undefined;
+  log('shellcheck missing: installing it from Debian (apt-get update && apt-get install -y shellcheck)');
+  const update = await run('apt-get', ['update', '-qq'], 180_000);
+  if (update.code !== 0) {
+    log(`apt-get update failed: ${update.stderr.trim().split('\n').pop() ?? ''}`);
+    return undefined;
+  }
+  const install = await run('apt-get', ['install', '-y', '-qq', 'shellcheck'], 300_000);
+  if (install.code !== 0) {
+    log(`apt-get install shellcheck failed: ${install.stderr.trim().split('\n').pop() ?? ''}`);
+    return undefined;
+  }
+  return (await run('shellcheck', ['--version'])).code === 0 ? 'shellcheck' : undefined;
+}
+
+test('the kind scripts pass shellcheck and bash -n; the .mjs files parse', async (t) => {
+  t.timeout(600_000);
+  const scriptsDir = path.join(kindDir, 'scripts');
+  const shells = readdirSync(scriptsDir)
+    .filter((f) => f.endsWith('.sh'))
+    .map((f) => path.join(scriptsDir, f));
+  t.true(shells.length >= 3, 'up, rollout-check and down scripts exist');
+  for (const file of shells) {
+    const syntax = await run('bash', ['-n', file]);
+    t.is(syntax.code, 0, `${path.relative(repoRoot, file)}: ${syntax.stderr}`);
+  }
+  for (const file of [
+    path.join(scriptsDir, 'load.mjs'),
+    path.join(kindDir, 'base', 'demo-app', 'server.mjs'),
+  ]) {
+    const check = await run(process.execPath, ['--check', file]);
+    t.is(check.code, 0, `${path.relative(repoRoot, file)}: ${check.stderr}`);
+  }
+  const makefile = readFileSync(path.join(kindDir, 'Makefile'), 'utf8');
+  for (const target of ['up', 'rollout-check', 'down']) t.regex(makefile, new RegExp(`^${target}:`, 'm'));
+
+  const binary = await shellcheck((line) => {
+    t.log(line);
+  });
+  if (binary === undefined) {
+    t.fail('shellcheck is not installed and could not be installed from Debian (apt-get)');
+    return;
+  }
+  // -x follows `source` into common.sh; run from the repo root like CI does.
+  const lint = await run(binary, ['-x', ...shells]);
+  t.is(lint.code, 0, lint.stdout + lint.stderr);
+});
