@@ -132,6 +132,8 @@ export interface TypeSyncView {
     readonly version: string;
     readonly time: string;
     readonly error: string;
+    /** The resources the rejected response carried; null from a readygate that does not report them. */
+    readonly resources: readonly string[] | null;
     /** The latest response of this type was the one rejected: Envoy is still on an older version. */
     readonly current: boolean;
   } | null;
@@ -380,6 +382,7 @@ function typeView(entry: SynczTypeEntry | undefined): TypeSyncView | null {
           version: entry.lastNack.version,
           time: entry.lastNack.time,
           error: entry.lastNack.error.trim(),
+          resources: Array.isArray(entry.lastNack.resources) ? entry.lastNack.resources : null,
           current: entry.status === 'NACKED',
         }
       : null,
@@ -545,8 +548,11 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
       const edsStale = entry !== undefined && versions.eds.acked !== versions.eds.current;
       // A NACK explains staleness, so it wins when the type it hit is stale for this cluster (or names it).
       // A cluster Envoy lacks is "stale" for CDS too: the rejected response may be the one that adds it.
+      // When syncz lists what the rejected response carried, a stale cluster outside it is not the NACK's.
       const nackedBy = (type: TypeSyncView | null, stale: boolean): boolean =>
-        type?.lastNack?.current === true && (stale || type.lastNack.error.includes(name));
+        type?.lastNack?.current === true &&
+        (type.lastNack.error.includes(name) ||
+          (stale && (type.lastNack.resources === null || type.lastNack.resources.includes(name))));
       const cdsNacked = nackedBy(cds, cdsStale || !view?.active);
       const nacked = cdsNacked || nackedBy(eds, edsStale);
       if (nacked) {

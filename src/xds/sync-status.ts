@@ -15,6 +15,8 @@ export interface SentRecord {
 
 export interface NackRecord extends SentRecord {
   readonly error: string;
+  /** Names the rejected response carried (for complete-set types: the whole set). */
+  readonly resources?: readonly string[];
 }
 
 /** A resource in a response: its version, or null when the response removes it. */
@@ -192,7 +194,13 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       state.inflight.delete(key);
       if (key === nonce) break;
     }
-    state.lastNack = { versionInfo, nonce, error, time: new Date() };
+    state.lastNack = {
+      versionInfo,
+      nonce,
+      error,
+      time: new Date(),
+      resources: response.entries.map(([name]) => name),
+    };
     this.emit('nack', { stream, typeUrl, versionInfo, error, entries: response.entries });
     return true;
   }
@@ -214,7 +222,13 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
             subscribed: t.wildcard ? '*' : [...t.subscribed].sort(),
             sent: t.lastSent ? recordJson(t.lastSent) : null,
             acked: t.lastAcked ? recordJson(t.lastAcked) : null,
-            lastNack: t.lastNack ? { ...recordJson(t.lastNack), error: t.lastNack.error } : null,
+            lastNack: t.lastNack
+              ? {
+                  ...recordJson(t.lastNack),
+                  error: t.lastNack.error,
+                  resources: [...(t.lastNack.resources ?? [])].sort(),
+                }
+              : null,
             ackedResourceCount: t.ackedResources.size,
             ...(options.resources
               ? { ackedResources: Object.fromEntries([...t.ackedResources].sort()) }
@@ -235,7 +249,7 @@ export interface SynczTypeEntry {
   subscribed: '*' | string[];
   sent: { version: string; nonce: string; time: string } | null;
   acked: { version: string; nonce: string; time: string } | null;
-  lastNack: { version: string; nonce: string; time: string; error: string } | null;
+  lastNack: { version: string; nonce: string; time: string; error: string; resources: string[] } | null;
   ackedResourceCount: number;
   ackedResources?: Record<string, string>;
 }
