@@ -378,7 +378,7 @@ function capture(): { logger: pino.Logger; lines: LogLine[] } {
   return { logger, lines };
 }
 
-async function waitForEvent(lines: LogLine[], event: string, timeoutMs = 5000): Promise<LogLine> {
+async function waitForEvent(lines: LogLine[], event: string, timeoutMs = 30_000): Promise<LogLine> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     const line = lines.find((candidate) => candidate.event === event);
@@ -422,7 +422,8 @@ test('serve: file source, admin answers, stops cleanly with exit 0 on shutdown',
   const result = await running;
   t.is(result.code, 0);
   t.is(result.stderr, '');
-  t.true(performance.now() - stopping < 5000);
+  // xDS and ext_proc force-close after 2 s and 1 s; the rest is slack for a loaded shared machine.
+  t.true(performance.now() - stopping < 10_000);
   await t.throwsAsync(fetch(`http://${started.admin!}/healthz`), undefined, 'admin server closed');
 });
 
@@ -560,7 +561,7 @@ test('node bin/readygate.js serve exits 0 on SIGTERM after a graceful shutdown',
     });
   });
 
-  const deadline = performance.now() + 15_000;
+  const deadline = performance.now() + 30_000;
   while (!stdout.includes('"serve.started"') && performance.now() < deadline) await sleep(20);
   t.true(stdout.includes('"serve.started"'), stdout + stderr);
   child.kill('SIGTERM');
