@@ -137,7 +137,7 @@ test('serve --source file: edits reach Envoy, invalid edits leave it on the last
   });
 
   const started = await waitUntil(() => lines.find((line) => line.event === 'serve.started'), {
-    timeoutMs: 10_000,
+    timeoutMs: 30_000, // a cold tsx start of the whole server on a loaded machine
     description: 'serve.started',
   });
   const xdsPort = Number(started.xds?.split(':').pop());
