@@ -1,0 +1,371 @@
+/**
+ * Just enough Kubernetes for the demo, with the real ordering of events: the Deployment's pods, the
+ * kubelet (container start and restart, readiness probes over real HTTP, SIGTERM and the grace period)
+ * and the endpoints controller (one EndpointSlice, republished on every condition change). Both setups
+ * run the same instance of this model; they differ only in what their gateway does with the slice.
+ *
+ * Event order this model reproduces (and docs/demo.md explains):
+ * - A new pod's address enters the slice as soon as the pod has an IP, not ready, before its container
+ *   listens. It turns ready when a probe passes after the app's warm-up.
+ * - Deleting a pod marks it terminating in the slice and sends SIGTERM at the same moment; probes keep
+ *   running (so `serving` follows the app), and the address leaves the slice only once the container has
+ *   exited and the kubelet reported it (`podGoneMs`).
+ * - A crashed container is restarted in the same pod (same address); the address never leaves the slice.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode, ReadygateError } from '../errors.js';
+import { DemoBackend } from './backend.js';
+import type { SliceEntry } from './slice.js';
+import type { DemoTiming } from './timing.js';
+
+export interface ClusterEvent {
+  /** ms since the run's origin. */
+  readonly t: number;
+  readonly pod: string;
+  readonly what: string;
+}
+
+export interface ClusterOptions {
+  /** Pod name prefix and log label, e.g. `readygate`. */
+  readonly label: string;
+  readonly timing: DemoTiming;
+  /** Pod addresses are `<prefix>.<first>`, `<prefix>.<first + 1>`, … (loopback only). */
+  readonly addressPrefix: string;
+  readonly firstHost: number;
+  /** ms since the run's origin (event timestamps). */
+  readonly now: () => number;
+  /** Called with the whole slice on every change, synchronously. */
+  readonly onSlice: (entries: readonly SliceEntry[]) => void;
+}
+
+export interface Pod {
+  readonly name: string;
+  readonly ip: string;
+  readonly port: number;
+}
+
+interface PodRecord extends Pod {
+  readonly warmupMs: number;
+  container: DemoBackend | undefined;
+  terminating: boolean;
+  ready: boolean;
+  serving: boolean;
+  inSlice: boolean;
+  probeTimer: NodeJS.Timeout | undefined;
+  /** Consecutive failed probes. */
+  failures: number;
+  readonly gone: Promise<void>;
+  markGone: () => void;
+}
+
+/** Why a wait gave up, as one line. */
+function timeout(what: string, ms: number): ReadygateError {
+  return new ReadygateError(ErrorCode.WAIT_TIMEOUT, `demo: ${what} did not happen within ${ms} ms`);
+}
+
+export class SimulatedCluster {
+  readonly #options: ClusterOptions;
+  readonly #pods = new Map<string, PodRecord>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #changed = new Set<() => void>();
+  #nextHost: number;
+  #nextPod = 1;
+  #closed = false;
+  readonly events: ClusterEvent[] = [];
+
+  constructor(options: ClusterOptions) {
+    this.#options = options;
+    this.#nextHost = options.firstHost;
+  }
+
+  /** Pods that exist (including terminating ones), oldest first. */
+  get pods(): Pod[] {
+    return [...this.#pods.values()];
+  }
+
+  /** Pods not being deleted, oldest first. */
+  get livePods(): Pod[] {
+    return [...this.#pods.values()].filter((pod) => !pod.terminating);
+  }
+
+  /** The slice as the endpoints controller publishes it. */
+  get slice(): SliceEntry[] {
+    return [...this.#pods.values()]
+      .filter((pod) => pod.inSlice)
+      .map((pod) => ({
+        pod: pod.name,
+        ip: pod.ip,
+        port: pod.port,
+        ready: pod.ready && !pod.terminating,
+        serving: pod.serving,
+        terminating: pod.terminating,
+      }));
+  }
+
+  /** Creates a pod: its address enters the slice (not ready) now; its container boots in the background. */
+  async createPod(options: { warmupMs?: number } = {}): Promise<Pod> {
+    const ip = `${this.#options.addressPrefix}.${this.#nextHost++}`;
+    const port = await reservePort(ip);
+    const name = `web-${this.#options.label}-${this.#nextPod++}`;
+    let markGone: () => void = () => undefined;
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    const pod: PodRecord = {
+      name,
+      ip,
+      port,
+      warmupMs: options.warmupMs ?? this.#options.timing.warmupMs,
+      container: undefined,
+      terminating: false,
+      ready: false,
+      serving: false,
+      inSlice: true,
+      probeTimer: undefined,
+      failures: 0,
+      gone,
+      markGone,
+    };
+    this.#pods.set(name, pod);
+    this.#event(name, `created at ${ip}:${port}`);
+    this.#publish();
+    this.#startContainer(pod);
+    this.#scheduleProbe(pod);
+    return pod;
+  }
+
+  /** `kubectl delete pod`: terminating in the slice and SIGTERM to the container, at the same moment. */
+  deletePod(pod: Pod): void {
+    const record = this.#pods.get(pod.name);
+    if (!record || record.terminating) return;
+    record.terminating = true;
+    record.ready = false;
+    this.#event(pod.name, 'deleted (SIGTERM)');
+    this.#publish();
+    const container = record.container;
+    if (!container) {
+      this.#removeAfterExit(record);
+      return;
+    }
+    container.terminate();
+    void container.exited.then(() => {
+      this.#event(pod.name, 'container exited');
+      this.#noticeExit(record, container);
+      this.#removeAfterExit(record);
+    });
+  }
+
+  /** The container dies mid-request; the kubelet restarts it in the same pod. */
+  crashPod(pod: Pod): void {
+    const record = this.#pods.get(pod.name);
+    const container = record?.container;
+    if (!record || !container) return;
+    this.#event(pod.name, 'container crashing');
+    container.crash(this.#options.timing.crashHoldMs);
+    void container.exited.then(() => {
+      this.#event(pod.name, 'container crashed');
+      if (record.container !== container) return;
+      this.#noticeExit(record, container);
+      this.#later(this.#options.timing.restartDelayMs, () => {
+        if (record.terminating || this.#closed) return;
+        this.#event(pod.name, 'container restarted');
+        this.#startContainer(record);
+      });
+    });
+  }
+
+  /** Resolves when the pod is ready in the slice. */
+  async waitReady(pod: Pod, signal: AbortSignal): Promise<void> {
+    await this.#waitFor(() => this.#pods.get(pod.name)?.ready === true, `${pod.name} ready`, signal);
+  }
+
+  /** Resolves when the pod is no longer ready in the slice (the kubelet noticed a crash). */
+  async waitUnready(pod: Pod, signal: AbortSignal): Promise<void> {
+    await this.#waitFor(() => this.#pods.get(pod.name)?.ready !== true, `${pod.name} not ready`, signal);
+  }
+
+  /** Resolves when the pods have left the slice. */
+  async waitGone(pods: readonly Pod[], signal: AbortSignal): Promise<void> {
+    await this.#waitFor(
+      () => pods.every((pod) => !this.#pods.has(pod.name)),
+      `${pods.map((p) => p.name).join(', ')} gone`,
+      signal,
+    );
+  }
+
+  /** Kills every container and stops every timer; idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    const containers: DemoBackend[] = [];
+    for (const pod of this.#pods.values()) {
+      if (pod.probeTimer) clearTimeout(pod.probeTimer);
+      if (pod.container) containers.push(pod.container);
+      pod.markGone();
+    }
+    await Promise.all(containers.map((container) => container.kill()));
+    for (const notify of this.#changed) notify();
+  }
+
+  #startContainer(pod: PodRecord): void {
+    const container = new DemoBackend({
+      pod: pod.name,
+      host: pod.ip,
+      port: pod.port,
+      bootMs: this.#options.timing.bootMs,
+      warmupMs: pod.warmupMs,
+      graceMs: this.#options.timing.graceMs,
+    });
+    pod.container = container;
+    container.start().catch((error: unknown) => {
+      // A port taken behind our back: the container "fails to start", as a real one would.
+      this.#event(pod.name, `container failed: ${error instanceof Error ? error.message : String(error)}`);
+      void container.kill();
+    });
+  }
+
+  /** The kubelet sees the container gone (PLEG) and marks the pod not ready without waiting for probes. */
+  #noticeExit(pod: PodRecord, container: DemoBackend): void {
+    this.#later(this.#options.timing.exitNoticeMs, () => {
+      if (pod.container === container) pod.container = undefined;
+      if (!this.#pods.has(pod.name) || (!pod.ready && !pod.serving)) return;
+      pod.ready = false;
+      pod.serving = false;
+      pod.failures = 0;
+      this.#event(pod.name, 'kubelet: container gone, not ready');
+      this.#publish();
+    });
+  }
+
+  #removeAfterExit(pod: PodRecord): void {
+    this.#later(this.#options.timing.podGoneMs, () => {
+      pod.inSlice = false;
+      if (pod.probeTimer) clearTimeout(pod.probeTimer);
+      pod.probeTimer = undefined;
+      pod.container = undefined;
+      this.#pods.delete(pod.name);
+      this.#event(pod.name, 'removed from the slice');
+      this.#publish();
+      pod.markGone();
+    });
+  }
+
+  #scheduleProbe(pod: PodRecord): void {
+    if (this.#closed) return;
+    pod.probeTimer = setTimeout(() => {
+      void this.#probe(pod);
+    }, this.#options.timing.probePeriodMs);
+  }
+
+  async #probe(pod: PodRecord): Promise<void> {
+    if (this.#closed || !this.#pods.has(pod.name)) return;
+    const container = pod.container;
+    const ok = container ? await probeReady(pod, this.#options.timing.probeTimeoutMs) : false;
+    if (this.#isClosed() || !this.#pods.has(pod.name)) return;
+    pod.failures = ok ? 0 : pod.failures + 1;
+    // Like the kubelet: one success makes the container ready; only failureThreshold failures in a row
+    // take that back (a container that exited is handled by #noticeExit, not here).
+    const serving = ok ? true : pod.serving && pod.failures < this.#options.timing.probeFailureThreshold;
+    const ready = serving && !pod.terminating;
+    if (ready !== pod.ready || serving !== pod.serving) {
+      pod.ready = ready;
+      pod.serving = serving;
+      this.#event(pod.name, `probe: ready=${ready} serving=${serving}`);
+      this.#publish();
+    }
+    this.#scheduleProbe(pod);
+  }
+
+  /** A method, not the field, so checks after an await are not narrowed away by the compiler. */
+  #isClosed(): boolean {
+    return this.#closed;
+  }
+
+  #publish(): void {
+    this.#options.onSlice(this.slice);
+    for (const notify of this.#changed) notify();
+  }
+
+  #event(pod: string, what: string): void {
+    this.events.push({ t: Math.round(this.#options.now()), pod, what });
+  }
+
+  #later(ms: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      action();
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  /** Waits for a condition re-checked on every slice change; bounded by the timing's wait timeout. */
+  async #waitFor(condition: () => boolean, what: string, signal: AbortSignal): Promise<void> {
+    const limit = this.#options.timing.waitTimeoutMs;
+    const deadline = performance.now() + limit;
+    while (!condition()) {
+      signal.throwIfAborted();
+      if (this.#closed) throw new ReadygateError(ErrorCode.WAIT_TIMEOUT, `demo: stopped before ${what}`);
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) throw timeout(what, limit);
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.#changed.delete(done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(remaining, 1000));
+        this.#changed.add(done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+}
+
+/** A port free on `ip` now; the container binds it a boot delay later, like a pod's declared port. */
+async function reservePort(ip: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', (error) => {
+      reject(
+        new ReadygateError(ErrorCode.LISTEN_FAILED, `demo: no free port on ${ip}: ${error.message}`, {
+          cause: error,
+        }),
+      );
+    });
+    server.listen({ host: ip, port: 0, exclusive: true }, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+/** One readiness probe: a fresh connection per probe, like the kubelet's. */
+function probeReady(pod: Pod, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = http.get(
+      { host: pod.ip, port: pod.port, path: '/ready', agent: false, timeout: timeoutMs },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode === 200);
+      },
+    );
+    request.once('timeout', () => {
+      request.destroy();
+    });
+    request.once('error', () => {
+      resolve(false);
+    });
+  });
+}
+
+/** Sleeps unless aborted (then throws the abort reason). */
+export async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  await sleep(ms, undefined, { signal });
+}

@@ -1,0 +1,127 @@
+/**
+ * Constant open-loop load through one gateway: requests start on a fixed schedule (not when the previous
+ * one finished, so a slow or failing gateway cannot lower the offered rate), over keep-alive connections,
+ * with a cap on requests in flight. Bounded in count and in time. Every response is recorded with its
+ * status, when it was sent and how long it took.
+ */
+import http from 'node:http';
+import type { Sample } from './tally.js';
+
+export interface LoadOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly rate: number;
+  readonly concurrency: number;
+  readonly requestTimeoutMs: number;
+  /** Hard bounds: the generator stops at whichever comes first. */
+  readonly maxDurationMs: number;
+  /** The run's time origin (performance.now() based); sample times are relative to it. */
+  readonly origin: number;
+  /** The phase a request belongs to, read when it is sent. */
+  readonly phase: () => string;
+}
+
+export interface LoadRun {
+  readonly samples: Sample[];
+  /** Due requests not sent because `concurrency` were already in flight. */
+  skipped(): number;
+  /** Stops sending, waits (bounded) for requests in flight, closes the connections. */
+  stop(): Promise<Sample[]>;
+}
+
+const TICK_MS = 5;
+
+export function startLoad(options: LoadOptions): LoadRun {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
+  const samples: Sample[] = [];
+  const started = performance.now();
+  const maxRequests = Math.ceil((options.rate * options.maxDurationMs) / 1000);
+  let sent = 0;
+  let inFlight = 0;
+  let skipped = 0;
+  let drained: (() => void) | undefined;
+
+  const send = (): void => {
+    const sentAt = performance.now();
+    const phase = options.phase();
+    inFlight++;
+    let recorded = false;
+    const record = (status: number, extra: Partial<Sample> = {}): void => {
+      if (recorded) return;
+      recorded = true;
+      inFlight--;
+      const now = performance.now();
+      samples.push({
+        t: Math.round(sentAt - options.origin),
+        phase,
+        status,
+        latencyMs: Math.round((now - sentAt) * 10) / 10,
+        ...extra,
+      });
+      if (inFlight === 0) drained?.();
+    };
+    const request = http.get(
+      {
+        agent,
+        host: options.host,
+        port: options.port,
+        path: '/',
+        timeout: options.requestTimeoutMs,
+      },
+      (response) => {
+        const status = response.statusCode ?? 0;
+        const extra: { -readonly [K in keyof Sample]?: Sample[K] } = {};
+        if (response.headers['retry-after'] !== undefined) extra.retryAfter = true;
+        const cause = response.headers['x-readygate-cause'];
+        if (typeof cause === 'string') extra.cause = cause;
+        response.resume();
+        response.once('end', () => {
+          record(status, extra);
+        });
+        response.once('error', () => {
+          record(0, { error: 'response aborted' });
+        });
+      },
+    );
+    request.once('timeout', () => {
+      request.destroy(new Error('timeout'));
+    });
+    request.once('error', (error: NodeJS.ErrnoException) => {
+      record(0, { error: error.code ?? error.message });
+    });
+  };
+
+  const timer = setInterval(() => {
+    const elapsed = performance.now() - started;
+    if (elapsed >= options.maxDurationMs || sent >= maxRequests) {
+      clearInterval(timer);
+      return;
+    }
+    // Catch up to the schedule after a late tick, but never beyond the bound on count.
+    const due = Math.min(Math.floor((elapsed * options.rate) / 1000) + 1, maxRequests) - sent;
+    for (let i = 0; i < due; i++) {
+      sent++;
+      if (inFlight >= options.concurrency) skipped++;
+      else send();
+    }
+  }, TICK_MS);
+
+  return {
+    samples,
+    skipped: () => skipped,
+    stop: async () => {
+      clearInterval(timer);
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const limit = setTimeout(resolve, options.requestTimeoutMs + 500);
+          drained = () => {
+            clearTimeout(limit);
+            resolve();
+          };
+        });
+      }
+      agent.destroy();
+      return samples;
+    },
+  };
+}

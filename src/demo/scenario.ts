@@ -1,0 +1,153 @@
+/**
+ * The script, run against one gateway under constant load: steady state, a rolling update the way a
+ * Deployment with maxSurge 1 / maxUnavailable 0 does it, a slow-starting extra replica, a crash
+ * mid-request, and a total outage with recovery. Every step is a Kubernetes event in the simulated
+ * cluster; nothing here knows which gateway it drives.
+ */
+import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode, ReadygateError } from '../errors.js';
+import type { ClusterEvent, Pod } from './cluster.js';
+import type { Gateway } from './gateway.js';
+import { startLoad } from './load.js';
+import type { Sample } from './tally.js';
+import type { DemoTiming, PhaseName } from './timing.js';
+
+export interface PhaseMark {
+  readonly phase: PhaseName;
+  /** ms since this side's origin (its load start). */
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+export interface ScenarioRun {
+  readonly samples: readonly Sample[];
+  readonly marks: readonly PhaseMark[];
+  readonly events: readonly ClusterEvent[];
+  /** Requests due but not sent because the concurrency cap was reached. */
+  readonly skipped: number;
+}
+
+export interface ScenarioOptions {
+  readonly gateway: Gateway;
+  readonly timing: DemoTiming;
+  readonly signal: AbortSignal;
+  /** Upper bound on the whole load run. */
+  readonly maxLoadMs: number;
+  readonly onPhase?: (phase: PhaseName) => void;
+}
+
+export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun> {
+  const { gateway, timing, signal } = options;
+  const { cluster } = gateway;
+
+  // The Deployment before the demo starts: all replicas up, ready, and routed to.
+  const initial: Pod[] = [];
+  for (let i = 0; i < timing.replicas; i++) initial.push(await cluster.createPod());
+  for (const pod of initial) await cluster.waitReady(pod, signal);
+  await waitRoutable(gateway, timing, signal);
+
+  gateway.resetClock();
+  const origin = performance.now();
+  const now = (): number => performance.now() - origin;
+  let phase: PhaseName = 'baseline';
+  const marks: { phase: PhaseName; startMs: number; endMs: number }[] = [];
+  const enter = (next: PhaseName): void => {
+    const at = Math.round(now());
+    const open = marks.at(-1);
+    if (open) open.endMs = at;
+    marks.push({ phase: next, startMs: at, endMs: at });
+    phase = next;
+    options.onPhase?.(next);
+  };
+  enter('baseline');
+  const load = startLoad({
+    host: '127.0.0.1',
+    port: gateway.envoy.listenerPort,
+    rate: timing.rate,
+    concurrency: timing.concurrency,
+    requestTimeoutMs: timing.requestTimeoutMs,
+    maxDurationMs: options.maxLoadMs,
+    origin,
+    phase: () => phase,
+  });
+  try {
+    const settle = (): Promise<void> => sleep(timing.settleMs, undefined, { signal });
+    await settle();
+
+    enter('rollout');
+    const old = cluster.livePods;
+    for (const pod of old) {
+      const fresh = await cluster.createPod();
+      await cluster.waitReady(fresh, signal);
+      cluster.deletePod(pod);
+    }
+    await cluster.waitGone(old, signal);
+    await settle();
+
+    enter('slow-start');
+    const slow = await cluster.createPod({ warmupMs: timing.slowWarmupMs });
+    await cluster.waitReady(slow, signal);
+    await settle();
+
+    enter('crash');
+    const victim = cluster.livePods[0];
+    if (!victim) throw new ReadygateError(ErrorCode.WAIT_TIMEOUT, 'demo: no pod left to crash');
+    cluster.crashPod(victim);
+    await cluster.waitUnready(victim, signal);
+    await cluster.waitReady(victim, signal);
+    await settle();
+
+    enter('outage');
+    const everyone = cluster.livePods;
+    for (const pod of everyone) cluster.deletePod(pod);
+    await cluster.waitGone(everyone, signal);
+    await sleep(timing.outageMs, undefined, { signal });
+    const replacements: Pod[] = [];
+    for (let i = 0; i < timing.replicas; i++) replacements.push(await cluster.createPod());
+    for (const pod of replacements) await cluster.waitReady(pod, signal);
+    await settle();
+  } finally {
+    const open = marks.at(-1);
+    if (open) open.endMs = Math.round(now());
+    await load.stop();
+  }
+  return { samples: load.samples, marks, events: cluster.events, skipped: load.skipped() };
+}
+
+/**
+ * Before the clock starts: the gateway answers 200 several times in a row, so the steady-state phase
+ * measures the steady state and not Envoy still receiving its first endpoints.
+ */
+async function waitRoutable(gateway: Gateway, timing: DemoTiming, signal: AbortSignal): Promise<void> {
+  const deadline = performance.now() + timing.waitTimeoutMs;
+  let streak = 0;
+  while (streak < 10) {
+    signal.throwIfAborted();
+    if (performance.now() > deadline) {
+      throw new ReadygateError(
+        ErrorCode.WAIT_TIMEOUT,
+        `demo: the ${gateway.kind} gateway did not route to its pods within ${timing.waitTimeoutMs} ms`,
+      );
+    }
+    const status = await getStatus(gateway.envoy.listenerPort);
+    streak = status === 200 ? streak + 1 : 0;
+    if (status !== 200) await sleep(50, undefined, { signal });
+  }
+}
+
+function getStatus(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const request = http.get(
+      { host: '127.0.0.1', port, path: '/', agent: false, timeout: 2000 },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      },
+    );
+    request.once('timeout', () => request.destroy());
+    request.once('error', () => {
+      resolve(0);
+    });
+  });
+}

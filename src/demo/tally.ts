@@ -1,0 +1,249 @@
+/**
+ * What the demo measured, reduced to what it shows: responses by status per phase for each setup, a
+ * side-by-side text table, per-bucket counts for the chart, and the checks the acceptance test (and the
+ * demo's exit code) rely on. Pure: samples in, numbers and text out.
+ */
+
+/** One response (or transport failure) as the load generator saw it. */
+export interface Sample {
+  /** ms since the run's origin when the request was sent. */
+  readonly t: number;
+  readonly phase: string;
+  /** HTTP status; 0 when no response arrived (reset, timeout). */
+  readonly status: number;
+  readonly latencyMs: number;
+  /** The response carried Retry-After. */
+  readonly retryAfter?: boolean;
+  /** readygate's `x-readygate-cause` header, when ext_proc mapped the response. */
+  readonly cause?: string;
+  /** Transport error code when status is 0. */
+  readonly error?: string;
+}
+
+export interface PhaseTally {
+  readonly phase: string;
+  readonly total: number;
+  /** Count per status key ('200', '503', …, 'error'). */
+  readonly byStatus: Readonly<Record<string, number>>;
+  readonly non2xx: number;
+  readonly status503: number;
+  readonly status503WithRetryAfter: number;
+  /** Count per readygate cause header value. */
+  readonly causes: Readonly<Record<string, number>>;
+  /** First and last send time in the phase (ms since origin); 0 when empty. */
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly p99LatencyMs: number;
+}
+
+export const ERROR_KEY = 'error';
+
+export function statusKey(status: number): string {
+  return status === 0 ? ERROR_KEY : String(status);
+}
+
+export function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+/** Tallies in `phases` order; samples of other phases are ignored. */
+export function tallyPhases(samples: readonly Sample[], phases: readonly string[]): PhaseTally[] {
+  return phases.map((phase) =>
+    tallyOne(
+      phase,
+      samples.filter((sample) => sample.phase === phase),
+    ),
+  );
+}
+
+function tallyOne(phase: string, samples: readonly Sample[]): PhaseTally {
+  const byStatus: Record<string, number> = {};
+  const causes: Record<string, number> = {};
+  let non2xx = 0;
+  let status503 = 0;
+  let status503WithRetryAfter = 0;
+  let startMs = Number.POSITIVE_INFINITY;
+  let endMs = 0;
+  for (const sample of samples) {
+    const key = statusKey(sample.status);
+    byStatus[key] = (byStatus[key] ?? 0) + 1;
+    if (!isSuccess(sample.status)) non2xx++;
+    if (sample.status === 503) {
+      status503++;
+      if (sample.retryAfter === true) status503WithRetryAfter++;
+    }
+    if (sample.cause !== undefined) causes[sample.cause] = (causes[sample.cause] ?? 0) + 1;
+    startMs = Math.min(startMs, sample.t);
+    endMs = Math.max(endMs, sample.t);
+  }
+  return {
+    phase,
+    total: samples.length,
+    byStatus,
+    non2xx,
+    status503,
+    status503WithRetryAfter,
+    causes,
+    startMs: samples.length === 0 ? 0 : startMs,
+    endMs,
+    p99LatencyMs: percentile(
+      samples.map((s) => s.latencyMs),
+      0.99,
+    ),
+  };
+}
+
+/** Nearest-rank percentile; 0 for no values. */
+export function percentile(values: readonly number[], q: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
+  return sorted[rank - 1] ?? 0;
+}
+
+/** Status keys in display order: numeric ascending, transport errors last. */
+export function statusColumns(tallies: readonly PhaseTally[]): string[] {
+  const keys = new Set<string>();
+  for (const tally of tallies) for (const key of Object.keys(tally.byStatus)) keys.add(key);
+  return [...keys].sort((a, b) => {
+    if (a === ERROR_KEY) return 1;
+    if (b === ERROR_KEY) return -1;
+    return Number(a) - Number(b);
+  });
+}
+
+export interface SideBySide {
+  readonly left: { readonly name: string; readonly phases: readonly PhaseTally[] };
+  readonly right: { readonly name: string; readonly phases: readonly PhaseTally[] };
+  /** Row label per phase key. */
+  readonly titles: Readonly<Record<string, string>>;
+}
+
+/** The table `readygate demo` prints: one row per phase, each setup's counts by status side by side. */
+export function renderTable(input: SideBySide): string {
+  const columns = statusColumns([...input.left.phases, ...input.right.phases]);
+  const labelWidth = Math.max(5, ...input.left.phases.map((p) => (input.titles[p.phase] ?? p.phase).length));
+  const widthOf = (key: string): number =>
+    Math.max(
+      key.length,
+      ...[...input.left.phases, ...input.right.phases].map((p) => String(p.byStatus[key] ?? 0).length),
+    );
+  const totalWidth = Math.max(
+    5,
+    ...[...input.left.phases, ...input.right.phases].map((p) => String(p.total).length),
+  );
+  const half = (cells: (key: string) => string, total: string): string =>
+    [total.padStart(totalWidth), ...columns.map((key) => cells(key).padStart(widthOf(key)))].join('  ');
+  const headerHalf = half((key) => key, 'total');
+  const halfWidth = headerHalf.length;
+  const lines: string[] = [];
+  lines.push(`${''.padEnd(labelWidth)}   ${input.left.name.padEnd(halfWidth)}   │ ${input.right.name}`);
+  lines.push(`${'phase'.padEnd(labelWidth)}   ${headerHalf}   │ ${headerHalf}`);
+  lines.push(`${'─'.repeat(labelWidth)}───${'─'.repeat(halfWidth)}───┼─${'─'.repeat(halfWidth)}`);
+  input.left.phases.forEach((left, index) => {
+    const right = input.right.phases[index];
+    const cellsOf = (tally: PhaseTally | undefined): string =>
+      tally === undefined
+        ? ''.padEnd(halfWidth)
+        : half((key) => String(tally.byStatus[key] ?? 0), String(tally.total));
+    lines.push(
+      `${(input.titles[left.phase] ?? left.phase).padEnd(labelWidth)}   ${cellsOf(left)}   │ ${cellsOf(right)}`,
+    );
+  });
+  const retryAfter = (phases: readonly PhaseTally[]): string => {
+    const all = phases.reduce((n, p) => n + p.status503, 0);
+    const withHeader = phases.reduce((n, p) => n + p.status503WithRetryAfter, 0);
+    return `${withHeader}/${all}`;
+  };
+  lines.push(
+    `503s carrying Retry-After: ${input.left.name} ${retryAfter(input.left.phases)}, ` +
+      `${input.right.name} ${retryAfter(input.right.phases)}`,
+  );
+  return lines.join('\n');
+}
+
+export interface Check {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+function phaseOf(phases: readonly PhaseTally[], name: string): PhaseTally | undefined {
+  return phases.find((p) => p.phase === name);
+}
+
+function describe(tally: PhaseTally | undefined): string {
+  if (!tally) return 'phase missing';
+  const parts = Object.entries(tally.byStatus).map(([key, count]) => `${key}×${count}`);
+  return parts.length === 0 ? 'no requests' : parts.join(' ');
+}
+
+/** What the demo claims; the integration test asserts each, and the command exits 1 if one fails. */
+export function checkExpectations(readygate: readonly PhaseTally[], naive: readonly PhaseTally[]): Check[] {
+  const rgRollout = phaseOf(readygate, 'rollout');
+  const naiveRollout = phaseOf(naive, 'rollout');
+  const rgCrash = phaseOf(readygate, 'crash');
+  const rgOutage = phaseOf(readygate, 'outage');
+  const outageNon503 =
+    rgOutage === undefined
+      ? 1
+      : Object.entries(rgOutage.byStatus)
+          .filter(([key]) => key !== '503' && !(key !== ERROR_KEY && isSuccess(Number(key))))
+          .reduce((n, [, count]) => n + count, 0);
+  const all503 = readygate.reduce((n, p) => n + p.status503, 0);
+  const all503WithHeader = readygate.reduce((n, p) => n + p.status503WithRetryAfter, 0);
+  return [
+    {
+      name: 'readygate: no non-2xx during the rolling update',
+      ok: rgRollout !== undefined && rgRollout.total > 0 && rgRollout.non2xx === 0,
+      detail: describe(rgRollout),
+    },
+    {
+      name: 'naive: non-2xx during the rolling update',
+      ok: naiveRollout !== undefined && naiveRollout.non2xx > 0,
+      detail: describe(naiveRollout),
+    },
+    {
+      name: 'readygate: the crash mid-request answers 502',
+      ok: (rgCrash?.byStatus['502'] ?? 0) > 0,
+      detail: describe(rgCrash),
+    },
+    {
+      name: 'readygate: the outage answers only 503, each with Retry-After',
+      ok:
+        rgOutage !== undefined &&
+        rgOutage.status503 > 0 &&
+        outageNon503 === 0 &&
+        rgOutage.status503WithRetryAfter === rgOutage.status503,
+      detail: `${describe(rgOutage)}; with Retry-After ${rgOutage?.status503WithRetryAfter ?? 0}/${rgOutage?.status503 ?? 0}`,
+    },
+    {
+      name: 'readygate: every 503 carries Retry-After',
+      ok: all503WithHeader === all503,
+      detail: `${all503WithHeader}/${all503}`,
+    },
+  ];
+}
+
+export interface Bucket {
+  /** Bucket start, ms since origin. */
+  readonly t: number;
+  readonly counts: Readonly<Record<string, number>>;
+}
+
+/** Counts per status key in fixed time buckets from 0 to the last sample, empty buckets included. */
+export function timeSeries(samples: readonly Sample[], bucketMs: number): Bucket[] {
+  if (samples.length === 0) return [];
+  const last = samples.reduce((max, s) => Math.max(max, s.t), 0);
+  const buckets: Record<string, number>[] = Array.from(
+    { length: Math.floor(last / bucketMs) + 1 },
+    () => ({}),
+  );
+  for (const sample of samples) {
+    const bucket = buckets[Math.floor(Math.max(0, sample.t) / bucketMs)];
+    if (!bucket) continue;
+    const key = statusKey(sample.status);
+    bucket[key] = (bucket[key] ?? 0) + 1;
+  }
+  return buckets.map((counts, index) => ({ t: index * bucketMs, counts }));
+}

@@ -1,0 +1,159 @@
+/**
+ * The demo's backends and simulated kubelet on real loopback sockets with millisecond timings: the
+ * failures the demo reports must be real ones (refused connects, app 503s, connections cut mid-request).
+ */
+import http from 'node:http';
+import test from 'ava';
+import { DemoBackend } from '../../src/demo/backend.js';
+import { SimulatedCluster } from '../../src/demo/cluster.js';
+import type { SliceEntry } from '../../src/demo/slice.js';
+import { SHORT_TIMING, type DemoTiming } from '../../src/demo/timing.js';
+import { freePort } from '../helpers/ports.js';
+
+const HOST = '127.0.0.9';
+
+interface Outcome {
+  status?: number;
+  body?: string;
+  error?: string;
+}
+
+function get(port: number, path = '/', host = HOST): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const request = http.get({ host, port, path, agent: false, timeout: 3000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.once('end', () => {
+        resolve({ status: response.statusCode ?? 0, body });
+      });
+      response.once('error', (error) => {
+        resolve({ error: error.message });
+      });
+    });
+    request.once('timeout', () => request.destroy(new Error('timeout')));
+    request.once('error', (error: NodeJS.ErrnoException) => {
+      resolve({ error: error.code ?? error.message });
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function backend(overrides: Partial<ConstructorParameters<typeof DemoBackend>[0]> = {}) {
+  const port = await freePort(HOST);
+  return new DemoBackend({
+    pod: 'web-x',
+    host: HOST,
+    port,
+    bootMs: 0,
+    warmupMs: 150,
+    graceMs: 200,
+    ...overrides,
+  });
+}
+
+test('refuses before boot, answers 503 while warming, then 200 with its name; /ready follows', async (t) => {
+  const app = await backend({ bootMs: 100 });
+  t.teardown(() => app.kill());
+  const starting = app.start();
+  t.like(await get(app.port), { error: 'ECONNREFUSED' });
+  await starting;
+  t.like(await get(app.port), { status: 503, body: 'web-x is warming up\n' });
+  t.like(await get(app.port, '/ready'), { status: 503 });
+  await sleep(250);
+  t.like(await get(app.port), { status: 200, body: 'web-x\n' });
+  t.like(await get(app.port, '/ready'), { status: 200 });
+});
+
+test('SIGTERM: not ready at once, keeps serving through the grace period, then refuses', async (t) => {
+  const app = await backend({ warmupMs: 0 });
+  t.teardown(() => app.kill());
+  await app.start();
+  await sleep(10);
+  app.terminate();
+  t.like(await get(app.port, '/ready'), { status: 503, body: 'terminating\n' });
+  t.like(await get(app.port), { status: 200 });
+  await app.exited;
+  t.like(await get(app.port), { error: 'ECONNREFUSED' });
+});
+
+test('crash: requests it received are cut without a response, then the port refuses', async (t) => {
+  const app = await backend({ warmupMs: 0 });
+  t.teardown(() => app.kill());
+  await app.start();
+  await sleep(10);
+  app.crash(150);
+  const held = await Promise.all([get(app.port), get(app.port)]);
+  for (const outcome of held) t.is(outcome.status, undefined, JSON.stringify(outcome));
+  await app.exited;
+  t.like(await get(app.port), { error: 'ECONNREFUSED' });
+});
+
+const FAST: DemoTiming = {
+  ...SHORT_TIMING,
+  bootMs: 20,
+  warmupMs: 80,
+  probePeriodMs: 40,
+  probeTimeoutMs: 500,
+  probeFailureThreshold: 2,
+  exitNoticeMs: 40,
+  graceMs: 300,
+  podGoneMs: 60,
+  crashHoldMs: 50,
+  restartDelayMs: 50,
+  waitTimeoutMs: 5000,
+};
+
+test('simulated cluster: a pod enters the slice not ready, turns ready, terminates, leaves after exit', async (t) => {
+  const slices: SliceEntry[][] = [];
+  const cluster = new SimulatedCluster({
+    label: 't',
+    timing: FAST,
+    addressPrefix: '127.0.0',
+    firstHost: 240,
+    now: () => 0,
+    onSlice: (entries) => slices.push([...entries]),
+  });
+  t.teardown(() => cluster.close());
+  const signal = new AbortController().signal;
+  const pod = await cluster.createPod();
+  t.like(slices.at(-1)?.[0], { pod: pod.name, ready: false, serving: false, terminating: false });
+  await cluster.waitReady(pod, signal);
+  t.like(slices.at(-1)?.[0], { ready: true, serving: true, terminating: false });
+  t.like(await get(pod.port, '/', pod.ip), { status: 200 });
+
+  cluster.deletePod(pod);
+  // Same moment as SIGTERM: terminating, still serving until the probes say otherwise.
+  t.like(slices.at(-1)?.[0], { ready: false, serving: true, terminating: true });
+  await cluster.waitGone([pod], signal);
+  const states = slices.map((s) => (s[0] ? `${s[0].ready}/${s[0].serving}/${s[0].terminating}` : 'gone'));
+  t.deepEqual(states, [
+    'false/false/false',
+    'true/true/false',
+    'false/true/true',
+    'false/false/true',
+    'gone',
+  ]);
+});
+
+test('simulated cluster: a crashed container is noticed, restarted in place and ready again', async (t) => {
+  const cluster = new SimulatedCluster({
+    label: 't',
+    timing: FAST,
+    addressPrefix: '127.0.0',
+    firstHost: 245,
+    now: () => 0,
+    onSlice: () => undefined,
+  });
+  t.teardown(() => cluster.close());
+  const signal = new AbortController().signal;
+  const pod = await cluster.createPod();
+  await cluster.waitReady(pod, signal);
+  cluster.crashPod(pod);
+  await cluster.waitUnready(pod, signal);
+  t.is(cluster.slice.length, 1, 'a crashed pod stays in the slice');
+  await cluster.waitReady(pod, signal);
+  t.like(await get(pod.port, '/', pod.ip), { status: 200 });
+  t.true(cluster.events.some((e) => e.what === 'container restarted'));
+});
