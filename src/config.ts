@@ -8,44 +8,19 @@
  * (CONFIG_INVALID) whose message names where the bad value came from, so the CLI can print it as a
  * single line.
  */
-import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorCode, ReadygateError } from './errors.js';
-import { formatHostPort } from './net.js';
+import { checkHostPort } from './net.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Value parsers. Each returns the parsed value or a string describing what is wrong with `text`.
 // ---------------------------------------------------------------------------------------------------
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-  /** `host:port`, IPv6 hosts bracketed: what gRPC's bind and Node's listen helpers expect. */
-  readonly address: string;
-}
+export { checkHostPort as parseHostPort, type HostPort } from './net.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const HOSTNAME =
-  /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
-
-export function parseHostPort(text: string): HostPort | string {
-  const problem = `"${text}" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)`;
-  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
-  const plain = /^([^:[\]]+):(\d+)$/.exec(text);
-  const match = bracketed ?? plain;
-  if (!match) return problem;
-  const host = match[1] ?? '';
-  const portText = match[2] ?? '';
-  if (bracketed && isIP(host) !== 6) return `"${text}": "${host}" is not an IPv6 address`;
-  if (plain && isIP(host) === 0 && !HOSTNAME.test(host))
-    return `"${text}": "${host}" is not a host name or IP address`;
-  const port = Number(portText);
-  // Port 0 is allowed on purpose: the OS picks a free port (tests, demos).
-  if (portText.length > 5 || port > 65535) return `"${text}": port ${portText} is out of range 0-65535`;
-  return Object.freeze({ host, port, address: formatHostPort(host, port) });
-}
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 /** Longest accepted duration: beyond ~24.8 days Node's timers overflow, and nothing here waits a day. */
@@ -70,7 +45,7 @@ export function parseHttpUrl(text: string): string | { readonly problem: string 
     url = new URL(text);
   } catch {
     // The usual slip: an address where a URL belongs.
-    if (typeof parseHostPort(text) !== 'string')
+    if (typeof checkHostPort(text) !== 'string')
       return { problem: `"${text}" is not a URL (did you mean http://${text}?)` };
     return { problem: `"${text}" is not a URL (example: http://127.0.0.1:9901)` };
   }
@@ -197,7 +172,7 @@ function refined<T>(parse: (text: string) => T | string): z.ZodType<T, string> {
   });
 }
 
-const hostPortSchema = refined(parseHostPort);
+const hostPortSchema = refined(checkHostPort);
 const durationSchema = refined(parseDuration);
 const sourceSchema = refined(parseSource);
 const podSchema = refined(parsePodRef);

@@ -33,7 +33,7 @@ export interface CommandContext {
 
 /**
  * A command body: returns the exit code. Throwing a ReadygateError prints its message as one line;
- * CONFIG_INVALID and SOURCE_FILE_INVALID exit 2, every other error 1.
+ * CONFIG_INVALID, SOURCE_FILE_INVALID and KUBECONFIG_MISSING exit 2, every other error 1.
  */
 export type CommandRunner<Config> = (config: Config, context: CommandContext) => Promise<number>;
 

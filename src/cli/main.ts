@@ -33,7 +33,12 @@ import type { CliIo, CommandContext } from './context.js';
 export type { CliIo } from './context.js';
 
 /** Errors that mean "the input is wrong", as opposed to "something failed while running". */
-const USAGE_ERRORS: readonly ErrorCode[] = [ErrorCode.CONFIG_INVALID, ErrorCode.SOURCE_FILE_INVALID];
+const USAGE_ERRORS: readonly ErrorCode[] = [
+  ErrorCode.CONFIG_INVALID,
+  ErrorCode.SOURCE_FILE_INVALID,
+  // A kubeconfig that is missing or unreadable is wrong input, like a bad --config.
+  ErrorCode.KUBECONFIG_MISSING,
+];
 
 type CommandTable = { readonly [C in CommandName]: CommandEntry<C> };
 

@@ -191,6 +191,16 @@ for (const input of badInputs) {
   );
 }
 
+test('serve with a kubeconfig that exists but is not one: one line, exit 2', async (t) => {
+  const kubeconfig = path.join(scratch, 'garbage-kubeconfig');
+  await writeFile(kubeconfig, 'this: [is not, a kubeconfig\n');
+  const result = await run(['serve', '--source', 'kubernetes', '--kubeconfig', kubeconfig]);
+  t.is(result.code, 2);
+  t.is(result.stdout, '');
+  t.is(result.stderr.split('\n').length, 2);
+  t.regex(result.stderr, /^readygate: .*garbage-kubeconfig/);
+});
+
 // --- help and version ---------------------------------------------------------------------------------
 
 test('readygate --help, -h and help list every command', async (t) => {
