@@ -185,7 +185,7 @@ function listenForShutdown(controller: AbortController, io: CliIo, logger: Logge
 /** Servers log to stdout (their output is the log); one-shot commands keep stdout for their results. */
 function commandLogger(command: CommandName, level: LogLevel): Logger {
   if (command === 'serve' || command === 'extproc') return createLogger({ level });
-  return pino({ name: 'readygate', level, base: null }, pino.destination({ fd: 2, sync: true }));
+  return createLogger({ level, destination: 'stderr' });
 }
 
 async function readConfigFile(path: string): Promise<string> {
