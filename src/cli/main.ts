@@ -8,7 +8,6 @@
  */
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
-import { pino } from 'pino';
 import {
   COMMAND_NAMES,
   CONFIG_ENV,
