@@ -6,6 +6,7 @@ import type { AdminRouteHandler } from '../admin/server.js';
 import { parseDuration, parsePodRef } from '../config.js';
 import { MAX_DRAIN_WAIT_MS, waitForDrain } from '../drain/wait.js';
 import type { SyncStatus } from '../xds/sync-status.js';
+import { askPeers, type PeerList } from './peers.js';
 import type { ReadinessGateController } from './readiness-gate-controller.js';
 import type { RoutingHistory } from './routing-history.js';
 import { drainVerdict, gateVerdict } from './verdicts.js';
@@ -16,7 +17,12 @@ export interface ReadinessRouteSources {
   /** Absent when readiness gates are off (file source): /debug/gates then shows verdicts only. */
   readonly controller?: ReadinessGateController | undefined;
   readonly leadership?: { readonly leader: boolean; readonly identity?: string } | undefined;
+  /** Other replicas: /drain-wait answers drained only when their Envoys agree too. */
+  readonly peers?: PeerList | undefined;
 }
+
+/** How often peers are re-asked while their Envoys still route to a draining pod. */
+const PEER_POLL_MS = 200;
 
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
 
@@ -41,21 +47,36 @@ export function readinessAdminRoutes(sources: ReadinessRouteSources): Record<str
         abort.abort();
       });
       const key = `${pod.namespace}/${pod.name}`;
-      const result = await waitForDrain(
-        { sync, history },
-        key,
-        Math.min(timeoutMs, MAX_DRAIN_WAIT_MS),
-        abort.signal,
-      );
+      const started = performance.now();
+      const budget = Math.min(timeoutMs, MAX_DRAIN_WAIT_MS);
+      const local = await waitForDrain({ sync, history }, key, budget, abort.signal);
+      let waitingOn = local.waitingOn;
+      let nackedBy = local.nackedBy;
+      let drained = local.ok;
+      if (sources.peers) {
+        // Local Envoys first (event-driven), then the other replicas' Envoys (polled: they are remote).
+        for (;;) {
+          const remaining = budget - (performance.now() - started);
+          const peers = await askPeers(sources.peers, 'drain', key, Math.max(500, Math.min(2000, remaining)));
+          waitingOn = [...new Set([...waitingOn, ...peers.waitingOn])].sort();
+          nackedBy = [...new Set([...nackedBy, ...peers.nackedBy])].sort();
+          if (!local.ok) break;
+          drained = peers.ok;
+          if (drained || abort.signal.aborted || performance.now() - started + PEER_POLL_MS >= budget) break;
+          waitingOn = [];
+          nackedBy = [];
+          await new Promise((resolve) => setTimeout(resolve, PEER_POLL_MS));
+        }
+      }
       return {
-        status: result.ok ? 200 : 504,
+        status: drained ? 200 : 504,
         body: {
           pod: key,
-          drained: result.ok,
-          waitedMs: Math.round(result.waitedMs),
-          clusters: result.clusters,
-          waitingOn: result.waitingOn,
-          nackedBy: result.nackedBy,
+          drained,
+          waitedMs: Math.round(performance.now() - started),
+          clusters: local.clusters,
+          waitingOn,
+          nackedBy,
         },
       };
     },

@@ -26,10 +26,12 @@ import {
   kubernetesPodStatusPatcher,
   type PodStatusPatcher,
 } from './readiness-gate-controller.js';
+import type { PeerList } from './peers.js';
 import { RoutingHistory } from './routing-history.js';
 
 export { READINESS_GATE_CONDITION, PodGateIndex } from '../sources/kubernetes-pods.js';
 export { readinessAdminRoutes } from './admin-routes.js';
+export { dnsPeers, staticPeers, type PeerList } from './peers.js';
 
 export interface StartReadinessOptions {
   readonly cache: ResourceCache;
@@ -58,6 +60,11 @@ export interface StartReadinessOptions {
   readonly startupGraceMs?: number | undefined;
   readonly resyncMs?: number | undefined;
   readonly versionsPerCluster?: number | undefined;
+  /**
+   * The other readygate replicas (see src/readiness/peers.ts: `dnsPeers` for a headless Service). Needed
+   * whenever more than one replica serves xDS: each Envoy streams from one replica only.
+   */
+  readonly peers?: PeerList | undefined;
   /** Replaces the pods/status writer (tests). */
   readonly patcher?: PodStatusPatcher | undefined;
 }
@@ -127,6 +134,7 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
       ...(options.flipOnTimeout !== undefined ? { flipOnTimeout: options.flipOnTimeout } : {}),
       startupGraceMs: options.startupGraceMs ?? 5000,
       ...(options.resyncMs !== undefined ? { resyncMs: options.resyncMs } : {}),
+      ...(options.peers ? { peers: options.peers } : {}),
     }).start();
     elector?.start();
   }
@@ -135,6 +143,7 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
     sync: options.sync,
     history,
     controller,
+    peers: options.peers,
     leadership: elector
       ? {
           get leader() {

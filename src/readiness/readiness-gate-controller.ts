@@ -21,6 +21,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { READINESS_GATE_CONDITION, type GatedPod, type PodGateIndex } from '../sources/kubernetes-pods.js';
 import { statusOf } from '../sources/kubernetes-watch.js';
 import type { SyncStatus } from '../xds/sync-status.js';
+import { askPeers, type PeerList, type PeerResult } from './peers.js';
 import type { RoutingHistory } from './routing-history.js';
 import { gateVerdict, type Verdict } from './verdicts.js';
 
@@ -58,6 +59,11 @@ export interface ReadinessGateControllerOptions {
   readonly startupGraceMs?: number;
   /** Periodic pass for timeouts and patch retries. */
   readonly resyncMs?: number;
+  /**
+   * Other readygate replicas (src/readiness/peers.ts): their Envoys must agree too before a gate turns
+   * True, since each Envoy streams from one replica only. Absent = this replica sees every Envoy.
+   */
+  readonly peers?: PeerList;
 }
 
 export const DEFAULT_GATE_TIMEOUT_MS = 120_000;
@@ -75,6 +81,9 @@ interface PodState {
   inflight: boolean;
   retryAt: number;
   failures: number;
+  /** The peers' answer for this pod and when it arrived (asked only once the local verdict is ok). */
+  peer: { result: PeerResult; at: number } | undefined;
+  peerInflight: boolean;
 }
 
 export interface GateView {
@@ -186,10 +195,12 @@ export class ReadinessGateController {
           inflight: false,
           retryAt: 0,
           failures: 0,
+          peer: undefined,
+          peerInflight: false,
         };
         this.#state.set(pod.key, state);
       }
-      const verdict = gateVerdict(pod.key, history, streams);
+      const verdict = this.#withPeers(pod, state, gateVerdict(pod.key, history, streams), now);
       state.verdict = verdict;
       if (inGrace) continue;
       if (verdict.ok) {
@@ -235,6 +246,31 @@ export class ReadinessGateController {
       }
     }
     for (const key of this.#state.keys()) if (!seen.has(key)) this.#state.delete(key);
+  }
+
+  /** The local verdict, joined with the peers' once it is ok locally (asking them as needed). */
+  #withPeers(pod: GatedPod, state: PodState, local: Verdict, now: number): Verdict {
+    const peers = this.#options.peers;
+    if (!peers || !local.ok) return local;
+    const freshFor = this.#options.resyncMs ?? 1000;
+    if ((!state.peer || now - state.peer.at > freshFor) && !state.peerInflight) {
+      state.peerInflight = true;
+      void askPeers(peers, 'gate', pod.key).then((result) => {
+        state.peer = { result, at: Date.now() };
+        state.peerInflight = false;
+        this.schedule();
+      });
+    }
+    const peer = state.peer;
+    if (!peer || now - peer.at > freshFor * 2) {
+      return { ...local, ok: false, waitingOn: ['(asking peer replicas)'] };
+    }
+    return {
+      ...local,
+      ok: peer.result.ok,
+      waitingOn: [...new Set([...local.waitingOn, ...peer.result.waitingOn])].sort(),
+      nackedBy: [...new Set([...local.nackedBy, ...peer.result.nackedBy])].sort(),
+    };
   }
 
   #write(pod: GatedPod, state: PodState, now: number, condition: GateCondition): void {
