@@ -232,25 +232,40 @@ export async function http2ResetUpstream(
   };
 }
 
+/** An upstream whose open connections a test can reset at a moment it chooses. */
+export interface ResettableUpstream extends Upstream {
+  /** Resets (RST) every connection it holds; returns how many. */
+  resetConnections(): number;
+}
+
 /**
- * Starts an HTTP/1.1 response (status line, headers promising `promisedBytes`, part of the body), then
- * resets the connection: a failure after the response started.
+ * Starts an HTTP/1.1 response (status line, headers promising `promisedBytes`, part of the body) and
+ * holds the connection until the test calls `resetConnections()`: a failure after the response started,
+ * timed by the test (e.g. after the client has the headers) rather than by a sleep.
  */
-export function partialResponseUpstream(
+export async function partialResponseUpstream(
   status: number,
   options: HttpUpstreamOptions & { promisedBytes?: number; sentBody?: string } = {},
-): Promise<Upstream> {
+): Promise<ResettableUpstream> {
   const sentBody = options.sentBody ?? 'partial';
   const promised = options.promisedBytes ?? 1000;
-  return tcpUpstream((socket) => {
+  const answered = new Set<net.Socket>();
+  const upstream = await tcpUpstream((socket) => {
     socket.once('data', () => {
       socket.write(
         `HTTP/1.1 ${status} Whatever\r\ncontent-type: text/plain\r\ncontent-length: ${promised}\r\n\r\n${sentBody}`,
-        () => {
-          // Give Envoy a moment to forward the headers before the reset, so the order is deterministic.
-          setTimeout(() => socket.resetAndDestroy(), 50);
-        },
       );
+      answered.add(socket);
+      socket.once('close', () => answered.delete(socket));
     });
   }, options);
+  return {
+    ...upstream,
+    resetConnections: () => {
+      const count = answered.size;
+      for (const socket of answered) socket.resetAndDestroy();
+      answered.clear();
+      return count;
+    },
+  };
 }

@@ -8,6 +8,7 @@ import { APP_ERROR_BODY, startTopology, type Topology } from '../../bench/extpro
 import { FailureCause, ResponseFlagBit as F } from '../../src/extproc/classify.js';
 import { EXTPROC_METRIC_NAMES } from '../../src/extproc/metrics.js';
 import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js';
+import type { ResettableUpstream } from '../helpers/upstreams.js';
 
 let topology: Topology | undefined;
 
@@ -251,9 +252,11 @@ test.serial('reset after the response started: the 500 is not remapped and the b
   const { baseUrl, logs } = env();
   const before = logs.length;
   const response = await fetch(`${baseUrl}/reset-after-start`, { signal: AbortSignal.timeout(10_000) });
-  // The status already went out; neither ext_proc nor local_reply_config can change it.
+  // The client has the headers (ext_proc saw and passed them); only now does the upstream reset.
   t.is(response.status, 500);
   t.is(response.headers.get(CAUSE_HEADER), null);
+  t.is((env().upstreams['resetAfter'] as ResettableUpstream).resetConnections(), 1);
+  // The status already went out; neither ext_proc nor local_reply_config can change it. The body is cut.
   await t.throwsAsync(response.text());
   const passes = logs.slice(before).filter((entry) => entry['event'] === 'extproc.pass');
   t.is(passes.length, 1);
