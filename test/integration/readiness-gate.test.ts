@@ -407,3 +407,22 @@ function breakPorts(draft: ResourceDraft): ResourceDraft {
     }
   return { ...draft, message: message };
 }
+
+test.serial(
+  'a clean shutdown hands the Lease over within one retry period, not a lease duration',
+  async (t) => {
+    const { replicas } = t.context;
+    replicas['replica-c'] = await startReplica(t, 'replica-c');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    t.false(replicas['replica-c'].elector?.leader, 'replica-b still holds a live Lease');
+    const started = performance.now();
+    await replicas['replica-b']!.close({ releaseLease: true });
+    delete replicas['replica-b'];
+    await waitUntil(() => replicas['replica-c']?.elector?.leader, {
+      timeoutMs: 5000,
+      description: 'replica-c leads',
+    });
+    const tookMs = performance.now() - started;
+    t.true(tookMs < 1500, `took over in ${Math.round(tookMs)} ms (retry 250 ms, lease 3 s)`);
+  },
+);
