@@ -214,7 +214,8 @@ test('≥ 10,000 random, malformed and out-of-order messages: only OK / INVALID_
       const length = 1 + Math.floor(Math.random() * 8);
       const messages = Array.from({ length }, randomMessage);
       sent += messages.length;
-      batch.push(runStream(messages));
+      // A generous deadline: only the server's answers may decide the status, not a starved CI machine.
+      batch.push(runStream(messages, 20_000));
     }
     for (const outcome of await Promise.all(batch))
       codes.set(outcome.code, (codes.get(outcome.code) ?? 0) + 1);
