@@ -12,7 +12,7 @@
  * With a file source, call startReadiness without kubeConfig/pods: only /drain-wait and /debug/gates.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { AdminRouteHandler } from '../admin/server.js';
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -137,6 +137,19 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
       ...(options.peers ? { peers: options.peers } : {}),
     }).start();
     elector?.start();
+    if (options.registry && elector) {
+      const leading = elector;
+      if (options.registry.getSingleMetric('readygate_readiness_leader'))
+        options.registry.removeSingleMetric('readygate_readiness_leader');
+      new Gauge({
+        name: 'readygate_readiness_leader',
+        help: '1 while this replica holds the readiness-gate Lease (only the leader writes pod status).',
+        registers: [options.registry],
+        collect() {
+          this.set(leading.leader ? 1 : 0);
+        },
+      });
+    }
   }
 
   const routes = readinessAdminRoutes({
