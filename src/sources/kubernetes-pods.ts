@@ -76,7 +76,12 @@ function conditionOf(
   pod: PodShape,
   type: string,
 ): { status: string | undefined; since: number | undefined } | undefined {
-  const condition = (pod.status?.conditions ?? []).find((c) => c.type === type);
+  // Entries are unchecked JSON too: a null entry must not throw.
+  const list: readonly unknown[] = pod.status?.conditions ?? [];
+  const condition = list.find(
+    (c): c is NonNullable<NonNullable<PodShape['status']>['conditions']>[number] =>
+      typeof c === 'object' && c !== null && (c as { type?: unknown }).type === type,
+  );
   if (!condition) return undefined;
   const time = condition.lastTransitionTime;
   const since = time === null || time === undefined ? undefined : new Date(time).getTime();

@@ -74,6 +74,11 @@ test('readPod: pods without the gate are ignored; malformed ones are reported, n
   t.true('invalid' in readPod({ spec: { readinessGates: 'nope' as never } }));
   t.true('invalid' in readPod({ spec: { readinessGates: [{ conditionType: READINESS_GATE_CONDITION }] } }));
   t.true('invalid' in readPod({ ...pod({}), status: { conditions: { type: 'x' } as never } }));
+  const nullEntry = readPod({
+    ...pod({}),
+    status: { conditions: [null, { type: 'ContainersReady', status: 'True' }] as never },
+  });
+  t.true('pod' in nullEntry && nullEntry.pod.gatePending, 'a null condition entry is skipped');
 });
 
 const model = (uid?: string): ServiceModel => ({
