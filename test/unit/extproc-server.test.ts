@@ -9,7 +9,12 @@ import test from 'ava';
 import { Registry } from 'prom-client';
 import { ResponseAttribute } from '../../src/extproc/attributes.js';
 import { EXTPROC_METRIC_NAMES } from '../../src/extproc/metrics.js';
-import { PROCESS_METHOD_PATH, startExtprocServer, type ExtprocServer } from '../../src/extproc/server.js';
+import {
+  PROCESS_METHOD_PATH,
+  addExtprocService,
+  startExtprocServer,
+  type ExtprocServer,
+} from '../../src/extproc/server.js';
 import { codecFor } from '../../src/protos/envoy-protos.js';
 
 const requestCodec = codecFor<object>('envoy.service.ext_proc.v3.ProcessingRequest');
@@ -248,4 +253,47 @@ test('startExtprocServer reports the bound address and rejects a bad one', async
   t.regex(server!.address, /^127\.0\.0\.1:\d+$/);
   t.is(server!.address, `127.0.0.1:${server!.port}`);
   await t.throwsAsync(startExtprocServer({ address: 'no-port' }), { message: /host:port/ });
+});
+
+test('addExtprocService hosts the service on a server the caller owns, metrics in the caller’s registry', async (t) => {
+  const shared = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  const sharedRegistry = new Registry();
+  addExtprocService(shared, { registry: sharedRegistry });
+  const port = await new Promise<number>((resolve, reject) => {
+    shared.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) reject(error);
+      else resolve(bound);
+    });
+  });
+  const sharedClient = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  t.teardown(() => {
+    sharedClient.close();
+    shared.forceShutdown();
+  });
+  const call = sharedClient.makeBidiStreamRequest<Buffer, Buffer>(
+    PROCESS_METHOD_PATH,
+    (value) => value,
+    (value) => value,
+  );
+  const answers: Record<string, unknown>[] = [];
+  const status = await new Promise<grpc.StatusObject>((resolve) => {
+    call.on('data', (bytes: Buffer) => answers.push(responseCodec.decode(bytes)));
+    call.on('error', () => undefined);
+    call.on('status', resolve);
+    call.write(
+      encode({
+        response_headers: headers('503'),
+        attributes: attributes({ [ResponseAttribute.FLAGS]: { number_value: 2 } }),
+      }),
+    );
+    call.end();
+  });
+  t.is(status.code, grpc.status.OK);
+  const common = (answers[0]?.['response_headers'] as { response: { status: string } }).response;
+  t.is(common.status, 'CONTINUE_AND_REPLACE');
+  const mapped = await sharedRegistry.getSingleMetric(EXTPROC_METRIC_NAMES.mapped)!.get();
+  t.deepEqual(
+    mapped.values.map((v) => [v.labels['cause'], v.labels['status'], v.value]),
+    [['no-healthy-upstream', '503', 1]],
+  );
 });
