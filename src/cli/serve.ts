@@ -3,6 +3,7 @@
  * Thin on purpose: every part lives in its own module; this only starts them in order and stops them in
  * reverse when the shutdown signal fires.
  */
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { debugRoutes } from '../admin/debug-routes.js';
 import { createRegistry, registerControlPlaneMetrics } from '../admin/metrics.js';
@@ -14,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { EligibilityOptions } from '../model/eligibility.js';
 import { EndpointStore } from '../model/store.js';
 import { startFileSource } from '../sources/file.js';
+import type { PodGateIndex } from '../sources/kubernetes-pods.js';
 import { startControlPlane } from '../xds/control-plane.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../xds/translate.js';
 import { untilAborted, type CommandContext } from './context.js';
@@ -50,6 +52,29 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
 
+    // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
+    const { startReadiness, dnsPeers } = await import('../readiness/index.js');
+    const gates = config.readinessGates && source.kubeConfig !== undefined;
+    const readiness = await startReadiness({
+      cache: plane.cache,
+      sync: plane.sync,
+      logger,
+      registry,
+      ...(gates
+        ? {
+            kubeConfig: source.kubeConfig,
+            pods: source.pods,
+            gateTimeoutMs: config.gateTimeout,
+            flipOnTimeout: config.gateFlipOnTimeout,
+            leaseNamespace: config.leaseNamespace,
+          }
+        : {}),
+      ...(config.peersDns
+        ? { peers: dnsPeers({ name: config.peersDns.host, port: config.peersDns.port }) }
+        : {}),
+    });
+    started.push({ name: 'readiness', close: () => readiness.close() });
+
     if (config.extproc) {
       const extproc = await startExtprocServer({ address: config.extprocAddress.address, logger, registry });
       started.push({ name: 'ext_proc server', close: () => extproc.close() });
@@ -62,7 +87,10 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
         store.synced
           ? { ready: true }
           : { ready: false, reason: 'waiting for the first complete view from the source' },
-      routes: debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
+      routes: {
+        ...debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
+        ...readiness.routes,
+      },
       logger,
     });
     started.push({ name: 'admin server', close: () => admin.close() });
@@ -85,8 +113,14 @@ async function startSource(
   store: EndpointStore,
   logger: Logger,
   registry: Registry,
-): Promise<{ close(): Promise<void> }> {
+): Promise<{ close(): Promise<void>; kubeConfig?: KubeConfig; pods?: PodGateIndex | undefined }> {
   if (config.source.kind === 'file') {
+    if (config.readinessGates) {
+      logger.warn(
+        { event: 'serve.readiness-gates-ignored' },
+        '--readiness-gates needs --source kubernetes; ignored',
+      );
+    }
     return startFileSource({ path: config.source.path, store, logger });
   }
   return startKubernetesSourceFromConfig({
@@ -96,6 +130,7 @@ async function startSource(
     kubeconfig: config.kubeconfig,
     namespaces: config.namespaces,
     serviceSelector: config.serviceSelector,
+    readinessGates: config.readinessGates,
   });
 }
 
