@@ -150,8 +150,8 @@ export class DemoBackend {
     }
     const status = this.#state === 'warming' ? 503 : 200;
     this.answered.set(status, (this.answered.get(status) ?? 0) + 1);
-    response.writeHead(status, { 'content-type': 'text/plain' });
-    response.end(status === 200 ? `${this.pod}\n` : `${this.pod} is warming up\n`);
+    response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
+    response.end(status === 200 ? `${this.pod}\n` : 'warming up\n');
   }
 
   async #exitGracefully(): Promise<void> {

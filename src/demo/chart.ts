@@ -161,11 +161,11 @@ export function renderChart(input: ChartInput): string {
   return `${parts.join('\n')}\n`;
 }
 
-/** 1, 2 or 5 times a power of ten, at least `value`. */
+/** 1, 2, 2.5, 3, 4 or 5 times a power of ten, at least `value` (a catch-up burst does not halve the plot). */
 export function niceCeiling(value: number): number {
   if (value <= 0) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
-  for (const factor of [1, 2, 2.5, 5, 10]) {
+  for (const factor of [1, 2, 2.5, 3, 4, 5, 10]) {
     if (factor * power >= value) return factor * power;
   }
   return 10 * power;

@@ -16,6 +16,7 @@ import { runScenario, type ScenarioRun } from './scenario.js';
 import type { GatewayKind } from './slice.js';
 import {
   checkExpectations,
+  renderReasons,
   renderTable,
   tallyPhases,
   timeSeries,
@@ -45,6 +46,8 @@ export interface DemoResult {
   readonly sides: Readonly<Record<GatewayKind, SideResult>>;
   readonly checks: readonly Check[];
   readonly table: string;
+  /** The non-2xx responses by reason, per setup and phase. */
+  readonly reasons: string;
   readonly outDir: string;
   readonly files: readonly string[];
 }
@@ -133,11 +136,13 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
   };
   const sides = { readygate: side('readygate'), naive: side('naive') };
   const checks = checkExpectations(sides.readygate.phases, sides.naive.phases);
-  const table = renderTable({
+  const sideBySide = {
     left: { name: 'readygate', phases: sides.readygate.phases },
     right: { name: 'naive', phases: sides.naive.phases },
     titles: PHASE_TITLES,
-  });
+  };
+  const table = renderTable(sideBySide);
+  const reasons = renderReasons(sideBySide);
   const files = await writeOutputs(options.outDir, timing, sides, checks, options.short, started);
   return {
     mode: options.short ? 'short' : 'full',
@@ -145,6 +150,7 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
     sides,
     checks,
     table,
+    reasons,
     outDir: options.outDir,
     files,
   };
@@ -239,6 +245,9 @@ export async function runDemo(config: DemoConfig, context: CommandContext): Prom
   }
   write('');
   write(result.table);
+  write('');
+  write('Non-2xx responses by reason (status, then readygate’s cause or the response body):');
+  write(result.reasons);
   write('');
   for (const check of result.checks) write(`${check.ok ? '✓' : '✗'} ${check.name} (${check.detail})`);
   write('');

@@ -30,6 +30,13 @@ export interface LoadRun {
 }
 
 const TICK_MS = 5;
+const MAX_BODY = 512;
+
+/** The first line of a body, at most 240 characters. */
+export function firstLine(body: string): string {
+  const line = body.split('\n', 1)[0]?.trim() ?? '';
+  return line.length > 240 ? `${line.slice(0, 239)}…` : line;
+}
 
 export function startLoad(options: LoadOptions): LoadRun {
   const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
@@ -74,8 +81,16 @@ export function startLoad(options: LoadOptions): LoadRun {
         if (response.headers['retry-after'] !== undefined) extra.retryAfter = true;
         const cause = response.headers['x-readygate-cause'];
         if (typeof cause === 'string') extra.cause = cause;
-        response.resume();
+        // A failure's body names its reason (Envoy's local reply, the app's warm-up answer); keep its
+        // first line, bounded. Successful bodies are only drained.
+        const keepBody = status < 200 || status >= 300;
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          if (keepBody && body.length < MAX_BODY) body += chunk;
+        });
         response.once('end', () => {
+          if (keepBody) extra.body = firstLine(body);
           record(status, extra);
         });
         response.once('error', () => {

@@ -16,6 +16,8 @@ export interface Sample {
   readonly retryAfter?: boolean;
   /** readygate's `x-readygate-cause` header, when ext_proc mapped the response. */
   readonly cause?: string;
+  /** First line of a non-2xx body (Envoy's local-reply text, the app's answer). */
+  readonly body?: string;
   /** Transport error code when status is 0. */
   readonly error?: string;
 }
@@ -30,6 +32,8 @@ export interface PhaseTally {
   readonly status503WithRetryAfter: number;
   /** Count per readygate cause header value. */
   readonly causes: Readonly<Record<string, number>>;
+  /** Non-2xx count per reason: `<status> <cause header, else body first line, else error code>`. */
+  readonly reasons: Readonly<Record<string, number>>;
   /** First and last send time in the phase (ms since origin); 0 when empty. */
   readonly startMs: number;
   readonly endMs: number;
@@ -59,6 +63,7 @@ export function tallyPhases(samples: readonly Sample[], phases: readonly string[
 function tallyOne(phase: string, samples: readonly Sample[]): PhaseTally {
   const byStatus: Record<string, number> = {};
   const causes: Record<string, number> = {};
+  const reasons: Record<string, number> = {};
   let non2xx = 0;
   let status503 = 0;
   let status503WithRetryAfter = 0;
@@ -67,7 +72,11 @@ function tallyOne(phase: string, samples: readonly Sample[]): PhaseTally {
   for (const sample of samples) {
     const key = statusKey(sample.status);
     byStatus[key] = (byStatus[key] ?? 0) + 1;
-    if (!isSuccess(sample.status)) non2xx++;
+    if (!isSuccess(sample.status)) {
+      non2xx++;
+      const reason = `${key} ${sample.cause ?? sample.body ?? sample.error ?? ''}`.trimEnd();
+      reasons[reason] = (reasons[reason] ?? 0) + 1;
+    }
     if (sample.status === 503) {
       status503++;
       if (sample.retryAfter === true) status503WithRetryAfter++;
@@ -84,6 +93,7 @@ function tallyOne(phase: string, samples: readonly Sample[]): PhaseTally {
     status503,
     status503WithRetryAfter,
     causes,
+    reasons,
     startMs: samples.length === 0 ? 0 : startMs,
     endMs,
     p99LatencyMs: percentile(
@@ -159,6 +169,45 @@ export function renderTable(input: SideBySide): string {
     `503s carrying Retry-After: ${input.left.name} ${retryAfter(input.left.phases)}, ` +
       `${input.right.name} ${retryAfter(input.right.phases)}`,
   );
+  return lines.join('\n');
+}
+
+/** Longest reason text printed; the JSON keeps them whole. */
+const REASON_WIDTH = 100;
+
+const ENVOY_RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. ';
+
+/**
+ * Envoy's reset local reply shortened for a terminal line: `reset before headers: <reason> (<transport
+ * failure>)`. Other reasons are returned unchanged.
+ */
+export function compactReason(reason: string): string {
+  const at = reason.indexOf(ENVOY_RESET_PREFIX);
+  if (at < 0) return reason;
+  const rest = reason
+    .slice(at + ENVOY_RESET_PREFIX.length)
+    .replace(/^retried and the latest /, '')
+    .replace(/^reset reason: /, '');
+  const [resetReason, transport] = rest.split(', transport failure reason: ');
+  const suffix = transport === undefined ? '' : ` (${transport})`;
+  return `${reason.slice(0, at)}reset before headers: ${resetReason ?? ''}${suffix}`;
+}
+
+/** Per setup and phase, what the non-2xx responses were: the lines under the table. */
+export function renderReasons(input: SideBySide): string {
+  const lines: string[] = [];
+  for (const side of [input.left, input.right]) {
+    for (const tally of side.phases) {
+      const entries = Object.entries(tally.reasons).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+      if (entries.length === 0) continue;
+      lines.push(`${side.name}, ${input.titles[tally.phase] ?? tally.phase}:`);
+      for (const [reason, count] of entries) {
+        const short = compactReason(reason);
+        const text = short.length > REASON_WIDTH ? `${short.slice(0, REASON_WIDTH - 1)}…` : short;
+        lines.push(`  ${String(count).padStart(5)} × ${text}`);
+      }
+    }
+  }
   return lines.join('\n');
 }
 

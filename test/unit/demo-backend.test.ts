@@ -59,7 +59,7 @@ test('refuses before boot, answers 503 while warming, then 200 with its name; /r
   const starting = app.start();
   t.like(await get(app.port), { error: 'ECONNREFUSED' });
   await starting;
-  t.like(await get(app.port), { status: 503, body: 'web-x is warming up\n' });
+  t.like(await get(app.port), { status: 503, body: 'warming up\n' });
   t.like(await get(app.port, '/ready'), { status: 503 });
   await sleep(250);
   t.like(await get(app.port), { status: 200, body: 'web-x\n' });

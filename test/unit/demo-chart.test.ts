@@ -12,12 +12,14 @@ test('status keys map to the chart series', (t) => {
   t.is(seriesOf('error'), 'error');
 });
 
-test('niceCeiling rounds up to 1, 2, 2.5 or 5 times a power of ten', (t) => {
+test('niceCeiling rounds up to 1, 2, 2.5, 3, 4 or 5 times a power of ten', (t) => {
   t.is(niceCeiling(0), 1);
   t.is(niceCeiling(1), 1);
   t.is(niceCeiling(180), 200);
   t.is(niceCeiling(201), 250);
-  t.is(niceCeiling(260), 500);
+  t.is(niceCeiling(260), 300);
+  t.is(niceCeiling(310), 400);
+  t.is(niceCeiling(410), 500);
   t.is(niceCeiling(900), 1000);
 });
 

@@ -2,6 +2,8 @@ import test from 'ava';
 import {
   checkExpectations,
   percentile,
+  compactReason,
+  renderReasons,
   renderTable,
   statusColumns,
   tallyPhases,
@@ -9,6 +11,7 @@ import {
   type PhaseTally,
   type Sample,
 } from '../../src/demo/tally.js';
+import { firstLine } from '../../src/demo/load.js';
 import { PHASES } from '../../src/demo/timing.js';
 
 const sample = (phase: string, status: number, extra: Partial<Sample> = {}): Sample => ({
@@ -38,6 +41,26 @@ test('tallyPhases counts by status, non-2xx, 503s with Retry-After and causes, i
   t.deepEqual(outage?.causes, { 'no-healthy-upstream': 2 });
 });
 
+test('reasons name each non-2xx by status and cause header, else body line, else transport error', (t) => {
+  const [tally] = tallyPhases(
+    [
+      sample('a', 200, { body: 'ignored for 2xx' }),
+      sample('a', 503, { cause: 'no-healthy-upstream', body: '{"type":…}' }),
+      sample('a', 503, { body: 'no healthy upstream' }),
+      sample('a', 503, { body: 'no healthy upstream' }),
+      sample('a', 0, { error: 'ECONNRESET' }),
+      sample('a', 502),
+    ],
+    ['a'],
+  );
+  t.deepEqual(tally?.reasons, {
+    '503 no-healthy-upstream': 1,
+    '503 no healthy upstream': 2,
+    'error ECONNRESET': 1,
+    '502': 1,
+  });
+});
+
 test('an empty phase tallies to zeros', (t) => {
   const [empty] = tallyPhases([], ['crash']);
   t.deepEqual(empty, {
@@ -48,6 +71,7 @@ test('an empty phase tallies to zeros', (t) => {
     status503: 0,
     status503WithRetryAfter: 0,
     causes: {},
+    reasons: {},
     startMs: 0,
     endMs: 0,
     p99LatencyMs: 0,
@@ -165,4 +189,53 @@ test('timeSeries buckets by send time and keeps empty buckets', (t) => {
     { t: 500, counts: { '200': 1 } },
   ]);
   t.deepEqual(timeSeries([], 250), []);
+});
+
+test('firstLine keeps one bounded line of a body', (t) => {
+  t.is(firstLine('no healthy upstream'), 'no healthy upstream');
+  t.is(firstLine('  warming up\nmore'), 'warming up');
+  t.is(firstLine(''), '');
+  t.is(firstLine('x'.repeat(300)).length, 240);
+});
+
+test('renderReasons lists each setup and phase with non-2xx, most frequent reason first', (t) => {
+  const left = tallyPhases([sample('crash', 502, { cause: 'upstream-connection-termination' })], ['crash']);
+  const right = tallyPhases(
+    [
+      sample('crash', 503, { body: 'warming up' }),
+      ...many(2, 'crash', 503, { body: 'no healthy upstream' }),
+      sample('other', 503),
+    ],
+    ['crash'],
+  );
+  t.is(
+    renderReasons({
+      left: { name: 'readygate', phases: left },
+      right: { name: 'naive', phases: right },
+      titles: { crash: 'crash mid-request' },
+    }),
+    [
+      'readygate, crash mid-request:',
+      '      1 × 502 upstream-connection-termination',
+      'naive, crash mid-request:',
+      '      2 × 503 no healthy upstream',
+      '      1 × 503 warming up',
+    ].join('\n'),
+  );
+});
+
+test('compactReason shortens Envoy’s reset local reply and leaves other reasons alone', (t) => {
+  t.is(
+    compactReason(
+      '503 upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused',
+    ),
+    '503 reset before headers: remote connection failure (delayed connect error: Connection refused)',
+  );
+  t.is(
+    compactReason(
+      '503 upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection termination',
+    ),
+    '503 reset before headers: connection termination',
+  );
+  t.is(compactReason('503 no healthy upstream'), '503 no healthy upstream');
 });
