@@ -90,6 +90,10 @@ export class DemoBackend {
       this.#server.once('error', onError);
       this.#server.listen({ host: this.host, port: this.port }, () => {
         this.#server.off('error', onError);
+        // A listening socket that fails later takes the process down, as it would a real app.
+        this.#server.on('error', () => {
+          this.#die();
+        });
         resolve();
       });
     });

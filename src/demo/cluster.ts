@@ -359,7 +359,7 @@ function probeReady(pod: Pod, timeoutMs: number): Promise<boolean> {
     request.once('timeout', () => {
       request.destroy();
     });
-    request.once('error', () => {
+    request.on('error', () => {
       resolve(false);
     });
   });

@@ -93,7 +93,7 @@ export function startLoad(options: LoadOptions): LoadRun {
           if (keepBody) extra.body = firstLine(body);
           record(status, extra);
         });
-        response.once('error', () => {
+        response.on('error', () => {
           record(0, { error: 'response aborted' });
         });
       },
@@ -101,7 +101,7 @@ export function startLoad(options: LoadOptions): LoadRun {
     request.once('timeout', () => {
       request.destroy(new Error('timeout'));
     });
-    request.once('error', (error: NodeJS.ErrnoException) => {
+    request.on('error', (error: NodeJS.ErrnoException) => {
       record(0, { error: error.code ?? error.message });
     });
   };

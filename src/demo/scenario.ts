@@ -146,7 +146,7 @@ function getStatus(port: number): Promise<number> {
       },
     );
     request.once('timeout', () => request.destroy());
-    request.once('error', () => {
+    request.on('error', () => {
       resolve(0);
     });
   });
