@@ -79,6 +79,8 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
   const gateways: Gateway[] = [];
   const runs = new Map<GatewayKind, ScenarioRun>();
   const extprocMapped: Record<string, number> = {};
+  // The side that failed first holds the cause; the other then fails with an abort that would hide it.
+  let firstError: unknown;
   try {
     options.progress('starting readygate (xDS + ext_proc), two Envoys and the backends on 127.0.0.x…');
     const startedGateways = await Promise.allSettled(
@@ -110,13 +112,13 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
           });
           runs.set(gateway.kind, run);
         } catch (error) {
+          firstError ??= error;
           abort.abort(error);
           throw error;
         }
       }),
     );
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    if (results.some((r) => r.status === 'rejected')) throw firstError;
     const readygate = gateways.find((g) => g.kind === 'readygate');
     if (readygate) Object.assign(extprocMapped, await mappedByCause(readygate));
   } finally {
