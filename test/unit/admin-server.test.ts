@@ -3,17 +3,15 @@ import { debugRoutes } from '../../src/admin/debug-routes.js';
 import { createRegistry, registerControlPlaneMetrics } from '../../src/admin/metrics.js';
 import { startAdminServer } from '../../src/admin/server.js';
 import { DEFAULT_ELIGIBILITY } from '../../src/model/eligibility.js';
-import { EndpointStore } from '../../src/model/store.js';
-import { startControlPlane } from '../../src/xds/control-plane.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import type { SynczEntry } from '../../src/xds/sync-status.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
-import { XdsTestClient } from '../helpers/xds-client.js';
+import { startControlPlaneFixture } from '../helpers/control-plane-fixture.js';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) {
-  const store = new EndpointStore();
-  store.replaceAll([service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)])]);
-  const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+  const { store, plane, client } = await startControlPlaneFixture(t, [
+    service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)]),
+  ]);
   const registry = createRegistry();
   registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
   const admin = await startAdminServer({
@@ -22,12 +20,7 @@ async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) 
     readiness: () => (store.synced ? { ready: true } : { ready: false, reason: 'source not synced yet' }),
     routes: debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility: DEFAULT_ELIGIBILITY }),
   });
-  const client = new XdsTestClient(plane.address);
-  t.teardown(async () => {
-    client.close();
-    await admin.close();
-    await plane.close();
-  });
+  t.teardown(() => admin.close());
   const get = async (path: string) => {
     const response = await fetch(`http://${admin.address}${path}`, { signal: AbortSignal.timeout(3000) });
     return {

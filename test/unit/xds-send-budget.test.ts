@@ -1,9 +1,8 @@
 import test from 'ava';
-import { EndpointStore } from '../../src/model/store.js';
-import { startControlPlane } from '../../src/xds/control-plane.js';
+import { startControlPlaneFixture } from '../helpers/control-plane-fixture.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { endpoint, service } from '../helpers/model-fixtures.js';
-import { XdsTestClient, unpack } from '../helpers/xds-client.js';
+import { unpack } from '../helpers/xds-client.js';
 
 type Cla = {
   endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } } }[] }[];
@@ -12,14 +11,9 @@ const addresses = (cla: Cla): string[] =>
   cla.endpoints.flatMap((l) => l.lb_endpoints.map((e) => e.endpoint.address.socket_address.address));
 
 test('with a one-byte send budget every stream is still served, and ends on the latest state', async (t) => {
-  const store = new EndpointStore();
-  store.replaceAll([service('web', [endpoint('127.0.0.2')])]);
   // Every response exceeds the budget, so streams take turns: each waits for the previous write.
-  const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0', maxBytesInFlight: 1 });
-  const client = new XdsTestClient(plane.address);
-  t.teardown(async () => {
-    client.close();
-    await plane.close();
+  const { store, client } = await startControlPlaneFixture(t, [service('web', [endpoint('127.0.0.2')])], {
+    maxBytesInFlight: 1,
   });
   const streams = Array.from({ length: 5 }, () => client.sotw());
   streams.forEach((s, i) => {

@@ -1,30 +1,10 @@
 import test from 'ava';
-import { EndpointStore } from '../../src/model/store.js';
-import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
-import { XdsTestClient, unpack, type SotwResponse } from '../helpers/xds-client.js';
+import { startControlPlaneFixture } from '../helpers/control-plane-fixture.js';
+import { unpack, type SotwResponse } from '../helpers/xds-client.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 
-interface Setup {
-  store: EndpointStore;
-  plane: ControlPlane;
-  client: XdsTestClient;
-}
-
-async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }): Promise<Setup> {
-  const store = new EndpointStore();
-  store.replaceAll([
-    service('web', [endpoint('127.0.0.2'), endpoint('127.0.0.3', SERVING_TERMINATING)]),
-    service('empty', [], { key: '80', port: 80 }),
-  ]);
-  const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
-  const client = new XdsTestClient(plane.address);
-  t.teardown(async () => {
-    client.close();
-    await plane.close();
-  });
-  return { store, plane, client };
-}
+const setup = startControlPlaneFixture;
 
 const NODE = { id: 'envoy-1', cluster: 'test' };
 const names = (r: SotwResponse): string[] =>
