@@ -26,6 +26,8 @@ export const ErrorCode = {
   STATUS_DRIFT: 'RG_ERR_STATUS_DRIFT',
   /** An Envoy admin or control-plane admin endpoint could not be read. */
   ADMIN_UNREACHABLE: 'RG_ERR_ADMIN_UNREACHABLE',
+  /** The Envoy binary could not be installed or did not start (demo). */
+  ENVOY_UNAVAILABLE: 'RG_ERR_ENVOY_UNAVAILABLE',
   /** drain-wait or a readiness gate gave up waiting for Envoys. */
   WAIT_TIMEOUT: 'RG_ERR_WAIT_TIMEOUT',
   /** No usable kubeconfig: not in a cluster, no --kubeconfig/KUBECONFIG/~/.kube/config, or it cannot be read. */

@@ -21,7 +21,7 @@ const INSTALL_SCRIPT = fileURLToPath(new URL('../../scripts/envoy-binary.sh', im
 const INSTALL_TIMEOUT_MS = 300_000;
 
 function envoyError(message: string, cause?: unknown): ReadygateError {
-  return new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, message, cause === undefined ? {} : { cause });
+  return new ReadygateError(ErrorCode.ENVOY_UNAVAILABLE, message, cause === undefined ? {} : { cause });
 }
 
 let binary: Promise<string> | undefined;

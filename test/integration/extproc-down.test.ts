@@ -72,6 +72,8 @@ for (const [path, status, body] of routerFailures) {
       const response = await get(path);
       t.is(response.status, status);
       t.is(response.headers.get(CAUSE_HEADER), null);
+      // local_reply_config keeps "503 = retry soon" true without ext_proc.
+      t.is(response.headers.get('retry-after'), status === 503 ? '1' : null);
       const text = await response.text();
       if (typeof body === 'string') t.is(text, body);
       else t.regex(text, body);
