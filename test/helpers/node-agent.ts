@@ -499,8 +499,14 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       'status.hostIP': '127.0.0.1',
     };
     const env: Record<string, string> = {};
+    // The kubelet's dependent-variable rule: $(NAME) expands to a variable defined earlier in the list,
+    // $$ is a literal $, and a reference to anything else stays as written.
+    const expand = (value: string): string =>
+      value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (match, name: string | undefined) =>
+        name === undefined ? '$' : (env[name] ?? match),
+      );
     for (const variable of container.env ?? []) {
-      if (variable.value !== undefined) env[variable.name] = variable.value;
+      if (variable.value !== undefined) env[variable.name] = expand(variable.value);
       const fieldPath = variable.valueFrom?.fieldRef?.fieldPath;
       const value = fieldPath === undefined ? undefined : fields[fieldPath];
       if (value !== undefined) env[variable.name] = value;
