@@ -63,8 +63,12 @@ const GATED_APP = 'web-gated';
 const clusterOf = (app: string): string => `${NAMESPACE}/${app}:http`;
 /** The controllers a Deployment rollout needs, and the one that turns pods into EndpointSlices. */
 const CONTROLLERS = ['deployment-controller', 'replicaset-controller', 'endpointslice-controller'];
-/** Kept small so a rollout takes seconds on a shared 2-core machine, yet longer than xDS propagation. */
-const PRESTOP_SLEEP_SECONDS = 2;
+/**
+ * Small so a rollout takes seconds on a shared 2-core machine, yet longer than xDS propagation plus
+ * Envoy's 1 s update_merge_window for health-only changes (see the gated test), with margin for a loaded
+ * machine.
+ */
+const PRESTOP_SLEEP_SECONDS = 3;
 const GRACE_SECONDS = 6;
 /** drain-wait's own bound; the grace period leaves room after it. */
 const DRAIN_TIMEOUT_SECONDS = 10;
