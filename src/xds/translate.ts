@@ -66,7 +66,12 @@ export function clusterFor(
     connect_timeout: durationOf(options.connectTimeoutMs),
     // 0 disables panic mode: with the default 50 %, Envoy would balance over excluded hosts once most
     // hosts of a cluster are unhealthy, which is exactly the rollout moment readygate exists for.
-    common_lb_config: { healthy_panic_threshold: { value: 0 } },
+    common_lb_config: {
+      healthy_panic_threshold: { value: 0 },
+      // Envoy merges health-only EDS changes (HEALTHY → DRAINING) for 1 s by default, after it has
+      // ACKed them: drain-wait would release a pod Envoy still sends new requests to. Apply at once.
+      update_merge_window: durationOf(0),
+    },
   };
   if (port.appProtocol !== undefined && HTTP2_APP_PROTOCOLS.has(port.appProtocol)) {
     cluster['typed_extension_protocol_options'] = {

@@ -769,13 +769,10 @@ test.serial('the same rollout through the naive setup: errors (counts printed)',
   );
 });
 
-// Known bug, kept visible: readygate's generated clusters leave Envoy's update_merge_window at its 1 s
-// default, so a DRAINING update reaches Envoy's load balancer up to 1 s after Envoy ACKed it, while
-// drain-wait (rightly) trusts the ACK. Verified on a scratch copy: with `update_merge_window: 0s` in
-// src/xds/translate.ts this test passes (0 non-2xx, 0 requests to DRAINING hosts, 3 runs of 3); without it,
-// requests reach DRAINING hosts in every run and some fail. `.failing` keeps the suite green and turns red
-// the day the fix lands: then drop `.failing`.
-test.serial.failing(
+// This test found that Envoy's default update_merge_window (1 s) held DRAINING updates back from the load
+// balancer after Envoy had ACKed them, so drain-wait released pods still receiving requests; readygate's
+// clusters now set it to 0 (src/xds/translate.ts).
+test.serial(
   'gate and drain-wait on: 0 non-2xx; old pods leave sooner than with a fixed preStop sleep',
   async (t) => {
     t.timeout(110_000);

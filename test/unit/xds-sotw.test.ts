@@ -40,11 +40,13 @@ test('wildcard CDS gets every cluster with panic threshold 0; an ACK gets no res
   t.is(response.type_url, TypeUrl.CLUSTER);
   t.is(response.nonce, '1');
   t.deepEqual(names(response), ['default/empty:80', 'default/web:http']);
-  const cluster = unpack<{ common_lb_config: { healthy_panic_threshold: { value?: number } }; type: string }>(
-    response.resources[0]!,
-  );
+  const cluster = unpack<{
+    common_lb_config: { healthy_panic_threshold: { value?: number }; update_merge_window?: unknown };
+    type: string;
+  }>(response.resources[0]!);
   t.is(cluster.type, 'EDS');
   t.is(cluster.common_lb_config.healthy_panic_threshold.value ?? 0, 0);
+  t.deepEqual(cluster.common_lb_config.update_merge_window, { seconds: 0, nanos: 0 });
   stream.send({ type_url: TypeUrl.CLUSTER, version_info: response.version_info!, response_nonce: '1' });
   t.true(await stream.silentFor(200));
 });
