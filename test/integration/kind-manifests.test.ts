@@ -137,6 +137,10 @@ test('the manifests declare what the demo relies on', (t) => {
   t.truthy(control.livenessProbe);
   t.is(podSpec(readygate).serviceAccountName, 'readygate');
   t.is(control.args?.[0], 'serve');
+  // The demo app's readiness gate is set by readygate, and with two replicas they must ask each other.
+  t.true(control.args?.includes('--readiness-gates'));
+  t.true(control.args?.includes('--peers-dns=readygate-peers.readygate.svc.cluster.local:9102'));
+  t.is((find(objects, 'Service', 'readygate-peers').spec as { clusterIP?: string }).clusterIP, 'None');
 
   const gateway = podSpec(find(objects, 'Deployment', 'envoy'));
   const sidecar = gateway.initContainers?.find((c) => c.name === 'extproc');
