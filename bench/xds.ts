@@ -27,6 +27,7 @@ function start(file: string, env: Record<string, string>): ChildProcess {
       '--import',
       'tsx',
       '--max-old-space-size=4096',
+      '--expose-gc',
       ...(process.env['BENCH_PROFILE_DIR']
         ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`]
         : []),
@@ -66,6 +67,8 @@ interface ModeResult {
   controlPlaneCpuMsPerChange: { p50: number; p99: number };
   bytesPerChange: number;
   rssMB: number;
+  /** V8 heap in use after a full GC: the live set, without the connect storm's garbage. */
+  heapAfterGcMB: number;
 }
 
 async function runMode(mode: string): Promise<ModeResult> {
@@ -103,6 +106,8 @@ async function runMode(mode: string): Promise<ModeResult> {
       }
       server.send({ cmd: 'stats' });
       const final = await next(server, 'stats', 5000);
+      server.send({ cmd: 'stats', gc: true });
+      const live = await next(server, 'stats', 10_000);
       return {
         mode,
         connectAllMs: Math.round(synced['ms'] as number),
@@ -114,6 +119,7 @@ async function runMode(mode: string): Promise<ModeResult> {
         controlPlaneCpuMsPerChange: { p50: round(percentile(cpu, 50)), p99: round(percentile(cpu, 99)) },
         bytesPerChange: Math.round(bytes / changes),
         rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
+        heapAfterGcMB: Math.round((live['heapUsedBytes'] as number) / 1024 / 1024),
       };
     } finally {
       await stop(load);
@@ -171,5 +177,6 @@ console.table(
     'CPU/change p99 (ms)': r.controlPlaneCpuMsPerChange.p99,
     'bytes/change': r.bytesPerChange,
     'RSS (MB)': r.rssMB,
+    'heap after GC (MB)': r.heapAfterGcMB,
   })),
 );

@@ -62,11 +62,14 @@ export class DeltaStream extends XdsStreamBase {
       }
       if (request.resource_names_subscribe.length === 0) this.#subscribeWildcard(typeUrl, state);
     }
-    for (const name of request.resource_names_subscribe) {
-      if (name === '*') {
+    // Share the cache's name strings instead of keeping a decoded copy per stream.
+    const known = this.cache.resources(typeUrl);
+    for (const requested of request.resource_names_subscribe) {
+      if (requested === '*') {
         this.#subscribeWildcard(typeUrl, state);
         continue;
       }
+      const name = known.get(requested)?.name ?? requested;
       state.names.add(name);
       state.dirty.add(name);
       // Every subscribed name is answered, even if the client seems current, except on the first
