@@ -15,6 +15,8 @@ export interface GatewayBootstrapOptions {
   readonly listenerPort: number;
   readonly nodeId: string;
   readonly apiType: 'GRPC' | 'DELTA_GRPC';
+  /** More readygate replicas on 127.0.0.1 for Envoy's xDS cluster (it connects to one at a time). */
+  readonly moreXdsPorts?: readonly number[];
 }
 
 type Json = Record<string, unknown>;
@@ -43,6 +45,14 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
     'address',
     'socket_address',
   )['port_value'] = options.xdsPort;
+  const xdsEndpoints = at(statics, 'clusters', 0, 'load_assignment', 'endpoints', 0)[
+    'lb_endpoints'
+  ] as unknown[];
+  for (const port of options.moreXdsPorts ?? []) {
+    xdsEndpoints.push({
+      endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } },
+    });
+  }
   const listener = at(statics, 'listeners', 0);
   at(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
   const hcm = at(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');

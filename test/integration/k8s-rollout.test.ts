@@ -105,6 +105,8 @@ interface Context {
   readygate: DataPlane;
   naive: DataPlane;
   gated: GatedStack;
+  /** One Envoy fed by two readygate replicas (both from the same source), for the replica-loss test. */
+  replicated: DataPlane & { second: DataPlane['plane']; unmirrorSecond: () => void };
   containerPort: number;
   results: Map<string, RolloutResult>;
 }
@@ -276,6 +278,38 @@ async function startGatedStack(kubeConfig: KubeConfig, agent: NodeAgent): Promis
   return { pods, source, sourceStore, readiness, adminServer, dataPlane };
 }
 
+/** Two control planes over the same source; Envoy's xDS cluster lists both and streams from one. */
+async function startReplicatedDataPlane(
+  sourceStore: EndpointStore,
+  agent: NodeAgent,
+  nodeId: string,
+): Promise<Context['replicated']> {
+  const storeA = new EndpointStore();
+  const storeB = new EndpointStore();
+  const unmirror = mirrorPodNetwork(sourceStore, storeA, agent);
+  const unmirrorSecond = mirrorPodNetwork(sourceStore, storeB, agent);
+  const plane = await startControlPlane({ store: storeA, xdsAddress: '127.0.0.1:0' });
+  const second = await startControlPlane({ store: storeB, xdsAddress: '127.0.0.1:0' });
+  const listenerPort = await freePort();
+  try {
+    const bootstrap = gatewayBootstrap({
+      xdsPort: plane.port,
+      moreXdsPorts: [second.port],
+      listenerPort,
+      nodeId,
+      apiType: 'GRPC',
+    });
+    const envoy = await startEnvoy({ bootstrap: withFailureLog(bootstrap) });
+    return { store: storeA, plane, envoy, listenerPort, unmirror, second, unmirrorSecond };
+  } catch (error) {
+    unmirror();
+    unmirrorSecond();
+    await plane.close();
+    await second.close();
+    throw error;
+  }
+}
+
 test.before(async (t) => {
   const cluster = await startKubeCluster({ controllers: CONTROLLERS });
   t.context.cluster = cluster;
@@ -330,6 +364,7 @@ test.before(async (t) => {
   t.context.readygate = await startDataPlane(sourceStore, t.context.agent, 'envoy-readygate');
   t.context.naive = await startDataPlane(sourceStore, t.context.agent, 'envoy-naive', naiveView);
   t.context.gated = await startGatedStack(readygateUser, t.context.agent);
+  t.context.replicated = await startReplicatedDataPlane(sourceStore, t.context.agent, 'envoy-replicated');
 
   t.context.containerPort = await freePort();
   await admin.apply(appService(APP));
@@ -367,6 +402,7 @@ test.before(async (t) => {
     [t.context.readygate, APP],
     [t.context.naive, APP],
     [t.context.gated.dataPlane, GATED_APP],
+    [t.context.replicated, APP],
   ];
   for (const [dataPlane, app] of expected) {
     await waitUntil(async () => (await healthyHosts(dataPlane.envoy, clusterOf(app))).length === 3, {
@@ -385,7 +421,11 @@ test.after.always(async (t) => {
     await c.gated.source.close();
     await c.gated.pods.close();
   }
-  for (const dataPlane of [c.readygate, c.naive, c.gated?.dataPlane]) {
+  if (c.replicated) {
+    c.replicated.unmirrorSecond();
+    await c.replicated.second.close();
+  }
+  for (const dataPlane of [c.readygate, c.naive, c.gated?.dataPlane, c.replicated]) {
     if (!dataPlane) continue;
     await dataPlane.envoy.stop();
     dataPlane.unmirror();
@@ -652,6 +692,8 @@ async function restartUnderLoad(
   t: ExecutionContext<Context>,
   dataPlane: DataPlane,
   app: string,
+  /** Runs once the rollout has started (e.g. losing a control-plane replica), concurrently with it. */
+  duringRollout?: () => Promise<void>,
 ): Promise<RolloutResult> {
   const { apps, core, agent } = t.context;
   const oldPods = (await podsOfApp(core, app)).map((p) => p.name);
@@ -676,7 +718,9 @@ async function restartUnderLoad(
     },
     setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
   );
+  const during = duringRollout?.();
   await waitRolledOut(apps, app, 60_000);
+  await during;
   const rolloutMs = performance.now() - restartedAt;
   await waitUntil(
     async () => {
@@ -841,3 +885,39 @@ test.serial(
       t.is(sent, 0, `requests Envoy sent to ${host} while listing it DRAINING`);
   },
 );
+
+test.serial('two readygate replicas, the one Envoy streams from killed mid-rollout: 0 non-2xx', async (t) => {
+  t.timeout(110_000);
+  const { replicated } = t.context;
+  const nodeId = 'envoy-replicated';
+  const connected = (plane: DataPlane['plane']): boolean =>
+    plane.sync.streams.some((s) => s.nodeId === nodeId);
+  let killed = '';
+  let reconnectedMs = Number.NaN;
+  const r = await restartUnderLoad(t, replicated, APP, async () => {
+    // Mid-rollout: the first new pod is starting, the first old one is about to go.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const [victim, survivor] = connected(replicated.plane)
+      ? [replicated.plane, replicated.second]
+      : [replicated.second, replicated.plane];
+    killed = victim === replicated.plane ? 'first' : 'second';
+    // In-process stand-in for a killed pod: its listener and streams go away at once, as the kernel
+    // closes a dead process's sockets. (close() also ends streams with UNAVAILABLE first.)
+    const lostAt = performance.now();
+    await victim.close();
+    await waitUntil(() => connected(survivor), {
+      timeoutMs: 15_000,
+      intervalMs: 20,
+      description: 'Envoy to reconnect to the surviving replica',
+    });
+    reconnectedMs = performance.now() - lostAt;
+  });
+  report(t, 'replicated', r);
+  t.log(
+    `replicated: killed the ${killed} replica mid-rollout; Envoy was back on the other after ${Math.round(reconnectedMs)} ms`,
+  );
+  t.true(killed !== '', 'a replica was killed during the rollout');
+  t.true(r.load.sent >= LOAD_RPS * 5, 'the load ran through the whole rollout');
+  t.is(r.load.non2xx, 0);
+  for (const pod of r.newPods) t.true((r.load.byPod[pod] ?? 0) > 0, `new pod ${pod} served requests`);
+});
