@@ -10,6 +10,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCode, ReadygateError } from '../errors.js';
+import { OwnedTimers } from './timers.js';
 
 export interface BackendOptions {
   readonly pod: string;
@@ -32,7 +33,7 @@ export class DemoBackend {
   readonly #options: BackendOptions;
   readonly #server: http.Server;
   readonly #sockets = new Set<Socket>();
-  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #timers = new OwnedTimers();
   /** Requests held by crash mode; answered never, cut when the process "dies". */
   readonly #held = new Set<http.ServerResponse>();
   #state: BackendState = 'booting';
@@ -103,7 +104,7 @@ export class DemoBackend {
       return;
     }
     this.#state = 'warming';
-    this.#later(this.#options.warmupMs, () => {
+    this.#timers.later(this.#options.warmupMs, () => {
       if (this.#state === 'warming') this.#state = 'serving';
     });
   }
@@ -115,7 +116,7 @@ export class DemoBackend {
   terminate(): void {
     if (this.#state === 'terminating' || this.#exited || this.#crashing) return;
     this.#state = 'terminating';
-    this.#later(this.#options.graceMs, () => {
+    this.#timers.later(this.#options.graceMs, () => {
       void this.#exitGracefully();
     });
   }
@@ -127,7 +128,7 @@ export class DemoBackend {
   crash(holdMs: number): void {
     if (this.#exited || this.#crashing) return;
     this.#crashing = true;
-    this.#later(holdMs, () => {
+    this.#timers.later(holdMs, () => {
       this.#die();
     });
   }
@@ -179,8 +180,7 @@ export class DemoBackend {
     if (this.#exited) return;
     this.#exited = true;
     this.#state = 'exited';
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
+    this.#timers.cancelAll();
     if (this.#server.listening) this.#server.close();
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
@@ -193,19 +193,11 @@ export class DemoBackend {
     return this.#exited;
   }
 
-  #later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      action();
-    }, ms);
-    this.#timers.add(timer);
-  }
-
   /** Sleeps, or ends early when the process exits (its timers die with it). */
   #delay(ms: number): Promise<void> {
     return Promise.race([
       new Promise<void>((resolve) => {
-        this.#later(ms, resolve);
+        this.#timers.later(ms, resolve);
       }),
       this.#exit,
     ]);

@@ -19,6 +19,7 @@ import { ErrorCode, ReadygateError } from '../errors.js';
 import { DemoBackend } from './backend.js';
 import type { SliceEntry } from './slice.js';
 import type { DemoTiming } from './timing.js';
+import { OwnedTimers } from './timers.js';
 
 export interface ClusterEvent {
   /** ms since the run's origin. */
@@ -68,7 +69,7 @@ function timeout(what: string, ms: number): ReadygateError {
 export class SimulatedCluster {
   readonly #options: ClusterOptions;
   readonly #pods = new Map<string, PodRecord>();
-  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #timers = new OwnedTimers();
   readonly #changed = new Set<() => void>();
   #nextHost: number;
   #nextPod = 1;
@@ -168,7 +169,7 @@ export class SimulatedCluster {
       this.#event(pod.name, 'container crashed');
       if (record.container !== container) return;
       this.#noticeExit(record, container);
-      this.#later(this.#options.timing.restartDelayMs, () => {
+      this.#timers.later(this.#options.timing.restartDelayMs, () => {
         if (record.terminating || this.#closed) return;
         this.#event(pod.name, 'container restarted');
         this.#startContainer(record);
@@ -198,8 +199,7 @@ export class SimulatedCluster {
   /** Kills every container and stops every timer; idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
+    this.#timers.cancelAll();
     const containers: DemoBackend[] = [];
     for (const pod of this.#pods.values()) {
       if (pod.probeTimer) clearTimeout(pod.probeTimer);
@@ -229,7 +229,7 @@ export class SimulatedCluster {
 
   /** The kubelet sees the container gone (PLEG) and marks the pod not ready without waiting for probes. */
   #noticeExit(pod: PodRecord, container: DemoBackend): void {
-    this.#later(this.#options.timing.exitNoticeMs, () => {
+    this.#timers.later(this.#options.timing.exitNoticeMs, () => {
       if (pod.container === container) pod.container = undefined;
       if (!this.#pods.has(pod.name) || (!pod.ready && !pod.serving)) return;
       pod.ready = false;
@@ -241,7 +241,7 @@ export class SimulatedCluster {
   }
 
   #removeAfterExit(pod: PodRecord): void {
-    this.#later(this.#options.timing.podGoneMs, () => {
+    this.#timers.later(this.#options.timing.podGoneMs, () => {
       pod.inSlice = false;
       if (pod.probeTimer) clearTimeout(pod.probeTimer);
       pod.probeTimer = undefined;
@@ -291,14 +291,6 @@ export class SimulatedCluster {
 
   #event(pod: string, what: string): void {
     this.events.push({ t: Math.round(this.#options.now()), pod, what });
-  }
-
-  #later(ms: number, action: () => void): void {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      action();
-    }, ms);
-    this.#timers.add(timer);
   }
 
   /** Waits for a condition re-checked on every slice change; bounded by the timing's wait timeout. */
