@@ -905,3 +905,39 @@ export function kubeConfigVia(kubeConfig: KubeConfig, port: number): KubeConfig 
   }));
   return copy;
 }
+
+/**
+ * Applies the shipped RBAC manifests and binds the user `readygate` to exactly what they grant, so a
+ * test runs readygate with the production permissions and not as an admin. `readiness` adds
+ * rbac-readiness.yaml (pods/status patch, the leader-election Lease).
+ */
+export async function readygateIdentity(
+  cluster: KubeCluster,
+  admin: KubeObjects,
+  options: { readiness?: boolean } = {},
+): Promise<KubeConfig> {
+  const manifests = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'kind', 'base');
+  await admin.applyManifest(path.join(manifests, 'rbac.yaml'));
+  const subjects = [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }];
+  const clusterRoles = ['readygate', ...(options.readiness ? ['readygate-readiness-gates'] : [])];
+  if (options.readiness) await admin.applyManifest(path.join(manifests, 'rbac-readiness.yaml'));
+  for (const role of clusterRoles) {
+    await admin.apply({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: `${role}-test-user` },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects,
+    });
+  }
+  if (options.readiness) {
+    await admin.apply({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'leader-election-test-user', namespace: 'readygate' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'readygate-leader-election' },
+      subjects,
+    });
+  }
+  return (await cluster.userKubeconfig('readygate')).kubeConfig;
+}

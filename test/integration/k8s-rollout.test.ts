@@ -24,8 +24,6 @@
  * plane, identically for both modes.
  */
 import http from 'node:http';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import {
   AppsV1Api,
@@ -49,11 +47,15 @@ import {
 } from '../../src/readiness/index.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
-import { KubeObjects, startKubeCluster, waitForStore, type KubeCluster } from '../helpers/kube-cluster.js';
+import {
+  KubeObjects,
+  readygateIdentity,
+  startKubeCluster,
+  waitForStore,
+  type KubeCluster,
+} from '../helpers/kube-cluster.js';
 import { mirrorPodNetwork, startNodeAgent, type NodeAgent, type PodEvent } from '../helpers/node-agent.js';
 import { freePort } from '../helpers/ports.js';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const NAMESPACE = 'rollout';
 /** The Deployment (and Service) the readygate and naive modes restart. */
@@ -322,26 +324,7 @@ test.before(async (t) => {
 
   // readygate reads the cluster (and, gated, writes pod status and its Lease) as the identity the shipped
   // RBAC manifests grant, nothing more.
-  await admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac.yaml'));
-  await admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac-readiness.yaml'));
-  const user = [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }];
-  for (const role of ['readygate', 'readygate-readiness-gates']) {
-    await admin.apply({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: `${role}-rollout-test` },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
-      subjects: user,
-    });
-  }
-  await admin.apply({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'RoleBinding',
-    metadata: { namespace: 'readygate', name: 'readygate-leader-election-rollout-test' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'readygate-leader-election' },
-    subjects: user,
-  });
-  const readygateUser = (await cluster.userKubeconfig('readygate')).kubeConfig;
+  const readygateUser = await readygateIdentity(cluster, admin, { readiness: true });
 
   t.context.agent = await startNodeAgent({
     kubeConfig: cluster.adminConfig(),

@@ -2,8 +2,6 @@
  * End to end: kube-apiserver → readygate's Kubernetes source (as the RBAC manifest's identity) → xDS →
  * a real Envoy. Asserts on Envoy's own /clusters view and on where Envoy actually sends requests.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import anyTest, { type TestFn } from 'ava';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { EndpointStore } from '../../src/model/store.js';
@@ -16,14 +14,13 @@ import {
   KubeObjects,
   endpointSlice,
   service,
+  readygateIdentity,
   startKubeCluster,
   waitForStore,
   type KubeCluster,
   type SliceEndpointSpec,
 } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Context {
   cluster: KubeCluster;
@@ -43,15 +40,7 @@ test.before(async (t) => {
   t.context.cluster = cluster;
   const admin = new KubeObjects(cluster.adminConfig());
   t.context.admin = admin;
-  await admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac.yaml'));
-  await admin.apply({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'readygate-test-user' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'readygate' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }],
-  });
-  t.context.readygate = (await cluster.userKubeconfig('readygate')).kubeConfig;
+  t.context.readygate = await readygateIdentity(cluster, admin);
   await admin.namespace('e2e');
 
   const store = new EndpointStore();

@@ -19,15 +19,12 @@ import {
   kubeConfigVia,
   hostLines,
   service,
+  readygateIdentity,
   startKubeCluster,
   waitForStore,
   type KubeCluster,
   type SliceEndpointSpec,
 } from '../helpers/kube-cluster.js';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 interface Context {
   cluster: KubeCluster;
@@ -41,15 +38,7 @@ test.before(async (t) => {
   const cluster = await startKubeCluster();
   t.context.cluster = cluster;
   t.context.admin = new KubeObjects(cluster.adminConfig());
-  await t.context.admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac.yaml'));
-  await t.context.admin.apply({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'readygate-test-user' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'readygate' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }],
-  });
-  t.context.readygate = (await cluster.userKubeconfig('readygate')).kubeConfig;
+  t.context.readygate = await readygateIdentity(cluster, t.context.admin);
 });
 
 test.after.always(async (t) => {

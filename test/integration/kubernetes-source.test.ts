@@ -2,9 +2,7 @@
  * The Kubernetes source against a real kube-apiserver + etcd (+ the real EndpointSlice controller), run as
  * the least-privilege identity from kind/base/rbac.yaml, asserting on the exact eligible endpoint sets.
  */
-import path from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import anyTest, { type TestFn } from 'ava';
 import { CoreV1Api, type ApiException, type KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -15,14 +13,12 @@ import {
   endpointSlice,
   hostLines,
   service,
+  readygateIdentity,
   startKubeCluster,
   waitForStore,
   type KubeCluster,
   type SliceEndpointSpec,
 } from '../helpers/kube-cluster.js';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const RBAC_MANIFEST = path.join(repoRoot, 'kind', 'base', 'rbac.yaml');
 
 interface Context {
   cluster: KubeCluster;
@@ -41,15 +37,7 @@ test.before(async (t) => {
   t.context.cluster = cluster;
   const admin = new KubeObjects(cluster.adminConfig());
   t.context.admin = admin;
-  await admin.applyManifest(RBAC_MANIFEST);
-  await admin.apply({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'readygate-test-user' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'readygate' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }],
-  });
-  t.context.readygate = (await cluster.userKubeconfig('readygate')).kubeConfig;
+  t.context.readygate = await readygateIdentity(cluster, admin);
 });
 
 test.after.always(async (t) => {

@@ -6,8 +6,6 @@
  * No kubelet: the test patches pod status the way one would (ContainersReady True, Ready False while
  * readygate's gate is unmet) and writes the EndpointSlices itself (ready=false, as the controller would).
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import anyTest, { type TestFn } from 'ava';
 import { CoordinationV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { EndpointStore } from '../../src/model/store.js';
@@ -28,6 +26,7 @@ import {
   KubeObjects,
   endpointSlice,
   service,
+  readygateIdentity,
   startKubeCluster,
   waitForStore,
   type KubeCluster,
@@ -36,7 +35,6 @@ import {
 import { freePort } from '../helpers/ports.js';
 import { XdsTestClient } from '../helpers/xds-client.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NS = 'e2e';
 const ENVOYS = ['envoy-sotw', 'envoy-delta'];
 
@@ -93,25 +91,7 @@ test.before(async (t) => {
   t.context.cluster = cluster;
   const admin = new KubeObjects(cluster.adminConfig());
   t.context.admin = admin;
-  await admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac.yaml'));
-  await admin.applyManifest(path.join(repoRoot, 'kind', 'base', 'rbac-readiness.yaml'));
-  const user = [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'readygate' }];
-  for (const role of ['readygate', 'readygate-readiness-gates'])
-    await admin.apply({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: `${role}-test-user` },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
-      subjects: user,
-    });
-  await admin.apply({
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'RoleBinding',
-    metadata: { name: 'leader-election-test-user', namespace: 'readygate' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'readygate-leader-election' },
-    subjects: user,
-  });
-  t.context.readygate = (await cluster.userKubeconfig('readygate')).kubeConfig;
+  t.context.readygate = await readygateIdentity(cluster, admin, { readiness: true });
   await admin.namespace(NS);
 
   const store = new EndpointStore();
