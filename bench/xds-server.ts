@@ -32,7 +32,12 @@ function serviceAt(index: number, variant: number): ServiceModel {
 const store = new EndpointStore();
 store.replaceAll(Array.from({ length: clusters }, (_, i) => serviceAt(i, 0)));
 store.markSynced();
-const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+const budget = process.env['BENCH_MAX_BYTES_IN_FLIGHT'];
+const plane = await startControlPlane({
+  store,
+  xdsAddress: '127.0.0.1:0',
+  ...(budget === undefined ? {} : { maxBytesInFlight: Number(budget) }),
+});
 let bytesSent = 0;
 plane.sync.on('sent', (e) => {
   bytesSent += e.bytes;

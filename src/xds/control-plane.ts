@@ -31,7 +31,7 @@ export interface ControlPlaneOptions {
   readonly xdsAddress: string;
   readonly translate?: TranslateOptions;
   readonly logger?: Logger;
-  /** Cap on bytes written to all streams but not yet sent (default 32 MiB); see SendBudget. */
+  /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
   readonly maxBytesInFlight?: number;
   /** Other gRPC services to host on the same port (e.g. ext_proc with `serve --extproc`). */
   readonly extraServices?: readonly ExtraGrpcService[];

@@ -87,11 +87,11 @@ export interface AdsServiceOptions {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
-  /** Bytes written to all streams but not yet sent (default 32 MiB). */
+  /** Bytes written to all streams but not yet sent (default 8 MiB: measured lower RSS and a faster connect storm than 32 MiB). */
   readonly maxBytesInFlight?: number;
 }
 
-const DEFAULT_MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024;
+const DEFAULT_MAX_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 
 type AnyCall = grpc.ServerDuplexStream<unknown, Buffer>;
 
