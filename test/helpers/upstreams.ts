@@ -40,6 +40,30 @@ async function listen(server: net.Server, host: string, port: number): Promise<n
   return address.port;
 }
 
+/** The Upstream a test holds: `close()` drops every connection first, so the server closes at once. */
+function upstreamHandle(
+  server: net.Server,
+  host: string,
+  port: number,
+  hits: () => number,
+  dropConnections: () => void,
+): Upstream {
+  return {
+    host,
+    port,
+    address: `${host}:${port}`,
+    hits,
+    close: async () => {
+      dropConnections();
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
+    },
+  };
+}
+
 /** An HTTP/1.1 upstream whose handler sees the whole request body. */
 export async function httpUpstream(handler: Handler, options: HttpUpstreamOptions = {}): Promise<Upstream> {
   const host = options.host ?? '127.0.0.1';
@@ -54,20 +78,15 @@ export async function httpUpstream(handler: Handler, options: HttpUpstreamOption
   });
   server.keepAliveTimeout = 30_000;
   const port = await listen(server, host, options.port ?? 0);
-  return {
+  return upstreamHandle(
+    server,
     host,
     port,
-    address: `${host}:${port}`,
-    hits: () => hits,
-    close: async () => {
+    () => hits,
+    () => {
       server.closeAllConnections();
-      await new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      );
     },
-  };
+  );
 }
 
 /** 200 with a JSON echo of method, path, headers and body length. */
@@ -136,20 +155,15 @@ export async function tcpUpstream(
     onConnection(socket);
   });
   const port = await listen(server, host, options.port ?? 0);
-  return {
+  return upstreamHandle(
+    server,
     host,
     port,
-    address: `${host}:${port}`,
-    hits: () => hits,
-    close: async () => {
+    () => hits,
+    () => {
       for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      );
     },
-  };
+  );
 }
 
 /** Reads the request, then closes the connection (FIN) without answering. */
@@ -216,20 +230,15 @@ export async function http2ResetUpstream(
     stream.close(options.errorCode ?? http2.constants.NGHTTP2_INTERNAL_ERROR);
   });
   const port = await listen(server, host, options.port ?? 0);
-  return {
+  return upstreamHandle(
+    server,
     host,
     port,
-    address: `${host}:${port}`,
-    hits: () => hits,
-    close: async () => {
+    () => hits,
+    () => {
       for (const session of sessions) session.destroy();
-      await new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      );
     },
-  };
+  );
 }
 
 /** An upstream whose open connections a test can reset at a moment it chooses. */
