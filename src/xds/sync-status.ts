@@ -158,13 +158,8 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
   /** Applies an ACK of `nonce`; returns false when the nonce is unknown (already settled or never sent). */
   recordAck(stream: StreamSyncState, typeUrl: string, nonce: string, versionInfo: string): boolean {
     const state = stream.type(typeUrl);
-    const response = state.inflight.get(nonce);
+    const response = settle(state, nonce);
     if (!response) return false;
-    // Envoy answers responses in order, so anything sent before this one has been settled too.
-    for (const key of state.inflight.keys()) {
-      state.inflight.delete(key);
-      if (key === nonce) break;
-    }
     if (response.completeSet) {
       const present = new Set(response.entries.map(([name]) => name));
       for (const name of state.ackedResources.keys())
@@ -188,12 +183,8 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     error: string,
   ): boolean {
     const state = stream.type(typeUrl);
-    const response = state.inflight.get(nonce);
+    const response = settle(state, nonce);
     if (!response) return false;
-    for (const key of state.inflight.keys()) {
-      state.inflight.delete(key);
-      if (key === nonce) break;
-    }
     state.lastNack = {
       versionInfo,
       nonce,
@@ -238,6 +229,20 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       ),
     }));
   }
+}
+
+/**
+ * Removes the in-flight response `nonce` and every one sent before it (Envoy answers responses in order,
+ * so those are settled too); returns it, or undefined when the nonce is unknown or already settled.
+ */
+function settle(state: TypeSyncState, nonce: string): InflightResponse | undefined {
+  const response = state.inflight.get(nonce);
+  if (!response) return undefined;
+  for (const key of state.inflight.keys()) {
+    state.inflight.delete(key);
+    if (key === nonce) break;
+  }
+  return response;
 }
 
 function recordJson(record: SentRecord): { version: string; nonce: string; time: string } {
