@@ -31,21 +31,6 @@ class UndecodableMessage {
   }
 }
 
-function decoderFor(messageName: string): (bytes: Buffer) => unknown {
-  const codec = codecFor(messageName);
-  return (bytes) => {
-    try {
-      return codec.decode(bytes);
-    } catch (error) {
-      return new UndecodableMessage(`cannot decode ${messageName}: ${errorMessage(error)}`);
-    }
-  };
-}
-
-function identity(bytes: Buffer): Buffer {
-  return bytes;
-}
-
 function guarded(decode: (bytes: Buffer) => unknown, messageName: string): (bytes: Buffer) => unknown {
   return (bytes) => {
     try {
@@ -54,6 +39,15 @@ function guarded(decode: (bytes: Buffer) => unknown, messageName: string): (byte
       return new UndecodableMessage(`cannot decode ${messageName}: ${errorMessage(error)}`);
     }
   };
+}
+
+function decoderFor(messageName: string): (bytes: Buffer) => unknown {
+  const codec = codecFor(messageName);
+  return guarded((bytes) => codec.decode(bytes), messageName);
+}
+
+function identity(bytes: Buffer): Buffer {
+  return bytes;
 }
 
 function method(
