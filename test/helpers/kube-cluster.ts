@@ -941,3 +941,27 @@ export async function readygateIdentity(
   }
   return (await cluster.userKubeconfig('readygate')).kubeConfig;
 }
+
+/** Kubernetes' rule restated independently of src/model/eligibility.ts, for when ready endpoints exist. */
+export function expectedHealth(c: SliceEndpointSpec['conditions'] = {}): 'HEALTHY' | 'DRAINING' | undefined {
+  const ready = c.ready ?? true;
+  const serving = c.serving ?? ready;
+  const terminating = c.terminating ?? false;
+  if (!terminating) return ready ? 'HEALTHY' : undefined;
+  return serving ? 'DRAINING' : undefined;
+}
+
+/** All 27 ready × serving × terminating combinations, absent (nil) included. */
+export function everyCombination(): NonNullable<SliceEndpointSpec['conditions']>[] {
+  const combos: NonNullable<SliceEndpointSpec['conditions']>[] = [];
+  for (const ready of [true, false, undefined])
+    for (const serving of [true, false, undefined])
+      for (const terminating of [true, false, undefined]) {
+        combos.push({
+          ...(ready === undefined ? {} : { ready }),
+          ...(serving === undefined ? {} : { serving }),
+          ...(terminating === undefined ? {} : { terminating }),
+        });
+      }
+  return combos;
+}

@@ -11,6 +11,8 @@ import { TypeUrl } from '../../src/xds/resource-types.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import {
+  everyCombination,
+  expectedHealth,
   KubeObjects,
   endpointSlice,
   service,
@@ -119,14 +121,6 @@ async function get(listenerPort: number, cluster: string): Promise<{ status: num
   return { status: response.status, body: await response.text() };
 }
 
-function expectedHealth(c: SliceEndpointSpec['conditions'] = {}): 'HEALTHY' | 'DRAINING' | undefined {
-  const ready = c.ready ?? true;
-  const serving = c.serving ?? ready;
-  const terminating = c.terminating ?? false;
-  if (!terminating) return ready ? 'HEALTHY' : undefined;
-  return serving ? 'DRAINING' : undefined;
-}
-
 test.serial(
   'every condition combination: Envoy shows exactly the eligible set; each flip lands within 1 s',
   async (t) => {
@@ -135,15 +129,7 @@ test.serial(
     await admin.apply(
       service({ namespace, name: 'web', ports: [{ name: 'http', port: 80, targetPort: 'http' }] }),
     );
-    const combos: NonNullable<SliceEndpointSpec['conditions']>[] = [];
-    for (const ready of [true, false, undefined])
-      for (const serving of [true, false, undefined])
-        for (const terminating of [true, false, undefined])
-          combos.push({
-            ...(ready === undefined ? {} : { ready }),
-            ...(serving === undefined ? {} : { serving }),
-            ...(terminating === undefined ? {} : { terminating }),
-          });
+    const combos = everyCombination();
     const endpoints = combos.map((conditions, i) => ({ addresses: [`10.30.0.${i + 1}`], conditions }));
     await admin.apply(
       endpointSlice({

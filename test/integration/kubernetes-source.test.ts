@@ -9,6 +9,8 @@ import { pino } from 'pino';
 import { EndpointStore } from '../../src/model/store.js';
 import { startKubernetesSource, type KubernetesSource } from '../../src/sources/kubernetes.js';
 import {
+  everyCombination,
+  expectedHealth,
   KubeObjects,
   endpointSlice,
   hostLines,
@@ -59,29 +61,6 @@ async function run(
 
 async function synced(store: EndpointStore): Promise<void> {
   await waitForStore(store, (s) => s.synced, 15_000);
-}
-
-/** Kubernetes' rule restated independently of src/model/eligibility.ts, for when ready endpoints exist. */
-function expectedHealth(c: SliceEndpointSpec['conditions'] = {}): 'HEALTHY' | 'DRAINING' | undefined {
-  const ready = c.ready ?? true;
-  const serving = c.serving ?? ready;
-  const terminating = c.terminating ?? false;
-  if (!terminating) return ready ? 'HEALTHY' : undefined;
-  return serving ? 'DRAINING' : undefined;
-}
-
-function everyCombination(): NonNullable<SliceEndpointSpec['conditions']>[] {
-  const combos: NonNullable<SliceEndpointSpec['conditions']>[] = [];
-  for (const ready of [true, false, undefined])
-    for (const serving of [true, false, undefined])
-      for (const terminating of [true, false, undefined]) {
-        combos.push({
-          ...(ready === undefined ? {} : { ready }),
-          ...(serving === undefined ? {} : { serving }),
-          ...(terminating === undefined ? {} : { terminating }),
-        });
-      }
-  return combos;
 }
 
 test.serial(
