@@ -12,7 +12,11 @@ const address = process.env['BENCH_ADDRESS']!;
 const streamsWanted = Number(process.env['BENCH_STREAMS'] ?? 1000);
 const clusters = Number(process.env['BENCH_CLUSTERS'] ?? 1000);
 const mode = process.env['BENCH_MODE'] === 'delta' ? 'delta' : 'sotw';
-const STREAMS_PER_CHANNEL = 100;
+/**
+ * Envoy opens one HTTP/2 connection per ADS stream; BENCH_STREAMS_PER_CONNECTION > 1 multiplexes
+ * simulated Envoys onto fewer connections (lighter for the load process, less like production).
+ */
+const STREAMS_PER_CONNECTION = Number(process.env['BENCH_STREAMS_PER_CONNECTION'] ?? 1);
 
 /** Fields 4 (type_url) and 5 (nonce) of a (Delta)DiscoveryResponse, skipping the resources. */
 function scan(bytes: Buffer): { typeUrl: string; nonce: string; version: string } {
@@ -139,10 +143,12 @@ function open(index: number, client: grpc.Client): void {
 
 const channels: grpc.Client[] = [];
 for (let i = 0; i < streamsWanted; i++) {
-  if (i % STREAMS_PER_CHANNEL === 0)
+  if (i % STREAMS_PER_CONNECTION === 0)
     channels.push(
       new Client(address, grpc.credentials.createInsecure(), {
         'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        // Without it grpc-js shares one connection between every channel to the same address.
+        'grpc.use_local_subchannel_pool': 1,
       }),
     );
   open(i, channels[channels.length - 1]!);

@@ -2,6 +2,10 @@
  * Benchmark control plane, run as its own process so its CPU and memory are measured alone. Holds C
  * services × E endpoints; on `change` it flips one endpoint's port and reports CPU and bytes sent.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
+import { createRegistry, registerControlPlaneMetrics } from '../src/admin/metrics.js';
 import { EndpointStore } from '../src/model/store.js';
 import type { EndpointModel, ServiceModel } from '../src/model/types.js';
 import { startControlPlane } from '../src/xds/control-plane.js';
@@ -38,6 +42,8 @@ const plane = await startControlPlane({
   xdsAddress: '127.0.0.1:0',
   ...(budget === undefined ? {} : { maxBytesInFlight: Number(budget) }),
 });
+// Metrics are on in `readygate serve`, and they listen to every push and ACK: count their cost too.
+registerControlPlaneMetrics(createRegistry(), { sync: plane.sync, cache: plane.cache, store });
 let bytesSent = 0;
 plane.sync.on('sent', (e) => {
   bytesSent += e.bytes;
@@ -77,8 +83,33 @@ process.on('message', (message: { cmd: string; index?: number }) => {
       bytesSent,
       streams: plane.sync.streams.length,
     });
+  } else if (message.cmd === 'profile-start') {
+    void startProfile().then(() => {
+      send({ cmd: 'profiling' });
+    });
   } else if (message.cmd === 'stop') {
-    void plane.close().then(() => process.exit(0));
+    void stopProfile()
+      .then(() => plane.close())
+      .then(() => process.exit(0));
   }
 });
+/** With BENCH_PROFILE_DIR, a CPU profile of the change phase alone (the connect storm would drown it). */
+const profileDir = process.env['BENCH_PROFILE_DIR'];
+let profiler: Session | undefined;
+async function startProfile(): Promise<void> {
+  if (profileDir === undefined) return;
+  profiler = new Session();
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.start');
+}
+async function stopProfile(): Promise<void> {
+  if (profiler === undefined || profileDir === undefined) return;
+  const { profile } = await profiler.post('Profiler.stop');
+  const file = path.join(profileDir, `xds-server-${process.env['BENCH_MODE'] ?? 'sotw'}-changes.cpuprofile`);
+  mkdirSync(profileDir, { recursive: true });
+  writeFileSync(file, JSON.stringify(profile));
+  profiler.disconnect();
+}
+
 send({ cmd: 'ready', address: plane.address });

@@ -28,8 +28,8 @@ function start(file: string, env: Record<string, string>): ChildProcess {
       'tsx',
       '--max-old-space-size=4096',
       '--expose-gc',
-      ...(process.env['BENCH_PROFILE_DIR']
-        ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`]
+      ...(file === 'xds-server.ts'
+        ? (process.env['BENCH_SERVER_NODE_FLAGS'] ?? '').split(' ').filter(Boolean)
         : []),
     ],
     env: { ...process.env, ...env, READYGATE_LOG_LEVEL: 'silent' },
@@ -85,6 +85,8 @@ async function runMode(mode: string): Promise<ModeResult> {
     try {
       const synced = await next(load, 'synced', 600_000);
       await sleep(500);
+      server.send({ cmd: 'profile-start' });
+      await next(server, 'profiling', 5000);
       const toAll: number[] = [];
       const cpu: number[] = [];
       let bytes = 0;
@@ -129,7 +131,7 @@ async function runMode(mode: string): Promise<ModeResult> {
   }
 }
 
-/** Asks a child to exit (so a --cpu-prof profile gets written), killing it if it does not within 5 s. */
+/** Asks a child to exit (so its change-phase profile gets written), killing it if it does not within 5 s. */
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) =>
