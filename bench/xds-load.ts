@@ -89,6 +89,13 @@ function sotwEdsAck(version: string, nonce: string): Buffer {
   ]);
 }
 
+/** Bytes of the EDS ACK this load sends, for the transport floor bench:xds measures beside it. */
+function edsAckSize(version: string, nonce: string): number {
+  return mode === 'delta'
+    ? deltaCodec.encode({ type_url: TypeUrl.ENDPOINT, response_nonce: nonce }).length
+    : sotwEdsAck(version, nonce).length;
+}
+
 interface SimStream {
   call: grpc.ClientDuplexStream<Record<string, unknown> | Buffer, Buffer>;
   synced: boolean;
@@ -128,7 +135,8 @@ function open(index: number, client: grpc.Client): void {
       if (!sim.synced) {
         sim.synced = true;
         syncedCount += 1;
-        if (syncedCount === streamsWanted) send({ cmd: 'synced', ms: now - startedAt });
+        if (syncedCount === streamsWanted)
+          send({ cmd: 'synced', ms: now - startedAt, edsAckBytes: edsAckSize(version, nonce) });
       } else if (now >= expectChangeAfter) {
         changeArrivals.push(now);
         if (changeArrivals.length === streamsWanted)

@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { measureFloor, type FloorResult } from './http2-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const streams = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -69,9 +70,21 @@ interface ModeResult {
   rssMB: number;
   /** V8 heap in use after a full GC: the live set, without the connect storm's garbage. */
   heapAfterGcMB: number;
+  /** A bare node:http2 server doing the same writes and reads per change (bench/http2-floor.ts). */
+  http2Floor: FloorResult & { pushBytes: number; ackBytes: number };
 }
 
 async function runMode(mode: string): Promise<ModeResult> {
+  const { result, edsAckBytes } = await measureReadygate(mode);
+  // After readygate and its load have exited, so the floor runs on a quiet machine too.
+  const pushBytes = Math.round(result.bytesPerChange / streams);
+  const floor = await measureFloor({ streams, pushBytes, ackBytes: edsAckBytes, rounds: changes });
+  return { ...result, http2Floor: { ...floor, pushBytes, ackBytes: edsAckBytes } };
+}
+
+async function measureReadygate(
+  mode: string,
+): Promise<{ result: Omit<ModeResult, 'http2Floor'>; edsAckBytes: number }> {
   const env = {
     BENCH_STREAMS: String(streams),
     BENCH_CLUSTERS: String(clusters),
@@ -110,7 +123,7 @@ async function runMode(mode: string): Promise<ModeResult> {
       const final = await next(server, 'stats', 5000);
       server.send({ cmd: 'stats', gc: true });
       const live = await next(server, 'stats', 10_000);
-      return {
+      const result = {
         mode,
         connectAllMs: Math.round(synced['ms'] as number),
         changeToAllMs: {
@@ -123,6 +136,7 @@ async function runMode(mode: string): Promise<ModeResult> {
         rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
         heapAfterGcMB: Math.round((live['heapUsedBytes'] as number) / 1024 / 1024),
       };
+      return { result, edsAckBytes: synced['edsAckBytes'] as number };
     } finally {
       await stop(load);
     }
@@ -180,5 +194,7 @@ console.table(
     'bytes/change': r.bytesPerChange,
     'RSS (MB)': r.rssMB,
     'heap after GC (MB)': r.heapAfterGcMB,
+    'bare HTTP/2 CPU/change p50 (ms)': r.http2Floor.cpuMsPerRound.p50,
+    'bare HTTP/2 round p99 (ms)': r.http2Floor.roundMs.p99,
   })),
 );
