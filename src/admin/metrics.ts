@@ -82,13 +82,33 @@ export function registerControlPlaneMetrics(
       this.set(store.size);
     },
   });
+  // Labelled children resolved once per type: these handlers run for every push and ACK of every stream.
+  // Keyed by the short name, which is bounded: a client can send any number of unknown type URLs.
+  const perType = new Map<string, ReturnType<typeof childrenFor>>();
+  const childrenFor = (type: string) => {
+    const labels = { type };
+    return {
+      pushes: pushes.labels(labels),
+      pushBytes: pushBytes.labels(labels),
+      acks: acks.labels(labels),
+      convergence: convergence.labels(labels),
+    };
+  };
+  const children = (typeUrl: string) => {
+    const type = shortTypeName(typeUrl);
+    let found = perType.get(type);
+    if (!found) perType.set(type, (found = childrenFor(type)));
+    return found;
+  };
   sync.on('sent', (e) => {
-    pushes.inc({ type: shortTypeName(e.typeUrl) });
-    pushBytes.inc({ type: shortTypeName(e.typeUrl) }, e.bytes);
+    const c = children(e.typeUrl);
+    c.pushes.inc();
+    c.pushBytes.inc(e.bytes);
   });
   sync.on('ack', (e) => {
-    acks.inc({ type: shortTypeName(e.typeUrl) });
-    convergence.observe({ type: shortTypeName(e.typeUrl) }, e.latencySeconds);
+    const c = children(e.typeUrl);
+    c.acks.inc();
+    c.convergence.observe(e.latencySeconds);
   });
   sync.on('nack', (e) => {
     nacks.inc({ type: shortTypeName(e.typeUrl) });

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { codecFor } from '../protos/envoy-protos.js';
 import { messageNameOf, TypeUrl } from './resource-types.js';
+import type { SentEntry } from './sync-status.js';
 import type { ResourceDraft } from './translate.js';
 import { lengthDelimitedField, stringField } from './wire.js';
 
@@ -96,6 +97,20 @@ export interface ResourceRef {
   readonly name: string;
 }
 
+/**
+ * The part of a response that every stream sending the same resources shares, and what it records as
+ * sent. The per-stream fields (nonce, and Delta's system_version_info) are appended after it: protobuf
+ * fields may come in any order, so one copy of these bytes serves every stream.
+ */
+export interface SharedResponseBody {
+  readonly bytes: Buffer;
+  readonly entries: readonly SentEntry[];
+}
+
+/** DiscoveryResponse / DeltaDiscoveryResponse field numbers that the shared body carries. */
+const SOTW_VERSION_INFO = 1;
+const RESPONSE_TYPE_URL = 4;
+
 /** Test-only hook: rewrites a draft before encoding (used to make Envoy reject a resource on purpose). */
 export type DraftOverride = (draft: ResourceDraft) => ResourceDraft;
 
@@ -104,6 +119,16 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   /** Per type, the XOR of every resource's digest: a set version maintained in O(changes). */
   readonly #typeDigest = new Map<string, bigint>(PUSH_ORDER.map((t) => [t, 0n]));
   #override: DraftOverride | undefined;
+  /**
+   * Shared response bodies of the current cache state, keyed by the one resource they carry or, for a
+   * type's whole set, by the type URL. A push of one change builds its body once instead of once per
+   * stream; cleared on every change, so nothing outlives the resources it was built from.
+   */
+  readonly #sotwBodies = new Map<
+    CachedResource | string,
+    { versionInfo: string; body: SharedResponseBody }
+  >();
+  readonly #deltaBodies = new Map<CachedResource, SharedResponseBody>();
 
   get(typeUrl: string, name: string): CachedResource | undefined {
     return this.#byType.get(typeUrl as TypeUrl)?.get(name);
@@ -121,6 +146,44 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
 
   count(typeUrl: TypeUrl): number {
     return this.resources(typeUrl).size;
+  }
+
+  /**
+   * A SotW response body: `resources`, then type_url and version_info. `wholeType` says `resources` is
+   * every resource of the type in cache order (a wildcard complete-set push), which makes it shareable.
+   */
+  sotwBody(
+    typeUrl: string,
+    versionInfo: string,
+    resources: readonly CachedResource[],
+    wholeType: boolean,
+  ): SharedResponseBody {
+    const key = resources.length === 1 ? resources[0] : wholeType ? typeUrl : undefined;
+    const memo = key === undefined ? undefined : this.#sotwBodies.get(key);
+    if (memo?.versionInfo === versionInfo) return memo.body;
+    const body: SharedResponseBody = {
+      bytes: Buffer.concat([
+        ...resources.map((r) => r.sotwField),
+        stringField(RESPONSE_TYPE_URL, typeUrl),
+        stringField(SOTW_VERSION_INFO, versionInfo),
+      ]),
+      entries: resources.map((r): SentEntry => [r.name, r.version]),
+    };
+    if (key !== undefined) this.#sotwBodies.set(key, { versionInfo, body });
+    return body;
+  }
+
+  /** A Delta response body: `resources`, then type_url. Removals and versions are per stream. */
+  deltaBody(typeUrl: string, resources: readonly CachedResource[]): SharedResponseBody {
+    const single = resources.length === 1 ? resources[0] : undefined;
+    const memo = single && this.#deltaBodies.get(single);
+    if (memo) return memo;
+    const body: SharedResponseBody = {
+      bytes: Buffer.concat([...resources.map((r) => r.deltaField), stringField(RESPONSE_TYPE_URL, typeUrl)]),
+      entries: resources.map((r): SentEntry => [r.name, r.version]),
+    };
+    if (single) this.#deltaBodies.set(single, body);
+    return body;
   }
 
   setDraftOverride(override: DraftOverride | undefined): void {
@@ -165,7 +228,11 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
       const c = change.get(typeUrl);
       if (c && (c.changed.size > 0 || c.removed.size > 0)) ordered.set(typeUrl, c);
     }
-    if (ordered.size > 0) this.emit('change', ordered);
+    if (ordered.size > 0) {
+      this.#sotwBodies.clear();
+      this.#deltaBodies.clear();
+      this.emit('change', ordered);
+    }
     return ordered;
   }
 

@@ -9,9 +9,8 @@ import { XdsStreamBase } from './stream-base.js';
 import type { SentEntry } from './sync-status.js';
 import { stringField } from './wire.js';
 
-/** DeltaDiscoveryResponse field numbers (resources, 2, come framed from the cache). */
+/** DeltaDiscoveryResponse per-stream field numbers; resources and type_url come from the cache's shared body. */
 const SYSTEM_VERSION_INFO = 1;
-const TYPE_URL = 4;
 const NONCE = 5;
 const REMOVED_RESOURCES = 6;
 
@@ -170,17 +169,15 @@ export class DeltaStream extends XdsStreamBase {
 
     const nonce = this.nextNonce();
     const systemVersion = `${this.syncState.streamId}.${nonce}`;
+    const body = this.cache.deltaBody(typeUrl, toSend);
     const bytes = Buffer.concat([
+      body.bytes,
       stringField(SYSTEM_VERSION_INFO, systemVersion),
-      ...toSend.map((r) => r.deltaField),
-      stringField(TYPE_URL, typeUrl),
       stringField(NONCE, nonce),
       ...removed.map((name) => stringField(REMOVED_RESOURCES, name)),
     ]);
-    const entries: SentEntry[] = [
-      ...toSend.map((r): SentEntry => [r.name, r.version]),
-      ...removed.map((n): SentEntry => [n, null]),
-    ];
+    const entries: readonly SentEntry[] =
+      removed.length === 0 ? body.entries : [...body.entries, ...removed.map((n): SentEntry => [n, null])];
     this.sync.recordSent(this.syncState, typeUrl, {
       versionInfo: systemVersion,
       nonce,

@@ -3,6 +3,10 @@
  * name) in every SotW ACK; with 1000 clusters and 1000 Envoys that is a million strings per change.
  * This decoder keeps `resource_names` as the raw bytes they arrived in and decodes them only when a
  * stream's subscription actually differs from its previous request. Other fields go through protobufjs.
+ *
+ * Even walking the name fields costs a million steps per change at that scale, so the caller passes the
+ * `resource_names` bytes of the stream's previous requests: when the message holds the same bytes at the
+ * same place, one memcmp skips them, and the result shares the previous buffer.
  */
 import { codecFor } from '../protos/envoy-protos.js';
 import type { DiscoveryRequest, EnvoyNode, RpcStatus } from './messages.js';
@@ -25,8 +29,13 @@ export interface LazyDiscoveryRequest extends DiscoveryRequest {
   readonly resourceNamesBytes: Buffer;
 }
 
-export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
+export function decodeDiscoveryRequest(
+  bytes: Buffer,
+  recentNames: readonly Buffer[] = [],
+): LazyDiscoveryRequest {
   let offset = 0;
+  /** The previous names bytes found verbatim at the first name field, if any. */
+  let reused: Buffer | undefined;
   const readVarint = (): number => {
     // Tags and lengths below 128 are one byte: the common case, kept cheap.
     const first = bytes[offset];
@@ -73,7 +82,21 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
           node = codecFor<EnvoyNode>('envoy.config.core.v3.Node').decode(bytes.subarray(start, end));
           break;
         case RESOURCE_NAMES:
-          if (namesStart < 0) namesStart = fieldStart;
+          if (namesStart < 0) {
+            namesStart = fieldStart;
+            // A previous request's names are whole, validated fields: equal bytes can be skipped.
+            reused = recentNames.find(
+              (names) =>
+                names.length >= end - fieldStart &&
+                fieldStart + names.length <= bytes.length &&
+                bytes.compare(names, 0, names.length, fieldStart, fieldStart + names.length) === 0,
+            );
+            if (reused) {
+              offset = fieldStart + reused.length;
+              namesEnd = offset;
+              break;
+            }
+          }
           namesEnd = end;
           break;
         case TYPE_URL:
@@ -100,7 +123,12 @@ export function decodeDiscoveryRequest(bytes: Buffer): LazyDiscoveryRequest {
     if (offset > bytes.length) throw new RangeError('message truncated');
   }
 
-  const resourceNamesBytes = namesStart < 0 ? Buffer.alloc(0) : bytes.subarray(namesStart, namesEnd);
+  const resourceNamesBytes =
+    namesStart < 0
+      ? Buffer.alloc(0)
+      : reused?.length === namesEnd - namesStart
+        ? reused
+        : bytes.subarray(namesStart, namesEnd);
   let names: string[] | undefined;
   const request: LazyDiscoveryRequest = {
     resourceNamesBytes,

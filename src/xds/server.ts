@@ -69,11 +69,8 @@ function method(
 }
 
 export const adsServiceDefinition = {
-  StreamAggregatedResources: method(
-    SOTW_METHOD_PATH,
-    DISCOVERY_REQUEST,
-    guarded(decodeDiscoveryRequest, DISCOVERY_REQUEST),
-  ),
+  // SotW requests are decoded by the stream handler, which knows the stream's previous requests.
+  StreamAggregatedResources: method(SOTW_METHOD_PATH, DISCOVERY_REQUEST, identity),
   DeltaAggregatedResources: method(DELTA_METHOD_PATH, DELTA_DISCOVERY_REQUEST),
 } satisfies grpc.ServiceDefinition;
 
@@ -175,8 +172,13 @@ export class AdsService {
       sync.close(syncState);
       logger.info({ stream: syncState.streamId, node: syncState.nodeId }, 'xds stream closed');
     };
-    call.on('data', (message: unknown) => {
+    const decode =
+      stream instanceof SotwStream
+        ? guarded((bytes) => decodeDiscoveryRequest(bytes, stream.recentResourceNames()), DISCOVERY_REQUEST)
+        : (decoded: unknown) => decoded;
+    call.on('data', (received: unknown) => {
       if (ended) return;
+      const message = decode(received as Buffer);
       if (message instanceof UndecodableMessage) {
         transport.fail(grpc.status.INVALID_ARGUMENT, message.reason);
         return;

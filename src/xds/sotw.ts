@@ -7,12 +7,9 @@ import type { DiscoveryRequest } from './messages.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { XdsStreamBase } from './stream-base.js';
-import type { SentEntry } from './sync-status.js';
 import { stringField } from './wire.js';
 
-/** DiscoveryResponse field numbers (resources, 2, come framed from the cache). */
-const VERSION_INFO = 1;
-const TYPE_URL = 4;
+/** DiscoveryResponse.nonce; the other fields come from the cache's shared body. */
 const NONCE = 5;
 
 /**
@@ -48,6 +45,15 @@ interface SotwTypeState {
 export class SotwStream extends XdsStreamBase {
   readonly #types = new Map<string, SotwTypeState>();
 
+  /** The `resource_names` bytes of this stream's last request per type, for the request decoder. */
+  recentResourceNames(): Buffer[] {
+    const recent: Buffer[] = [];
+    for (const state of this.#types.values())
+      if (state.lastNamesBytes !== undefined && state.lastNamesBytes.length > 0)
+        recent.push(state.lastNamesBytes);
+    return recent;
+  }
+
   handleRequest(request: DiscoveryRequest): void {
     const typeUrl = request.type_url ?? '';
     if (typeUrl === '') {
@@ -75,7 +81,9 @@ export class SotwStream extends XdsStreamBase {
     }
     const namesBytes = (request as Partial<LazyDiscoveryRequest>).resourceNamesBytes;
     // Same bytes as last time on this stream and type: same subscription, nothing to decode or compare.
-    const unchanged = namesBytes !== undefined && state.lastNamesBytes?.equals(namesBytes) === true;
+    const unchanged =
+      namesBytes !== undefined &&
+      (namesBytes === state.lastNamesBytes || state.lastNamesBytes?.equals(namesBytes) === true);
     const newlySubscribed = unchanged ? 0 : this.#updateSubscription(typeUrl, state, request.resource_names);
     if (namesBytes !== undefined && !unchanged) state.lastNamesBytes = Buffer.from(namesBytes);
     if (request.error_detail && newlySubscribed === 0) return;
@@ -206,17 +214,12 @@ export class SotwStream extends XdsStreamBase {
     state.lastSentVersion = versionInfo;
     if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
 
-    const bytes = Buffer.concat([
-      stringField(VERSION_INFO, versionInfo),
-      ...toSend.map((r) => r.sotwField),
-      stringField(TYPE_URL, typeUrl),
-      stringField(NONCE, nonce),
-    ]);
-    const entries: SentEntry[] = toSend.map((r) => [r.name, r.version]);
+    const body = this.cache.sotwBody(typeUrl, versionInfo, toSend, wildcardAll && completeSet);
+    const bytes = Buffer.concat([body.bytes, stringField(NONCE, nonce)]);
     this.sync.recordSent(this.syncState, typeUrl, {
       versionInfo,
       nonce,
-      entries,
+      entries: body.entries,
       completeSet,
       bytes: bytes.length,
     });

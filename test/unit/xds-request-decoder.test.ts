@@ -68,3 +68,55 @@ test('truncated and malformed bytes throw instead of returning half a request', 
   );
   t.throws(() => decodeDiscoveryRequest(Buffer.from([0x0b])), { instanceOf: RangeError }); // wire type 3
 });
+
+/** protobufjs writes fields in number order; these build other valid orders by hand. */
+function lengthField(field: number, value: string): Buffer {
+  const body = Buffer.from(value, 'utf8');
+  if (body.length > 127) throw new Error('test helper: short fields only');
+  return Buffer.concat([Buffer.from([(field << 3) | 2, body.length]), body]);
+}
+const names = (...list: string[]) => Buffer.concat(list.map((n) => lengthField(3, n)));
+
+test('previous names found verbatim are skipped and the previous buffer is shared', (t) => {
+  const first = decodeDiscoveryRequest(
+    codec.encode({ version_info: 'v1', resource_names: ['a', 'b', 'c'], type_url: 't', response_nonce: '1' }),
+  );
+  const hint = Buffer.from(first.resourceNamesBytes);
+  const again = decodeDiscoveryRequest(
+    codec.encode({ version_info: 'v2', resource_names: ['a', 'b', 'c'], type_url: 't', response_nonce: '2' }),
+    [Buffer.from('unrelated'), hint],
+  );
+  t.is(again.resourceNamesBytes, hint);
+  t.deepEqual(again.resource_names, ['a', 'b', 'c']);
+  t.is(again.version_info, 'v2');
+  t.is(again.type_url, 't');
+  t.is(again.response_nonce, '2');
+});
+
+test('a hint that does not match, or only begins the names, gives the same result as no hint', (t) => {
+  const hint = names('a', 'b');
+  const messages: Record<string, Buffer> = {
+    'different names': codec.encode({ resource_names: ['a', 'x'], type_url: 't', response_nonce: '1' }),
+    'more names after the hint': codec.encode({
+      resource_names: ['a', 'b', 'c'],
+      type_url: 't',
+      response_nonce: '1',
+    }),
+    'fewer names than the hint': codec.encode({ resource_names: ['a'], type_url: 't', response_nonce: '1' }),
+    'names split by another field': Buffer.concat([names('a', 'b'), lengthField(4, 't'), names('c')]),
+    'hint longer than the message': names('a'),
+  };
+  for (const [label, bytes] of Object.entries(messages)) {
+    const plain = decodeDiscoveryRequest(bytes);
+    const hinted = decodeDiscoveryRequest(bytes, [hint]);
+    t.deepEqual(hinted.resource_names, plain.resource_names, label);
+    t.true(hinted.resourceNamesBytes.equals(plain.resourceNamesBytes), label);
+    t.is(hinted.type_url, plain.type_url, label);
+    t.is(hinted.response_nonce, plain.response_nonce, label);
+  }
+  t.deepEqual(decodeDiscoveryRequest(messages['names split by another field']!, [hint]).resource_names, [
+    'a',
+    'b',
+    'c',
+  ]);
+});
