@@ -118,6 +118,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   readonly #byType = new Map<TypeUrl, Map<string, CachedResource>>(PUSH_ORDER.map((t) => [t, new Map()]));
   /** Per type, the XOR of every resource's digest: a set version maintained in O(changes). */
   readonly #typeDigest = new Map<string, bigint>(PUSH_ORDER.map((t) => [t, 0n]));
+  readonly #typeVersions = new Map<string, string>();
   #override: DraftOverride | undefined;
   /**
    * Shared response bodies of the current cache state, keyed by the one resource they carry or, for a
@@ -141,7 +142,13 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
 
   /** The version of a type's whole resource set; equal sets give equal versions everywhere. */
   typeVersion(typeUrl: string): string {
-    return digestVersion(this.#typeDigest.get(typeUrl) ?? 0n);
+    // Asked by every stream on every push; formatted once per change.
+    let version = this.#typeVersions.get(typeUrl);
+    if (version === undefined) {
+      version = digestVersion(this.#typeDigest.get(typeUrl) ?? 0n);
+      this.#typeVersions.set(typeUrl, version);
+    }
+    return version;
   }
 
   count(typeUrl: TypeUrl): number {
@@ -238,6 +245,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
 
   #xorDigest(typeUrl: string, digest: bigint): void {
     this.#typeDigest.set(typeUrl, (this.#typeDigest.get(typeUrl) ?? 0n) ^ digest);
+    this.#typeVersions.delete(typeUrl);
   }
 }
 

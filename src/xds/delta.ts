@@ -140,7 +140,8 @@ export class DeltaStream extends XdsStreamBase {
 
   protected buildResponse(typeUrl: string): Buffer | undefined {
     const state = this.#types.get(typeUrl);
-    if (!state) return undefined;
+    // Most calls come from ACKs, with nothing pending.
+    if (!state || (state.dirty.size === 0 && state.mustSend.size === 0)) return undefined;
     const all = this.cache.resources(typeUrl);
     const toSend: CachedResource[] = [];
     const removed: string[] = [];

@@ -186,11 +186,20 @@ export class SotwStream extends XdsStreamBase {
     let toSend: CachedResource[];
     let versionInfo: string;
     if (completeSet) {
+      // Every CDS ACK lands here: a wildcard stream's version is known without collecting the set.
+      if (
+        wildcardAll &&
+        state.lastNonce !== undefined &&
+        this.cache.typeVersion(typeUrl) === state.lastSentVersion
+      )
+        return undefined;
       const current = this.#subscribedResources(typeUrl, state);
       versionInfo = wildcardAll ? this.cache.typeVersion(typeUrl) : aggregateVersion(current);
       if (state.lastNonce !== undefined && versionInfo === state.lastSentVersion) return undefined;
       toSend = current;
     } else {
+      // Most calls come from ACKs, with nothing pending.
+      if (state.dirty.size === 0 && state.forced.size === 0) return undefined;
       const all = this.cache.resources(typeUrl);
       toSend = [];
       const candidates =

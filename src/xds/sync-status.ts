@@ -27,7 +27,8 @@ interface InflightResponse {
   readonly entries: readonly SentEntry[];
   /** SotW CDS/LDS responses carry the complete set: on ACK, anything absent is gone from the client. */
   readonly completeSet: boolean;
-  readonly sentAtNs: bigint;
+  /** performance.now() at sending: a plain number, since this runs for every push of every stream. */
+  readonly sentAtMs: number;
 }
 
 export class TypeSyncState {
@@ -150,7 +151,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       record,
       entries: sent.entries,
       completeSet: sent.completeSet,
-      sentAtNs: process.hrtime.bigint(),
+      sentAtMs: performance.now(),
     });
     this.emit('sent', { stream, typeUrl, record, resources: sent.entries.length, bytes: sent.bytes });
   }
@@ -170,7 +171,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       else state.ackedResources.set(name, version);
     }
     state.lastAcked = { versionInfo, nonce, time: new Date() };
-    const latencySeconds = Number(process.hrtime.bigint() - response.sentAtNs) / 1e9;
+    const latencySeconds = (performance.now() - response.sentAtMs) / 1000;
     this.emit('ack', { stream, typeUrl, versionInfo, latencySeconds, entries: response.entries });
     return true;
   }
