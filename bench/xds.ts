@@ -1,10 +1,13 @@
 /**
  * `npm run bench:xds`: one endpoint change → all N simulated Envoys, with the control plane and the load
  * in separate processes. Reports p50/p99 time-to-all-streams, control-plane CPU and bytes per change, the
- * time for N streams connecting at once to be fully served, and the control plane's RSS.
+ * time for N streams connecting at once to be fully served, and the control plane's RSS; then the bare
+ * node:http2 floor of the same traffic (bench/http2-floor.ts).
  *
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
- * BENCH_MODES (sotw,delta). Every wait is bounded; a stuck run fails instead of hanging.
+ * BENCH_MODES (sotw,delta), BENCH_STREAMS_PER_CONNECTION (1), BENCH_MAX_BYTES_IN_FLIGHT,
+ * BENCH_PROFILE_DIR (a CPU profile of the change phase). Every wait is bounded; a stuck run fails
+ * instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
