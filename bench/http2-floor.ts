@@ -11,6 +11,7 @@ import { fork } from 'node:child_process';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { percentile, round1 } from './stats.js';
 
 export interface FloorOptions {
   readonly streams: number;
@@ -28,13 +29,6 @@ export interface FloorResult {
 
 const ROUND_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 120_000;
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
-
-const round1 = (n: number): number => Math.round(n * 10) / 10;
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

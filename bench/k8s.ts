@@ -24,6 +24,7 @@ import {
   type KubeCluster,
 } from '../test/helpers/kube-cluster.js';
 import { freePort } from '../test/helpers/ports.js';
+import { percentile, round1 } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..');
@@ -38,11 +39,6 @@ const sleep = (ms: number): Promise<void> =>
   new Promise((resolve) => {
     setTimeout(resolve, ms);
   });
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
 
 interface SynczEntry {
   nodeId: string;
@@ -178,10 +174,6 @@ async function runWith(
     await Promise.race([new Promise((resolve) => readygate.once('exit', resolve)), sleep(10_000)]);
     if (readygate.exitCode === null) readygate.kill('SIGKILL');
   }
-}
-
-function round1(value: number): number {
-  return Math.round(value * 10) / 10;
 }
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureFloor, type FloorResult } from './http2-floor.js';
+import { percentile, round1 } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const streams = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -55,11 +56,6 @@ function next(child: ChildProcess, cmd: string, timeoutMs: number): Promise<Mess
     };
     child.on('message', onMessage);
   });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -130,11 +126,11 @@ async function measureReadygate(
         mode,
         connectAllMs: Math.round(synced['ms'] as number),
         changeToAllMs: {
-          p50: round(percentile(toAll, 50)),
-          p99: round(percentile(toAll, 99)),
-          max: round(Math.max(...toAll)),
+          p50: round1(percentile(toAll, 50)),
+          p99: round1(percentile(toAll, 99)),
+          max: round1(Math.max(...toAll)),
         },
-        controlPlaneCpuMsPerChange: { p50: round(percentile(cpu, 50)), p99: round(percentile(cpu, 99)) },
+        controlPlaneCpuMsPerChange: { p50: round1(percentile(cpu, 50)), p99: round1(percentile(cpu, 99)) },
         bytesPerChange: Math.round(bytes / changes),
         rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
         heapAfterGcMB: Math.round((live['heapUsedBytes'] as number) / 1024 / 1024),
@@ -160,10 +156,6 @@ async function stop(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
-}
-
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
 }
 
 const results: ModeResult[] = [];
