@@ -174,7 +174,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
         stringField(RESPONSE_TYPE_URL, typeUrl),
         stringField(SOTW_VERSION_INFO, versionInfo),
       ]),
-      entries: resources.map((r): SentEntry => [r.name, r.version]),
+      entries: sentEntries(resources),
     };
     if (key !== undefined) this.#sotwBodies.set(key, { versionInfo, body });
     return body;
@@ -187,7 +187,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
     if (memo) return memo;
     const body: SharedResponseBody = {
       bytes: Buffer.concat([...resources.map((r) => r.deltaField), stringField(RESPONSE_TYPE_URL, typeUrl)]),
-      entries: resources.map((r): SentEntry => [r.name, r.version]),
+      entries: sentEntries(resources),
     };
     if (single) this.#deltaBodies.set(single, body);
     return body;
@@ -247,6 +247,10 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
     this.#typeDigest.set(typeUrl, (this.#typeDigest.get(typeUrl) ?? 0n) ^ digest);
     this.#typeVersions.delete(typeUrl);
   }
+}
+
+function sentEntries(resources: readonly CachedResource[]): SentEntry[] {
+  return resources.map((r): SentEntry => [r.name, r.version]);
 }
 
 function digestVersion(digest: bigint): string {
