@@ -1,0 +1,305 @@
+import net from 'node:net';
+import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import test, { type ExecutionContext } from 'ava';
+import {
+  GrpcFramingError,
+  GrpcHttp2Server,
+  GrpcMessageReader,
+  GrpcStatus,
+  encodeGrpcMessage,
+  frameMessage,
+  type GrpcHttp2ServerOptions,
+} from '../../src/xds/grpc-transport.js';
+
+const ECHO = '/test.Echo/Stream';
+
+function framed(...messages: Buffer[]): Buffer {
+  return Buffer.concat(messages.map((m) => frameMessage([m])));
+}
+
+test('frameMessage prefixes a zero flag and the big-endian length of all parts', (t) => {
+  const bytes = frameMessage([Buffer.from('ab'), Buffer.alloc(0), Buffer.from('cde')]);
+  t.deepEqual([...bytes], [0, 0, 0, 0, 5, 0x61, 0x62, 0x63, 0x64, 0x65]);
+});
+
+test('messages within one chunk are views of it, in order, including an empty one', (t) => {
+  const chunk = framed(Buffer.from('first'), Buffer.alloc(0), Buffer.from('third'));
+  const messages = new GrpcMessageReader(1024).push(chunk);
+  t.deepEqual(
+    messages.map((m) => m.toString()),
+    ['first', '', 'third'],
+  );
+  t.is(messages[0]!.buffer, chunk.buffer);
+  t.is(messages[2]!.buffer, chunk.buffer);
+});
+
+test('a message split anywhere, even inside its header, is reassembled', (t) => {
+  const payload = Buffer.from('x'.repeat(300) + 'end');
+  const bytes = framed(payload, Buffer.from('next'));
+  for (const cuts of [[1], [3], [5], [6, 200], [2, 4, 150, 304]]) {
+    const reader = new GrpcMessageReader(1024);
+    const out: string[] = [];
+    let from = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      out.push(...reader.push(bytes.subarray(from, cut)).map((m) => m.toString()));
+      from = cut;
+    }
+    t.deepEqual(out, [payload.toString(), 'next'], `cuts ${cuts.join(',')}`);
+    t.true(reader.atBoundary);
+  }
+});
+
+test('the reader refuses compressed, malformed and oversized messages with their gRPC status', (t) => {
+  const compressed = Buffer.from([1, 0, 0, 0, 1, 0x61]);
+  t.is(
+    t.throws(() => new GrpcMessageReader(1024).push(compressed), { instanceOf: GrpcFramingError }).status,
+    GrpcStatus.INTERNAL,
+  );
+  const badFlag = Buffer.from([7, 0, 0, 0, 0]);
+  t.regex(t.throws(() => new GrpcMessageReader(1024).push(badFlag)).message, /invalid gRPC message flag 7/);
+  const large = new GrpcMessageReader(10);
+  large.push(Buffer.from([0, 0, 0]));
+  const error = t.throws(() => large.push(Buffer.from([0, 11])), { instanceOf: GrpcFramingError });
+  t.is(error.status, GrpcStatus.RESOURCE_EXHAUSTED);
+  t.is(error.message, 'received message larger than max (11 vs 10)');
+});
+
+test('a half-read message is not at a boundary', (t) => {
+  const reader = new GrpcMessageReader(1024);
+  t.deepEqual(reader.push(Buffer.from([0, 0, 0, 0, 3, 0x61])), []);
+  t.false(reader.atBoundary);
+});
+
+test('grpc-message is percent-encoded outside printable ASCII, and % itself', (t) => {
+  t.is(encodeGrpcMessage('100% done\nnaïve'), '100%25 done%0Ana%C3%AFve');
+});
+
+interface EchoServer {
+  readonly server: GrpcHttp2Server;
+  readonly address: string;
+  /** onClose calls per call, in the order the calls were opened. */
+  readonly closes: number[];
+}
+
+/**
+ * A test-only method that echoes each message back: the transport is exercised with grpc-js and raw
+ * HTTP/2 clients, without ADS on top.
+ */
+async function echoServer(
+  t: ExecutionContext,
+  overrides: Partial<GrpcHttp2ServerOptions> = {},
+): Promise<EchoServer> {
+  const closes: number[] = [];
+  const server = new GrpcHttp2Server({
+    maxConcurrentStreams: 100,
+    maxSessionMemoryMb: 16,
+    maxReceiveMessageBytes: 64 * 1024,
+    keepaliveTimeMs: 30_000,
+    keepaliveTimeoutMs: 10_000,
+    ...overrides,
+    methods: new Map([
+      [
+        ECHO,
+        (call) => {
+          const index = closes.push(0) - 1;
+          return {
+            onMessage: (bytes) => {
+              if (bytes.toString() === 'fail') call.finish(GrpcStatus.INVALID_ARGUMENT, 'asked to fail');
+              else call.write([Buffer.from('echo:'), bytes], () => undefined);
+            },
+            onDrain: () => undefined,
+            onClose: () => {
+              closes[index]! += 1;
+            },
+          };
+        },
+      ],
+    ]),
+  });
+  const port = await server.listen('127.0.0.1', 0);
+  t.teardown(() => server.close(100));
+  return { server, address: `127.0.0.1:${port}`, closes };
+}
+
+function grpcClient(t: ExecutionContext, address: string): grpc.Client {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  t.teardown(() => {
+    client.close();
+  });
+  return client;
+}
+
+function bidi(client: grpc.Client, path = ECHO): grpc.ClientDuplexStream<Buffer, Buffer> {
+  return client.makeBidiStreamRequest(
+    path,
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+  );
+}
+
+function outcome(
+  call: grpc.ClientDuplexStream<Buffer, Buffer>,
+): Promise<{ messages: string[]; code: number; details: string }> {
+  const messages: string[] = [];
+  call.on('data', (b: Buffer) => messages.push(b.toString()));
+  return new Promise((resolve) => {
+    call.on('error', () => undefined);
+    call.on('status', (status: grpc.StatusObject) => {
+      resolve({ messages, code: status.code, details: status.details });
+    });
+  });
+}
+
+test('a grpc-js client streams both ways; half-closing ends the call with OK and one onClose', async (t) => {
+  const { address, closes } = await echoServer(t);
+  const call = bidi(grpcClient(t, address));
+  const done = outcome(call);
+  const large = 'L'.repeat(40_000);
+  for (const text of ['a', large, 'b']) call.write(Buffer.from(text));
+  call.end();
+  const result = await done;
+  t.deepEqual(result.messages, ['echo:a', `echo:${large}`, 'echo:b']);
+  t.is(result.code, GrpcStatus.OK);
+  await until(() => closes[0] === 1);
+  t.deepEqual(closes, [1]);
+});
+
+test('a status the handler chooses reaches the client, and the client is told to stop sending', async (t) => {
+  const { address, closes } = await echoServer(t);
+  const call = bidi(grpcClient(t, address));
+  const done = outcome(call);
+  call.write(Buffer.from('fail'));
+  const result = await done;
+  t.is(result.code, GrpcStatus.INVALID_ARGUMENT);
+  t.is(result.details, 'asked to fail');
+  await until(() => closes[0] === 1);
+  t.deepEqual(closes, [1]);
+});
+
+test('an unknown method is UNIMPLEMENTED, an oversized message RESOURCE_EXHAUSTED', async (t) => {
+  const { address } = await echoServer(t, { maxReceiveMessageBytes: 100 });
+  const client = grpcClient(t, address);
+  const unknown = bidi(client, '/test.Echo/Nope');
+  const unknownDone = outcome(unknown);
+  unknown.write(Buffer.from('x'));
+  const result = await unknownDone;
+  t.is(result.code, GrpcStatus.UNIMPLEMENTED);
+  t.is(result.details, 'unknown method /test.Echo/Nope');
+
+  const oversized = bidi(client);
+  const oversizedDone = outcome(oversized);
+  oversized.write(Buffer.alloc(101));
+  const refused = await oversizedDone;
+  t.is(refused.code, GrpcStatus.RESOURCE_EXHAUSTED);
+  t.is(refused.details, 'received message larger than max (101 vs 100)');
+});
+
+test('raw HTTP/2: a non-gRPC request gets 415; a compressed message ends the call with INTERNAL', async (t) => {
+  const { address } = await echoServer(t);
+  const session = http2.connect(`http://${address}`);
+  t.teardown(() => {
+    session.destroy();
+  });
+  const plain = session.request({ ':method': 'POST', ':path': ECHO, 'content-type': 'text/plain' });
+  plain.end();
+  const plainHeaders = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
+    plain.on('response', resolve);
+  });
+  t.is(Number(plainHeaders[':status']), 415);
+
+  const grpcCall = session.request({ ':method': 'POST', ':path': ECHO, 'content-type': 'application/grpc' });
+  grpcCall.write(Buffer.from([1, 0, 0, 0, 1, 0x61]));
+  const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) =>
+    grpcCall.on('trailers', resolve),
+  );
+  grpcCall.resume();
+  t.is(trailers['grpc-status'], String(GrpcStatus.INTERNAL));
+  t.is(
+    trailers['grpc-message'],
+    encodeGrpcMessage('received a compressed message; readygate accepts only grpc-encoding identity'),
+  );
+});
+
+test('a connection that stops answering pings is dropped after the keepalive timeout', async (t) => {
+  const { address } = await echoServer(t, { keepaliveTimeMs: 50, keepaliveTimeoutMs: 100 });
+  const [host, port] = address.split(':');
+  // A peer that opens HTTP/2 (preface, empty SETTINGS, and an ACK of the server's SETTINGS) and then
+  // answers nothing, pings included; it reads and discards what arrives, or it would not notice the
+  // server closing the connection.
+  const socket = net.connect(Number(port), host);
+  t.teardown(() => {
+    socket.destroy();
+  });
+  socket.resume();
+  const closed = new Promise<void>((resolve) =>
+    socket.on('close', () => {
+      resolve();
+    }),
+  );
+  socket.on('error', () => undefined);
+  socket.write(
+    Buffer.concat([
+      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+      Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+      Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0]),
+    ]),
+  );
+  const started = Date.now();
+  const outcome = await Promise.race([closed.then(() => 'closed'), delay(3000).then(() => 'still open')]);
+  t.is(outcome, 'closed');
+  t.true(Date.now() - started >= 100, 'not before one ping interval and timeout have passed');
+});
+
+test('a connection that answers pings stays open across many keepalive intervals', async (t) => {
+  const { address } = await echoServer(t, { keepaliveTimeMs: 20, keepaliveTimeoutMs: 50 });
+  const session = http2.connect(`http://${address}`);
+  t.teardown(() => {
+    session.destroy();
+  });
+  let pings = 0;
+  session.on('ping', () => {
+    pings += 1;
+  });
+  await delay(400);
+  t.false(session.destroyed);
+  t.false(session.closed);
+  t.true(pings >= 5, `pings received: ${pings}`);
+});
+
+test('close() ends open calls and resolves; new connections are refused', async (t) => {
+  const { server, address, closes } = await echoServer(t);
+  const call = bidi(grpcClient(t, address));
+  const done = outcome(call);
+  call.write(Buffer.from('hello'));
+  await until(() => closes.length === 1);
+  await server.close(200);
+  const result = await done;
+  t.deepEqual(result.messages, ['echo:hello']);
+  t.not(result.code, GrpcStatus.OK);
+  t.deepEqual(closes, [1]);
+  const [host, port] = address.split(':');
+  const refused = await new Promise<string>((resolve) => {
+    const socket = net.connect(Number(port), host);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      resolve(error.code ?? 'error');
+    });
+  });
+  t.is(refused, 'ECONNREFUSED');
+});
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await delay(5);
+  }
+}
