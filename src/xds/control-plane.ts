@@ -3,7 +3,6 @@
  * per changed service, and all changes that arrive in one turn of the event loop go out as one push:
  * no debounce timer, nothing waits that does not have to.
  */
-import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, ReadygateError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -11,7 +10,8 @@ import type { EndpointStore, StoreChange } from '../model/store.js';
 import type { ServiceKey, ServiceModel } from '../model/types.js';
 import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
-import { AdsService, GRPC_SERVER_OPTIONS, adsServiceDefinition } from './server.js';
+import { GrpcHttp2Server } from './grpc-transport.js';
+import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
 import {
   DEFAULT_TRANSLATE_OPTIONS,
@@ -19,11 +19,6 @@ import {
   type ResourceDraft,
   type TranslateOptions,
 } from './translate.js';
-
-export interface ExtraGrpcService {
-  readonly definition: grpc.ServiceDefinition;
-  readonly implementation: grpc.UntypedServiceImplementation;
-}
 
 export interface ControlPlaneOptions {
   readonly store: EndpointStore;
@@ -33,8 +28,6 @@ export interface ControlPlaneOptions {
   readonly logger?: Logger;
   /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
   readonly maxBytesInFlight?: number;
-  /** Other gRPC services to host on the same port (e.g. ext_proc with `serve --extproc`). */
-  readonly extraServices?: readonly ExtraGrpcService[];
 }
 
 export interface ControlPlane {
@@ -151,24 +144,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     logger,
     ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
   });
-  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
-  server.addService(adsServiceDefinition, ads.implementation());
-  for (const extra of options.extraServices ?? []) server.addService(extra.definition, extra.implementation);
-
+  const server = new GrpcHttp2Server({ ...ADS_SERVER_SETTINGS, methods: ads.methods() });
   const { host, port } = parseHostPort(options.xdsAddress);
-  const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(formatHostPort(host, port), grpc.ServerCredentials.createInsecure(), (error, p) => {
-      if (error) {
-        reject(
-          new ReadygateError(
-            ErrorCode.LISTEN_FAILED,
-            `xDS server cannot listen on ${options.xdsAddress}: ${error.message}`,
-            { cause: error },
-          ),
-        );
-      } else resolve(p);
-    });
-  });
+  let boundPort: number;
+  try {
+    boundPort = await server.listen(host, port);
+  } catch (error) {
+    throw new ReadygateError(
+      ErrorCode.LISTEN_FAILED,
+      `xDS server cannot listen on ${options.xdsAddress}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
   const address = formatHostPort(host, boundPort);
   logger.info({ address }, 'xDS server listening');
 
@@ -183,16 +170,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     close: async () => {
       pipeline.close();
       ads.closeAll('readygate is shutting down');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await server.close(2000);
     },
   };
 }

@@ -5,7 +5,7 @@
 import type { CacheChange, CachedResource } from './cache.js';
 import type { DeltaDiscoveryRequest } from './messages.js';
 import { TypeUrl, wildcardReceivesAll } from './resource-types.js';
-import { XdsStreamBase } from './stream-base.js';
+import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
 import type { SentEntry } from './sync-status.js';
 import { stringField } from './wire.js';
 
@@ -138,7 +138,7 @@ export class DeltaStream extends XdsStreamBase {
     return state;
   }
 
-  protected buildResponse(typeUrl: string): Buffer | undefined {
+  protected buildResponse(typeUrl: string): EncodedResponse | undefined {
     const state = this.#types.get(typeUrl);
     // Most calls come from ACKs, with nothing pending.
     if (!state || (state.dirty.size === 0 && state.mustSend.size === 0)) return undefined;
@@ -171,12 +171,14 @@ export class DeltaStream extends XdsStreamBase {
     const nonce = this.nextNonce();
     const systemVersion = `${this.syncState.streamId}.${nonce}`;
     const body = this.cache.deltaBody(typeUrl, toSend);
-    const bytes = Buffer.concat([
+    const parts = [
       body.bytes,
       stringField(SYSTEM_VERSION_INFO, systemVersion),
       stringField(NONCE, nonce),
       ...removed.map((name) => stringField(REMOVED_RESOURCES, name)),
-    ]);
+    ];
+    let length = 0;
+    for (const part of parts) length += part.length;
     const entries: readonly SentEntry[] =
       removed.length === 0 ? body.entries : [...body.entries, ...removed.map((n): SentEntry => [n, null])];
     this.sync.recordSent(this.syncState, typeUrl, {
@@ -184,9 +186,9 @@ export class DeltaStream extends XdsStreamBase {
       nonce,
       entries,
       completeSet: false,
-      bytes: bytes.length,
+      bytes: length,
     });
-    return bytes;
+    return { parts, length };
   }
 
   /**

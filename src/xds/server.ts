@@ -1,19 +1,14 @@
 /**
  * The gRPC face of ADS: decodes requests, hands them to a per-stream state machine, writes the bytes it
- * returns. Responses are pre-encoded, so the response serializer is the identity function.
+ * returns. Responses are pre-encoded and framed by the copy that assembles them (grpc-transport.ts).
  */
-import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { codecFor } from '../protos/envoy-protos.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { DeltaStream } from './delta.js';
-import {
-  DELTA_DISCOVERY_REQUEST,
-  DISCOVERY_REQUEST,
-  type DeltaDiscoveryRequest,
-  type DiscoveryRequest,
-} from './messages.js';
+import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from './grpc-transport.js';
+import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
 import { decodeDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
 import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
@@ -23,7 +18,7 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
 export const SOTW_METHOD_PATH = `/${ADS_SERVICE}/StreamAggregatedResources`;
 export const DELTA_METHOD_PATH = `/${ADS_SERVICE}/DeltaAggregatedResources`;
 
-/** A request that failed to decode; the handler ends its stream with INVALID_ARGUMENT. */
+/** A request that failed to decode; the stream ends with INVALID_ARGUMENT. */
 class UndecodableMessage {
   readonly reason: string;
   constructor(reason: string) {
@@ -31,7 +26,10 @@ class UndecodableMessage {
   }
 }
 
-function guarded(decode: (bytes: Buffer) => unknown, messageName: string): (bytes: Buffer) => unknown {
+function guarded<T>(
+  decode: (bytes: Buffer) => T,
+  messageName: string,
+): (bytes: Buffer) => T | UndecodableMessage {
   return (bytes) => {
     try {
       return decode(bytes);
@@ -41,38 +39,8 @@ function guarded(decode: (bytes: Buffer) => unknown, messageName: string): (byte
   };
 }
 
-function decoderFor(messageName: string): (bytes: Buffer) => unknown {
-  const codec = codecFor(messageName);
-  return guarded((bytes) => codec.decode(bytes), messageName);
-}
-
-function identity(bytes: Buffer): Buffer {
-  return bytes;
-}
-
-function method(
-  path: string,
-  requestName: string,
-  decode: (bytes: Buffer) => unknown = decoderFor(requestName),
-): grpc.MethodDefinition<unknown, Buffer> {
-  return {
-    path,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: () => {
-      throw new Error('server-side definition: requests are never serialized here');
-    },
-    requestDeserialize: decode,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  };
-}
-
-export const adsServiceDefinition = {
-  // SotW requests are decoded by the stream handler, which knows the stream's previous requests.
-  StreamAggregatedResources: method(SOTW_METHOD_PATH, DISCOVERY_REQUEST, identity),
-  DeltaAggregatedResources: method(DELTA_METHOD_PATH, DELTA_DISCOVERY_REQUEST),
-} satisfies grpc.ServiceDefinition;
+const deltaCodec = codecFor<DeltaDiscoveryRequest>(DELTA_DISCOVERY_REQUEST);
+const decodeDeltaRequest = guarded((bytes) => deltaCodec.decode(bytes), DELTA_DISCOVERY_REQUEST);
 
 export interface AdsServiceOptions {
   readonly cache: ResourceCache;
@@ -84,12 +52,10 @@ export interface AdsServiceOptions {
 
 const DEFAULT_MAX_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 
-type AnyCall = grpc.ServerDuplexStream<unknown, Buffer>;
-
 /** Owns the live ADS streams: fans cache changes out to them and ends them on shutdown. */
 export class AdsService {
   readonly #options: AdsServiceOptions;
-  readonly #streams = new Map<XdsStreamBase, AnyCall>();
+  readonly #streams = new Map<XdsStreamBase, GrpcServerCall>();
   readonly #budget: SendBudget;
   #closing = false;
 
@@ -105,46 +71,40 @@ export class AdsService {
     return this.#streams.size;
   }
 
-  implementation(): grpc.UntypedServiceImplementation {
-    return {
-      StreamAggregatedResources: (call: AnyCall) => {
-        this.#attach(call, 'sotw');
-      },
-      DeltaAggregatedResources: (call: AnyCall) => {
-        this.#attach(call, 'delta');
-      },
-    };
+  /** The ADS methods, by HTTP/2 path, for the gRPC server. */
+  methods(): ReadonlyMap<string, (call: GrpcServerCall) => BidiCallHandlers> {
+    return new Map([
+      [SOTW_METHOD_PATH, (call: GrpcServerCall) => this.#attach(call, 'sotw')],
+      [DELTA_METHOD_PATH, (call: GrpcServerCall) => this.#attach(call, 'delta')],
+    ]);
   }
 
   /** Ends every stream with UNAVAILABLE so Envoys reconnect (to another replica) right away. */
   closeAll(message: string): void {
     this.#closing = true;
-    for (const call of this.#streams.values()) {
-      call.emit('error', { code: grpc.status.UNAVAILABLE, details: message });
-    }
+    for (const call of this.#streams.values()) call.finish(GrpcStatus.UNAVAILABLE, message);
   }
 
-  #attach(call: AnyCall, kind: StreamKind): void {
+  #attach(call: GrpcServerCall, kind: StreamKind): BidiCallHandlers {
     const { cache, sync, logger } = this.#options;
     if (this.#closing) {
-      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'readygate is shutting down' });
-      return;
+      call.finish(GrpcStatus.UNAVAILABLE, 'readygate is shutting down');
+      return { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
     }
-    const syncState = sync.open(kind, call.getPeer());
+    const syncState = sync.open(kind, call.peer);
     let ended = false;
     /** Bytes of this stream's writes not yet handed on; given back to the budget if the stream dies. */
     let unsent = 0;
     const budget = this.#budget;
     const transport: StreamTransport = {
-      send: (bytes) => {
+      send: (parts, length) => {
         if (ended) return true;
-        unsent += bytes.length;
-        budget.charge(bytes.length);
-        return call.write(bytes, () => {
-          // grpc-js skips this callback on a cancelled call; finish() settles those bytes instead.
+        unsent += length;
+        budget.charge(length);
+        return call.write(parts, () => {
           if (ended) return;
-          unsent -= bytes.length;
-          budget.release(bytes.length);
+          unsent -= length;
+          budget.release(length);
         });
       },
       fail: (code, message) => {
@@ -153,7 +113,7 @@ export class AdsService {
           { stream: syncState.streamId, node: syncState.nodeId, code, message },
           'ending xds stream',
         );
-        call.emit('error', { code, details: message });
+        call.finish(code, message);
       },
     };
     const stream =
@@ -162,59 +122,68 @@ export class AdsService {
         : new DeltaStream({ cache, sync, logger, budget }, syncState, transport);
     this.#streams.set(stream, call);
 
-    const finish = (): void => {
-      if (ended) return;
-      ended = true;
-      stream.detach();
-      budget.release(unsent);
-      unsent = 0;
-      this.#streams.delete(stream);
-      sync.close(syncState);
-      logger.info({ stream: syncState.streamId, node: syncState.nodeId }, 'xds stream closed');
-    };
-    const decode =
+    const handle =
       stream instanceof SotwStream
-        ? guarded((bytes) => decodeDiscoveryRequest(bytes, stream.recentResourceNames()), DISCOVERY_REQUEST)
-        : (decoded: unknown) => decoded;
-    call.on('data', (received: unknown) => {
-      if (ended) return;
-      const message = decode(received as Buffer);
-      if (message instanceof UndecodableMessage) {
-        transport.fail(grpc.status.INVALID_ARGUMENT, message.reason);
-        return;
-      }
-      try {
-        if (stream instanceof SotwStream) stream.handleRequest(message as DiscoveryRequest);
-        else stream.handleRequest(message as DeltaDiscoveryRequest);
-      } catch (error) {
-        logger.error({ err: error, stream: syncState.streamId }, 'xds request handling failed');
-        transport.fail(
-          grpc.status.INTERNAL,
-          `readygate failed to handle the request: ${errorMessage(error)}`,
-        );
-      }
-    });
-    call.on('drain', () => {
-      stream.resume();
-    });
-    // The client half-closed: finish our side too.
-    call.on('end', () => {
-      finish();
-      call.end();
-    });
-    call.on('cancelled', finish);
-    call.on('close', finish);
-    call.on('error', finish);
+        ? sotwHandler(stream)
+        : (bytes: Buffer): UndecodableMessage | undefined => {
+            const request = decodeDeltaRequest(bytes);
+            if (request instanceof UndecodableMessage) return request;
+            stream.handleRequest(request);
+            return undefined;
+          };
+    return {
+      onMessage: (bytes) => {
+        if (ended) return;
+        try {
+          const undecodable = handle(bytes);
+          if (undecodable) transport.fail(GrpcStatus.INVALID_ARGUMENT, undecodable.reason);
+        } catch (error) {
+          logger.error({ err: error, stream: syncState.streamId }, 'xds request handling failed');
+          transport.fail(
+            GrpcStatus.INTERNAL,
+            `readygate failed to handle the request: ${errorMessage(error)}`,
+          );
+        }
+      },
+      onDrain: () => {
+        stream.resume();
+      },
+      onClose: () => {
+        if (ended) return;
+        ended = true;
+        stream.detach();
+        // Writes the connection never took are not coming back through their callbacks.
+        budget.release(unsent);
+        unsent = 0;
+        this.#streams.delete(stream);
+        sync.close(syncState);
+        logger.info({ stream: syncState.streamId, node: syncState.nodeId }, 'xds stream closed');
+      },
+    };
   }
 }
 
-/** Server options chosen on purpose instead of grpc-js defaults (see docs/architecture.md). */
-export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
+/** SotW requests are decoded with the stream's previous resource_names as a hint (request-decoder.ts). */
+function sotwHandler(stream: SotwStream): (bytes: Buffer) => UndecodableMessage | undefined {
+  const decode = guarded(
+    (bytes) => decodeDiscoveryRequest(bytes, stream.recentResourceNames()),
+    DISCOVERY_REQUEST,
+  );
+  return (bytes) => {
+    const request = decode(bytes);
+    if (request instanceof UndecodableMessage) return request;
+    stream.handleRequest(request);
+    return undefined;
+  };
+}
+
+/** Server settings chosen on purpose (see docs/architecture.md). */
+export const ADS_SERVER_SETTINGS = {
   // Detect Envoys that vanished without a FIN, so their sync state does not linger.
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.keepalive_timeout_ms': 10_000,
-  // Channelz tracks every call; unneeded here and a past source of leaks.
-  'grpc.enable_channelz': 0,
-  'grpc.max_concurrent_streams': 1000,
-  'grpc-node.max_session_memory': 64 * 1024 * 1024,
-};
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+  maxConcurrentStreams: 1000,
+  maxSessionMemoryMb: 64,
+  // gRPC's usual default; an Envoy's largest request (a SotW ACK naming every cluster) is far below it.
+  maxReceiveMessageBytes: 4 * 1024 * 1024,
+} as const;

@@ -6,7 +6,7 @@ import { aggregateVersion, type CacheChange, type CachedResource } from './cache
 import type { DiscoveryRequest } from './messages.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
-import { XdsStreamBase } from './stream-base.js';
+import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
 import { stringField } from './wire.js';
 
 /** DiscoveryResponse.nonce; the other fields come from the cache's shared body. */
@@ -178,7 +178,7 @@ export class SotwStream extends XdsStreamBase {
     return out;
   }
 
-  protected buildResponse(typeUrl: string): Buffer | undefined {
+  protected buildResponse(typeUrl: string): EncodedResponse | undefined {
     const state = this.#types.get(typeUrl);
     if (!state) return undefined;
     const completeSet = isCompleteSetType(typeUrl);
@@ -224,15 +224,16 @@ export class SotwStream extends XdsStreamBase {
     if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
 
     const body = this.cache.sotwBody(typeUrl, versionInfo, toSend, wildcardAll && completeSet);
-    const bytes = Buffer.concat([body.bytes, stringField(NONCE, nonce)]);
+    const nonceField = stringField(NONCE, nonce);
+    const length = body.bytes.length + nonceField.length;
     this.sync.recordSent(this.syncState, typeUrl, {
       versionInfo,
       nonce,
       entries: body.entries,
       completeSet,
-      bytes: bytes.length,
+      bytes: length,
     });
-    return bytes;
+    return { parts: [body.bytes, nonceField], length };
   }
 
   #forceEndpointsOfChangedClusters(

@@ -9,9 +9,15 @@ import { PUSH_ORDER } from './cache.js';
 import type { EnvoyNode } from './messages.js';
 import type { StreamSyncState, SyncStatus } from './sync-status.js';
 
+/** A response as the pieces it is assembled from (shared body + per-stream fields), and their total size. */
+export interface EncodedResponse {
+  readonly parts: readonly Buffer[];
+  readonly length: number;
+}
+
 export interface StreamTransport {
-  /** Writes one encoded response; false means the buffer is full and `resume()` will follow a drain. */
-  send(bytes: Buffer): boolean;
+  /** Writes one response; false means the buffer is full and `resume()` will follow a drain. */
+  send(parts: readonly Buffer[], length: number): boolean;
   /** Ends the stream with a gRPC status (code per grpc.status) and a message for the client. */
   fail(code: number, message: string): void;
 }
@@ -126,8 +132,8 @@ export abstract class XdsStreamBase {
       this.#budget.waitFor(this.#onBudget);
       return;
     }
-    const bytes = this.buildResponse(typeUrl);
-    if (bytes && !this.transport.send(bytes)) this.#blocked = true;
+    const response = this.buildResponse(typeUrl);
+    if (response && !this.transport.send(response.parts, response.length)) this.#blocked = true;
   }
 
   /** The stream ended: stop waiting for budget. */
@@ -159,7 +165,7 @@ export abstract class XdsStreamBase {
   }
 
   /** Builds and records the response `typeUrl` needs now, or returns undefined if none is due. */
-  protected abstract buildResponse(typeUrl: string): Buffer | undefined;
+  protected abstract buildResponse(typeUrl: string): EncodedResponse | undefined;
 
   abstract handleCacheChange(change: CacheChange): void;
 }
