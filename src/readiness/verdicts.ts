@@ -46,7 +46,7 @@ function isNacking(stream: StreamSyncState): boolean {
 }
 
 function ackedVersion(stream: StreamSyncState, cluster: string): string | undefined {
-  return stream.types.get(TypeUrl.ENDPOINT)?.ackedResources.get(cluster);
+  return stream.types.get(TypeUrl.ENDPOINT)?.versions.ackedVersion(cluster);
 }
 
 function verdict(
@@ -111,7 +111,7 @@ export function drainVerdict(
     if (!eds) continue;
     for (const cluster of clusters) {
       if (!eds.isSubscribed(cluster)) continue;
-      const version = eds.ackedResources.get(cluster);
+      const version = eds.versions.ackedVersion(cluster);
       if (version === undefined) continue;
       const summary = history.summary(cluster, version);
       if (summary === undefined || summary.get(pod) === 'HEALTHY') {

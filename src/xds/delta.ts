@@ -6,7 +6,7 @@ import type { CacheChange, CachedResource } from './cache.js';
 import type { DeltaDiscoveryRequest } from './messages.js';
 import { TypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
-import type { SentEntry } from './sync-status.js';
+import type { ResourceVersions, SentEntry } from './sync-status.js';
 import { stringField } from './wire.js';
 
 /** DeltaDiscoveryResponse per-stream field numbers; resources and type_url come from the cache's shared body. */
@@ -17,8 +17,8 @@ const REMOVED_RESOURCES = 6;
 interface DeltaTypeState {
   wildcard: boolean;
   readonly names: Set<string>;
-  /** What the client holds, from initial_resource_versions and what this stream sent. */
-  readonly clientVersions: Map<string, string>;
+  /** What the client holds, from initial_resource_versions and what this stream sent; and what it ACKed. */
+  readonly clientVersions: ResourceVersions;
   /** Names to answer even if the client holds their version (new subscriptions, warming clusters). */
   readonly mustSend: Set<string>;
   /** Names whose state may differ from what the client holds; keeps a push O(changes), not O(set). */
@@ -56,7 +56,7 @@ export class DeltaStream extends XdsStreamBase {
     if (first) {
       // A reconnecting client lists what it already holds, so unchanged resources are not sent again.
       for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
-        state.clientVersions.set(name, version);
+        state.clientVersions.setSent(name, version);
         state.dirty.add(name);
       }
       if (request.resource_names_subscribe.length === 0) this.#subscribeWildcard(typeUrl, state);
@@ -73,7 +73,7 @@ export class DeltaStream extends XdsStreamBase {
       state.dirty.add(name);
       // Every subscribed name is answered, even if the client seems current, except on the first
       // request of a reconnect, where initial_resource_versions says what it holds.
-      if (!first || !state.clientVersions.has(name)) state.mustSend.add(name);
+      if (!first || !state.clientVersions.hasSent(name)) state.mustSend.add(name);
     }
     for (const name of request.resource_names_unsubscribe) {
       if (name === '*') {
@@ -82,7 +82,7 @@ export class DeltaStream extends XdsStreamBase {
       }
       state.names.delete(name);
       state.mustSend.delete(name);
-      state.clientVersions.delete(name);
+      state.clientVersions.deleteSent(name);
     }
     const syncType = this.syncState.type(typeUrl);
     syncType.wildcard = state.wildcard;
@@ -102,7 +102,7 @@ export class DeltaStream extends XdsStreamBase {
         }
       }
       for (const name of typeChange.removed) {
-        if (state.clientVersions.has(name)) {
+        if (state.clientVersions.hasSent(name)) {
           state.dirty.add(name);
           relevant = true;
         }
@@ -128,7 +128,7 @@ export class DeltaStream extends XdsStreamBase {
       state = {
         wildcard: false,
         names: new Set(),
-        clientVersions: new Map(),
+        clientVersions: this.syncState.type(typeUrl).versions,
         mustSend: new Set(),
         dirty: new Set(),
         seen: false,
@@ -149,23 +149,23 @@ export class DeltaStream extends XdsStreamBase {
     const consider = (name: string): void => {
       const resource = all.get(name);
       if (resource) {
-        if (state.mustSend.has(name) || state.clientVersions.get(name) !== resource.version)
+        if (state.mustSend.has(name) || state.clientVersions.sentVersion(name) !== resource.version)
           toSend.push(resource);
-      } else if (state.mustSend.has(name) || state.clientVersions.has(name)) {
+      } else if (state.mustSend.has(name) || state.clientVersions.hasSent(name)) {
         // Subscribed but absent (never existed, or deleted): say so, once.
         removed.push(name);
       }
     };
     for (const name of state.mustSend) state.dirty.add(name);
     for (const name of state.dirty) {
-      if (this.#subscribed(typeUrl, state, name) || state.clientVersions.has(name)) consider(name);
+      if (this.#subscribed(typeUrl, state, name) || state.clientVersions.hasSent(name)) consider(name);
     }
     state.dirty.clear();
     state.mustSend.clear();
     if (toSend.length === 0 && removed.length === 0) return undefined;
 
-    for (const r of toSend) state.clientVersions.set(r.name, r.version);
-    for (const name of removed) state.clientVersions.delete(name);
+    for (const r of toSend) state.clientVersions.setSent(r.name, r.version);
+    for (const name of removed) state.clientVersions.deleteSent(name);
     if (typeUrl === TypeUrl.CLUSTER) this.#warmChangedClusters(toSend);
 
     const nonce = this.nextNonce();
@@ -200,7 +200,7 @@ export class DeltaStream extends XdsStreamBase {
     if (!eds) return;
     let any = false;
     for (const cluster of clusters) {
-      if (eds.names.has(cluster.name) && eds.clientVersions.has(cluster.name)) {
+      if (eds.names.has(cluster.name) && eds.clientVersions.hasSent(cluster.name)) {
         eds.mustSend.add(cluster.name);
         any = true;
       }

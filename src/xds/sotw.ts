@@ -7,6 +7,7 @@ import type { DiscoveryRequest } from './messages.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
+import type { ResourceVersions } from './sync-status.js';
 import { stringField } from './wire.js';
 
 /** DiscoveryResponse.nonce; the other fields come from the cache's shared body. */
@@ -25,8 +26,8 @@ interface SotwTypeState {
   /** Set once the client named resources; from then on an empty list means "none", not wildcard. */
   explicit: boolean;
   names: Set<string>;
-  /** What this stream was last sent: name → version (for complete-set types, the whole last set). */
-  readonly sent: Map<string, string>;
+  /** What this stream was last sent, and what was ACKed (for complete-set types, the whole last set). */
+  readonly sent: ResourceVersions;
   lastNonce: string | undefined;
   /** Raw `resource_names` of the last request, when the decoder kept them (see request-decoder.ts). */
   lastNamesBytes: Buffer | undefined;
@@ -121,7 +122,7 @@ export class SotwStream extends XdsStreamBase {
         wildcard: false,
         explicit: false,
         names: new Set(),
-        sent: new Map(),
+        sent: this.syncState.type(typeUrl).versions,
         lastNonce: undefined,
         lastSentVersion: undefined,
         lastNamesBytes: undefined,
@@ -152,12 +153,12 @@ export class SotwStream extends XdsStreamBase {
     // "The server must resend any newly requested resources, even if it previously sent them."
     for (const name of names) {
       if (!state.names.has(name)) {
-        state.sent.delete(name);
+        state.sent.deleteSent(name);
         state.dirty.add(name);
         newly += 1;
       }
     }
-    for (const name of state.names) if (!names.has(name)) state.sent.delete(name);
+    for (const name of state.names) if (!names.has(name)) state.sent.deleteSent(name);
     state.names = names;
     state.wildcard = wildcard;
     const syncType = this.syncState.type(typeUrl);
@@ -207,7 +208,8 @@ export class SotwStream extends XdsStreamBase {
       for (const name of candidates) {
         const resource = all.get(name);
         if (!resource || !state.names.has(name)) continue;
-        if (state.sent.get(name) !== resource.version || state.forced.has(name)) toSend.push(resource);
+        if (state.sent.sentVersion(name) !== resource.version || state.forced.has(name))
+          toSend.push(resource);
       }
       state.dirty.clear();
       if (toSend.length === 0) return undefined;
@@ -217,8 +219,11 @@ export class SotwStream extends XdsStreamBase {
 
     const nonce = this.nextNonce();
     if (typeUrl === TypeUrl.CLUSTER) this.#forceEndpointsOfChangedClusters(toSend, state, Number(nonce));
-    if (completeSet) state.sent.clear();
-    for (const r of toSend) state.sent.set(r.name, r.version);
+    if (completeSet) {
+      const inSet = new Set(toSend.map((r) => r.name));
+      for (const name of state.sent.sentNames()) if (!inSet.has(name)) state.sent.deleteSent(name);
+    }
+    for (const r of toSend) state.sent.setSent(r.name, r.version);
     state.lastNonce = nonce;
     state.lastSentVersion = versionInfo;
     if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
@@ -243,7 +248,7 @@ export class SotwStream extends XdsStreamBase {
   ): void {
     const eds = this.#state(TypeUrl.ENDPOINT);
     for (const cluster of clusters) {
-      const previous = cds.sent.get(cluster.name);
+      const previous = cds.sent.sentVersion(cluster.name);
       if (previous !== undefined && previous !== cluster.version) eds.forced.set(cluster.name, nonce);
     }
   }

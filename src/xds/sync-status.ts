@@ -31,6 +31,88 @@ interface InflightResponse {
   readonly sentAtMs: number;
 }
 
+/**
+ * Per stream and type: the version this stream last sent of each resource, and the version the client
+ * ACKed, stored once. The two agree except for names in responses not yet ACKed, or rejected, and only
+ * those are kept apart. At 1000 Envoys × 1000 clusters, a second full map per stream and type was a third
+ * of the live heap, and RSS grows about twice as fast as the live heap.
+ */
+export class ResourceVersions {
+  readonly #sent = new Map<string, string>();
+  /** name → the ACKed version where it differs from what was sent since (null: none ACKed). */
+  readonly #ackedApart = new Map<string, string | null>();
+
+  sentVersion(name: string): string | undefined {
+    return this.#sent.get(name);
+  }
+
+  hasSent(name: string): boolean {
+    return this.#sent.has(name);
+  }
+
+  sentNames(): IterableIterator<string> {
+    return this.#sent.keys();
+  }
+
+  /** Records that `version` of `name` went out (or, in delta, that the client says it holds it). */
+  setSent(name: string, version: string): void {
+    const previous = this.#sent.get(name);
+    if (previous === version) return;
+    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous ?? null);
+    this.#sent.set(name, version);
+  }
+
+  deleteSent(name: string): void {
+    const previous = this.#sent.get(name);
+    if (previous === undefined) return;
+    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous);
+    this.#sent.delete(name);
+  }
+
+  ackedVersion(name: string): string | undefined {
+    const apart = this.#ackedApart.get(name);
+    if (apart === undefined) return this.#sent.get(name);
+    return apart ?? undefined;
+  }
+
+  /**
+   * The client ACKed a response with these entries (null version: removed). A complete set also says
+   * every other name is gone from the client.
+   */
+  acknowledge(entries: readonly SentEntry[], completeSet: boolean): void {
+    if (completeSet) {
+      const inResponse = new Set(entries.map(([name]) => name));
+      for (const name of this.#sent.keys()) if (!inResponse.has(name)) this.#settle(name, null);
+      for (const name of this.#ackedApart.keys()) if (!inResponse.has(name)) this.#settle(name, null);
+    }
+    for (const [name, version] of entries) this.#settle(name, version);
+  }
+
+  /** How many names have an ACKed version. */
+  ackedCount(): number {
+    let count = this.#sent.size;
+    for (const [name, acked] of this.#ackedApart) {
+      if (this.#sent.has(name)) count -= 1;
+      if (acked !== null) count += 1;
+    }
+    return count;
+  }
+
+  /** name → ACKed version, for /debug/syncz. */
+  ackedEntries(): Map<string, string> {
+    const acked = new Map<string, string>();
+    for (const [name, version] of this.#sent) if (!this.#ackedApart.has(name)) acked.set(name, version);
+    for (const [name, version] of this.#ackedApart) if (version !== null) acked.set(name, version);
+    return acked;
+  }
+
+  #settle(name: string, acked: string | null): void {
+    // Equal to what was sent last: nothing to keep apart (a later response may have changed it again).
+    if (acked === (this.#sent.get(name) ?? null)) this.#ackedApart.delete(name);
+    else this.#ackedApart.set(name, acked);
+  }
+}
+
 export class TypeSyncState {
   readonly typeUrl: string;
   lastSent: SentRecord | undefined;
@@ -38,8 +120,8 @@ export class TypeSyncState {
   lastNack: NackRecord | undefined;
   wildcard = false;
   subscribed: ReadonlySet<string> = new Set();
-  /** name → version the client has ACKed. */
-  readonly ackedResources = new Map<string, string>();
+  /** What was sent and what the client ACKed, per resource name. */
+  readonly versions = new ResourceVersions();
   readonly inflight = new Map<string, InflightResponse>();
 
   constructor(typeUrl: string) {
@@ -161,15 +243,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     const state = stream.type(typeUrl);
     const response = settle(state, nonce);
     if (!response) return false;
-    if (response.completeSet) {
-      const present = new Set(response.entries.map(([name]) => name));
-      for (const name of state.ackedResources.keys())
-        if (!present.has(name)) state.ackedResources.delete(name);
-    }
-    for (const [name, version] of response.entries) {
-      if (version === null) state.ackedResources.delete(name);
-      else state.ackedResources.set(name, version);
-    }
+    state.versions.acknowledge(response.entries, response.completeSet);
     state.lastAcked = { versionInfo, nonce, time: new Date() };
     const latencySeconds = (performance.now() - response.sentAtMs) / 1000;
     this.emit('ack', { stream, typeUrl, versionInfo, latencySeconds, entries: response.entries });
@@ -221,9 +295,9 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
                   resources: [...(t.lastNack.resources ?? [])].sort(),
                 }
               : null,
-            ackedResourceCount: t.ackedResources.size,
+            ackedResourceCount: t.versions.ackedCount(),
             ...(options.resources
-              ? { ackedResources: Object.fromEntries([...t.ackedResources].sort()) }
+              ? { ackedResources: Object.fromEntries([...t.versions.ackedEntries()].sort()) }
               : {}),
           },
         ]),

@@ -81,7 +81,7 @@ async function waitForAck(plane: ControlPlane, nodeId: string): Promise<void> {
       const current = plane.cache.get(TypeUrl.ENDPOINT, WEB)?.version;
       const stream = plane.sync.streams.find((s) => s.nodeId === nodeId);
       return (
-        current !== undefined && stream?.types.get(TypeUrl.ENDPOINT)?.ackedResources.get(WEB) === current
+        current !== undefined && stream?.types.get(TypeUrl.ENDPOINT)?.versions.ackedVersion(WEB) === current
       );
     },
     { timeoutMs: 10_000, description: `ACK of ${WEB} from ${nodeId}` },
@@ -125,7 +125,7 @@ test.serial('returns 0 only after the Envoy ACKed the version where the pod is D
   void run.then(async () => {
     const stream = plane.sync.streams.find((s) => s.nodeId === NODE);
     snapshot = {
-      acked: stream?.types.get(TypeUrl.ENDPOINT)?.ackedResources.get(WEB),
+      acked: stream?.types.get(TypeUrl.ENDPOINT)?.versions.ackedVersion(WEB),
       current: plane.cache.get(TypeUrl.ENDPOINT, WEB)?.version,
       health: await envoyHealth(envoy, '127.0.0.2'),
     };
@@ -173,7 +173,7 @@ test.serial('times out with exit 1 naming the proxy that never ACKed the drainin
       plane.sync.streams
         .find((s) => s.nodeId === 'stuck-proxy')
         ?.types.get(TypeUrl.ENDPOINT)
-        ?.ackedResources.has(WEB),
+        ?.versions.ackedVersion(WEB) !== undefined,
     { timeoutMs: 5000, description: 'the raw client ACKed once' },
   );
   store.upsert(

@@ -91,7 +91,7 @@ function acked(r: Replica): string | undefined {
   return r.plane.sync.streams
     .find((s) => s.nodeId === r.nodeId)
     ?.types.get(TypeUrl.ENDPOINT)
-    ?.ackedResources.get(WEB);
+    ?.versions.ackedVersion(WEB);
 }
 
 async function waitForAck(r: Replica): Promise<void> {

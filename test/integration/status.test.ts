@@ -57,10 +57,11 @@ async function waitSynced(plane: ControlPlane, nodeId: string): Promise<void> {
       const stream = plane.sync.streams.find((s) => s.nodeId === nodeId);
       if (!stream) return false;
       return [TypeUrl.CLUSTER, TypeUrl.ENDPOINT].every((typeUrl) => {
-        const acked = stream.types.get(typeUrl)?.ackedResources;
+        const acked = stream.types.get(typeUrl)?.versions;
         const current = plane.cache.resources(typeUrl);
         return (
-          acked?.size === current.size && [...current.values()].every((r) => acked.get(r.name) === r.version)
+          acked?.ackedCount() === current.size &&
+          [...current.values()].every((r) => acked.ackedVersion(r.name) === r.version)
         );
       });
     },

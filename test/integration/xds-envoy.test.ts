@@ -89,7 +89,8 @@ async function waitForAck(plane: ControlPlane, nodeId: string, cluster: string):
       const current = plane.cache.get(TypeUrl.ENDPOINT, cluster)?.version;
       const stream = plane.sync.streams.find((s) => s.nodeId === nodeId);
       return (
-        current !== undefined && stream?.types.get(TypeUrl.ENDPOINT)?.ackedResources.get(cluster) === current
+        current !== undefined &&
+        stream?.types.get(TypeUrl.ENDPOINT)?.versions.ackedVersion(cluster) === current
       );
     },
     { timeoutMs: 10_000, description: `ACK of ${cluster} from ${nodeId}` },

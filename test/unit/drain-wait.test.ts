@@ -13,6 +13,7 @@ import { readinessAdminRoutes } from '../../src/readiness/admin-routes.js';
 import { RoutingHistory } from '../../src/readiness/routing-history.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { SyncStatus } from '../../src/xds/sync-status.js';
+import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'ns/web:http';
 
@@ -25,16 +26,9 @@ async function setup() {
     const stream = sync.open('sotw', 'peer');
     stream.nodeId = nodeId;
     stream.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
-    stream.type(TypeUrl.ENDPOINT).ackedResources.set(WEB, 'v1');
+    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v1');
     return () => {
-      stream.type(TypeUrl.ENDPOINT).ackedResources.set(WEB, 'v2');
-      sync.emit('ack', {
-        stream,
-        typeUrl: TypeUrl.ENDPOINT,
-        versionInfo: 'x',
-        latencySeconds: 0,
-        entries: [],
-      });
+      ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v2');
     };
   };
   const admin = await startAdminServer({

@@ -10,6 +10,7 @@ import { PodGateIndex, READINESS_GATE_CONDITION, type GatedPod } from '../../src
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { SyncStatus } from '../../src/xds/sync-status.js';
 import { waitUntil } from '../helpers/envoy-process.js';
+import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'ns/web:http';
 
@@ -43,11 +44,10 @@ function setup(options: { timeoutMs?: number; flipOnTimeout?: boolean; leader?: 
   const stream = sync.open('delta', 'peer');
   stream.nodeId = 'envoy-a';
   stream.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
-  stream.type(TypeUrl.ENDPOINT).ackedResources.set(WEB, 'v1');
-  /** Simulates the ACK of v2 (sync emits 'ack', which schedules an evaluation). */
+  ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v1');
+  /** The ACK of v2 (sync emits 'ack', which schedules an evaluation). */
   const ackV2 = () => {
-    stream.type(TypeUrl.ENDPOINT).ackedResources.set(WEB, 'v2');
-    sync.emit('ack', { stream, typeUrl: TypeUrl.ENDPOINT, versionInfo: 'x', latencySeconds: 0, entries: [] });
+    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v2');
   };
   return { pods, controller, writes, registry, ackV2 };
 }

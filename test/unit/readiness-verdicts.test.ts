@@ -14,6 +14,7 @@ import { SyncStatus, type StreamSyncState } from '../../src/xds/sync-status.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../../src/xds/translate.js';
 import { READY, SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { silentLogger } from '../../src/log.js';
+import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'default/web:http';
 const API = 'default/api:http';
@@ -43,7 +44,8 @@ function envoy(sync: SyncStatus, nodeId: string, spec: EnvoySpec): StreamSyncSta
   const eds = stream.type(TypeUrl.ENDPOINT);
   if (spec.eds?.includes('*')) eds.wildcard = true;
   else eds.subscribed = new Set(spec.eds ?? []);
-  for (const [name, version] of Object.entries(spec.acked ?? {})) eds.ackedResources.set(name, version);
+  for (const [name, version] of Object.entries(spec.acked ?? {}))
+    ackVersion(sync, stream, TypeUrl.ENDPOINT, name, version);
   const cds = stream.type(TypeUrl.CLUSTER);
   cds.wildcard = spec.cds ?? false;
   if (spec.nack) {
