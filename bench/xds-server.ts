@@ -20,6 +20,10 @@ const { createRegistry, registerControlPlaneMetrics } =
 const { EndpointStore } = await compiled<typeof import('../src/model/store.js')>('model/store.js');
 const { startControlPlane } =
   await compiled<typeof import('../src/xds/control-plane.js')>('xds/control-plane.js');
+const { limitHeapGrowth } = await compiled<typeof import('../src/cli/heap-growth.js')>('cli/heap-growth.js');
+
+// As `serve` does (BENCH_SERVER_NODE_FLAGS=--heap-growing-percent=N overrides it).
+limitHeapGrowth();
 
 const clusters = Number(process.env['BENCH_CLUSTERS'] ?? 1000);
 const endpointsPerCluster = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
@@ -90,6 +94,9 @@ process.on('message', (message: { cmd: string; index?: number }) => {
       cmd: 'stats',
       heapUsedBytes: process.memoryUsage().heapUsed,
       rssBytes: process.memoryUsage().rss,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      externalBytes: process.memoryUsage().external,
+      heapTotalBytes: process.memoryUsage().heapTotal,
       cpuMs: (cpu.user + cpu.system) / 1000,
       bytesSent,
       streams: plane.sync.streams.length,

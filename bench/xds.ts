@@ -66,9 +66,16 @@ interface ModeResult {
   changeToAllMs: { p50: number; p99: number; max: number };
   controlPlaneCpuMsPerChange: { p50: number; p99: number };
   bytesPerChange: number;
+  /** RSS after the changes, and the highest it reached (the connect storm). */
   rssMB: number;
+  peakRssMB: number;
+  /** Memory outside the V8 heap that V8 knows of (Buffers). */
+  externalMB: number;
   /** V8 heap in use after a full GC: the live set, without the connect storm's garbage. */
   heapAfterGcMB: number;
+  /** V8 heap reserved before that GC, and RSS after it. */
+  heapTotalMB: number;
+  rssAfterGcMB: number;
   /** A bare node:http2 server doing the same writes and reads per change (bench/http2-floor.ts). */
   http2Floor: FloorResult & { pushBytes: number; ackBytes: number };
 }
@@ -133,7 +140,11 @@ async function measureReadygate(
         controlPlaneCpuMsPerChange: { p50: round1(percentile(cpu, 50)), p99: round1(percentile(cpu, 99)) },
         bytesPerChange: Math.round(bytes / changes),
         rssMB: Math.round((final['rssBytes'] as number) / 1024 / 1024),
+        peakRssMB: Math.round((final['peakRssBytes'] as number) / 1024 / 1024),
+        externalMB: Math.round((final['externalBytes'] as number) / 1024 / 1024),
         heapAfterGcMB: Math.round((live['heapUsedBytes'] as number) / 1024 / 1024),
+        heapTotalMB: Math.round((final['heapTotalBytes'] as number) / 1024 / 1024),
+        rssAfterGcMB: Math.round((live['rssBytes'] as number) / 1024 / 1024),
       };
       return { result, edsAckBytes: synced['edsAckBytes'] as number };
     } finally {
@@ -188,7 +199,11 @@ console.table(
     'CPU/change p99 (ms)': r.controlPlaneCpuMsPerChange.p99,
     'bytes/change': r.bytesPerChange,
     'RSS (MB)': r.rssMB,
+    'peak RSS (MB)': r.peakRssMB,
+    'external (MB)': r.externalMB,
     'heap after GC (MB)': r.heapAfterGcMB,
+    'heap total (MB)': r.heapTotalMB,
+    'RSS after GC (MB)': r.rssAfterGcMB,
     'bare HTTP/2 CPU/change p50 (ms)': r.http2Floor.cpuMsPerRound.p50,
     'bare HTTP/2 round p99 (ms)': r.http2Floor.roundMs.p99,
   })),

@@ -19,6 +19,7 @@ import type { PodGateIndex } from '../sources/kubernetes-pods.js';
 import { startControlPlane } from '../xds/control-plane.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../xds/translate.js';
 import { untilAborted, type CommandContext } from './context.js';
+import { limitHeapGrowth } from './heap-growth.js';
 import { startKubernetesSourceFromConfig } from './kubernetes.js';
 
 interface Closable {
@@ -28,6 +29,7 @@ interface Closable {
 
 export async function runServe(config: ServeConfig, context: CommandContext): Promise<number> {
   const { logger } = context;
+  limitHeapGrowth();
   const store = new EndpointStore();
   const registry = createRegistry();
   const eligibility: EligibilityOptions = Object.freeze({
