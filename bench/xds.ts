@@ -6,7 +6,8 @@
  *
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
  * BENCH_MODES (sotw,delta), BENCH_STREAMS_PER_CONNECTION (1), BENCH_MAX_BYTES_IN_FLIGHT,
- * BENCH_PROFILE_DIR (a CPU profile of the change phase). Every wait is bounded; a stuck run fails
+ * BENCH_PROFILE_DIR (a CPU profile of the change phase), BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the
+ * control plane, e.g. --heap-growing-percent=N). Every wait is bounded; a stuck run fails
  * instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
