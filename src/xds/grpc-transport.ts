@@ -172,7 +172,8 @@ export class GrpcServerCall {
 
   /**
    * Writes one message made of `parts`; false means the buffer is full and `onDrain` will follow.
-   * `onWritten` runs once the bytes are handed to the connection (never, if the call dies first).
+   * `onWritten` runs once the bytes are handed to the connection; if the call dies first it may run
+   * with the teardown or not at all, so a caller settles what is left in `onClose`.
    */
   write(parts: readonly Buffer[], onWritten: () => void): boolean {
     if (this.#finished || this.#stream.destroyed) return true;
