@@ -10,6 +10,7 @@
  */
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { formatHostPort } from '../net.js';
 
 /** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
 export const GrpcStatus = {
@@ -363,7 +364,6 @@ export class GrpcHttp2Server {
 
 function peerOf(session: http2.Http2Session | undefined): string {
   const socket = session?.socket;
-  const address = socket?.remoteAddress;
-  if (address === undefined) return 'unknown';
-  return address.includes(':') ? `[${address}]:${socket?.remotePort}` : `${address}:${socket?.remotePort}`;
+  if (socket?.remoteAddress === undefined || socket.remotePort === undefined) return 'unknown';
+  return formatHostPort(socket.remoteAddress, socket.remotePort);
 }
