@@ -90,13 +90,14 @@ process.on('message', (message: { cmd: string; index?: number }) => {
     // The live set: RSS after a connect storm still holds garbage V8 has not handed back.
     const gc = (globalThis as { gc?: () => void }).gc;
     if ((message as { gc?: boolean }).gc === true && gc) gc();
+    const memory = process.memoryUsage();
     send({
       cmd: 'stats',
-      heapUsedBytes: process.memoryUsage().heapUsed,
-      rssBytes: process.memoryUsage().rss,
+      heapUsedBytes: memory.heapUsed,
+      rssBytes: memory.rss,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
-      externalBytes: process.memoryUsage().external,
-      heapTotalBytes: process.memoryUsage().heapTotal,
+      externalBytes: memory.external,
+      heapTotalBytes: memory.heapTotal,
       cpuMs: (cpu.user + cpu.system) / 1000,
       bytesSent,
       streams: plane.sync.streams.length,
