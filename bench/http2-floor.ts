@@ -2,7 +2,8 @@
  * The transport floor under bench:xds: what a bare node:http2 server (no gRPC, no xDS, no bookkeeping)
  * spends to do the traffic of one change — write `pushBytes` on each of N streams, one connection each,
  * and read an `ackBytes` answer from each. readygate cannot spend less than this per change on this
- * machine and Node version; bench:xds prints it beside readygate's own figures.
+ * machine and Node version; bench:xds prints it beside readygate's own figures. It uses the ADS server's
+ * HTTP/2 receive window, so the floor moves with readygate's transport settings.
  *
  * Run alone: `npx tsx bench/http2-floor.ts` (BENCH_STREAMS, BENCH_PUSH_BYTES, BENCH_ACK_BYTES,
  * BENCH_CHANGES). The client half runs in a child process, as the load does in bench:xds.
@@ -11,6 +12,7 @@ import { fork } from 'node:child_process';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { ADS_SERVER_SETTINGS } from '../src/xds/server.js';
 import { percentile, round1 } from './stats.js';
 
 export interface FloorOptions {
@@ -46,7 +48,11 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
   const streams: http2.ServerHttp2Stream[] = [];
   let answered = 0;
   let onAnswer: (() => void) | undefined;
-  const server = http2.createServer();
+  const window = ADS_SERVER_SETTINGS.receiveWindowBytes;
+  const server = http2.createServer({ settings: { initialWindowSize: window } });
+  server.on('session', (session) => {
+    session.setLocalWindowSize(window);
+  });
   server.on('sessionError', () => undefined);
   server.on('stream', (stream) => {
     // The client is killed at the end; its resets are expected.

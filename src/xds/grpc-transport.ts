@@ -216,6 +216,8 @@ export interface GrpcHttp2ServerOptions {
   /** Per connection, in MB (node:http2's maxSessionMemory). */
   readonly maxSessionMemoryMb: number;
   readonly maxReceiveMessageBytes: number;
+  /** HTTP/2 receive window, per stream and per connection (RFC 9113 §6.9). */
+  readonly receiveWindowBytes: number;
   /** Ping each connection this often, and drop it if the ping is not answered in time. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
@@ -230,7 +232,10 @@ export class GrpcHttp2Server {
     this.#options = options;
     this.#server = http2.createServer({
       maxSessionMemory: options.maxSessionMemoryMb,
-      settings: { maxConcurrentStreams: options.maxConcurrentStreams },
+      settings: {
+        maxConcurrentStreams: options.maxConcurrentStreams,
+        initialWindowSize: options.receiveWindowBytes,
+      },
     });
     this.#server.on('session', (session) => {
       this.#track(session);
@@ -278,6 +283,8 @@ export class GrpcHttp2Server {
 
   #track(session: http2.ServerHttp2Session): void {
     this.#sessions.add(session);
+    // The connection's window is not a SETTINGS value; it only grows by a WINDOW_UPDATE.
+    session.setLocalWindowSize(this.#options.receiveWindowBytes);
     // A connection's errors end that connection only.
     session.on('error', () => {
       session.destroy();

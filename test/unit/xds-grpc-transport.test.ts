@@ -95,6 +95,7 @@ async function echoServer(
     maxConcurrentStreams: 100,
     maxSessionMemoryMb: 16,
     maxReceiveMessageBytes: 64 * 1024,
+    receiveWindowBytes: 256 * 1024,
     keepaliveTimeMs: 30_000,
     keepaliveTimeoutMs: 10_000,
     ...overrides,
@@ -219,6 +220,21 @@ test('raw HTTP/2: a non-gRPC request gets 415; a compressed message ends the cal
     trailers['grpc-message'],
     encodeGrpcMessage('received a compressed message; readygate accepts only grpc-encoding identity'),
   );
+});
+
+test('raw HTTP/2: the stream and connection receive windows are the configured size', async (t) => {
+  const { address } = await echoServer(t, { receiveWindowBytes: 300_000 });
+  const session = http2.connect(`http://${address}`);
+  t.teardown(() => {
+    session.destroy();
+  });
+  await new Promise((resolve) => session.once('remoteSettings', resolve));
+  t.is(session.remoteSettings.initialWindowSize, 300_000);
+  // The connection window grows by a WINDOW_UPDATE, which may follow the SETTINGS frame.
+  const deadline = Date.now() + 2000;
+  while (session.state.remoteWindowSize !== 300_000 && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(session.state.remoteWindowSize, 300_000);
 });
 
 test('a connection that stops answering pings is dropped after the keepalive timeout', async (t) => {
