@@ -7,6 +7,9 @@
  * Even walking the name fields costs a million steps per change at that scale, so the caller passes the
  * `resource_names` bytes of the stream's previous requests: when the message holds the same bytes at the
  * same place, one memcmp skips them, and the result shares the previous buffer.
+ *
+ * The result may view `bytes`, which the transport reuses for its next message (grpc-transport.ts): use
+ * it before then, and copy whatever is kept (sotw.ts copies the names bytes it holds on to).
  */
 import { codecFor } from '../protos/envoy-protos.js';
 import type { DiscoveryRequest, EnvoyNode, RpcStatus } from './messages.js';

@@ -50,6 +50,41 @@ test('a message split anywhere, even inside its header, is reassembled', (t) => 
   }
 });
 
+test('split messages reuse one assembly buffer across pushes, never within one push', (t) => {
+  const reader = new GrpcMessageReader(1 << 20);
+  const first = framed(Buffer.from('a'.repeat(100)));
+  reader.push(first.subarray(0, 50));
+  const [a] = reader.push(first.subarray(50));
+  const second = framed(Buffer.from('b'.repeat(80)));
+  reader.push(second.subarray(0, 40));
+  const [b] = reader.push(second.subarray(40));
+  t.is(b!.toString(), 'b'.repeat(80));
+  // The caller was done with `a` once it pushed again: its bytes now hold `b`.
+  t.is(a!.buffer, b!.buffer);
+
+  // One chunk that completes a split message and starts another: the first must survive the second.
+  const c = framed(Buffer.from('c'.repeat(90)));
+  const d = framed(Buffer.from('d'.repeat(90)));
+  const e = framed(Buffer.from('e'.repeat(90)));
+  reader.push(c.subarray(0, 10));
+  const [cOut] = reader.push(Buffer.concat([c.subarray(10), d.subarray(0, 30)]));
+  t.is(cOut!.toString(), 'c'.repeat(90));
+  const [dOut] = reader.push(Buffer.concat([d.subarray(30), e.subarray(0, 30)]));
+  t.is(dOut!.toString(), 'd'.repeat(90));
+  t.deepEqual(
+    reader.push(e.subarray(30)).map((m) => m.toString()),
+    ['e'.repeat(90)],
+  );
+
+  // Messages above the kept size get a buffer of their own each time.
+  const big = framed(Buffer.alloc(70 * 1024, 0x66));
+  reader.push(big.subarray(0, 100));
+  const [bigOut] = reader.push(big.subarray(100));
+  reader.push(big.subarray(0, 100));
+  const [bigAgain] = reader.push(big.subarray(100));
+  t.is(bigOut!.length, 70 * 1024);
+  t.not(bigOut!.buffer, bigAgain!.buffer);
+});
 test('the reader refuses compressed, malformed and oversized messages with their gRPC status', (t) => {
   const compressed = Buffer.from([1, 0, 0, 0, 1, 0x61]);
   t.is(
