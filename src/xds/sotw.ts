@@ -45,14 +45,12 @@ interface SotwTypeState {
 
 export class SotwStream extends XdsStreamBase {
   readonly #types = new Map<string, SotwTypeState>();
+  /** Built when a type's names change, not per request: it is read for every ACK. */
+  #recentNames: readonly Buffer[] = [];
 
   /** The `resource_names` bytes of this stream's last request per type, for the request decoder. */
-  recentResourceNames(): Buffer[] {
-    const recent: Buffer[] = [];
-    for (const state of this.#types.values())
-      if (state.lastNamesBytes !== undefined && state.lastNamesBytes.length > 0)
-        recent.push(state.lastNamesBytes);
-    return recent;
+  recentResourceNames(): readonly Buffer[] {
+    return this.#recentNames;
   }
 
   handleRequest(request: DiscoveryRequest): void {
@@ -86,7 +84,12 @@ export class SotwStream extends XdsStreamBase {
       namesBytes !== undefined &&
       (namesBytes === state.lastNamesBytes || state.lastNamesBytes?.equals(namesBytes) === true);
     const newlySubscribed = unchanged ? 0 : this.#updateSubscription(typeUrl, state, request.resource_names);
-    if (namesBytes !== undefined && !unchanged) state.lastNamesBytes = Buffer.from(namesBytes);
+    if (namesBytes !== undefined && !unchanged) {
+      state.lastNamesBytes = Buffer.from(namesBytes);
+      this.#recentNames = [...this.#types.values()].flatMap((s) =>
+        s.lastNamesBytes !== undefined && s.lastNamesBytes.length > 0 ? [s.lastNamesBytes] : [],
+      );
+    }
     if (request.error_detail && newlySubscribed === 0) return;
     this.schedule(typeUrl);
   }
