@@ -10,7 +10,8 @@ export type StreamKind = 'sotw' | 'delta';
 export interface SentRecord {
   readonly versionInfo: string;
   readonly nonce: string;
-  readonly time: Date;
+  /** Epoch milliseconds: a number, not a Date, as two of these are made for every push of every stream. */
+  readonly timeMs: number;
 }
 
 export interface NackRecord extends SentRecord {
@@ -227,7 +228,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     },
   ): void {
     const state = stream.type(typeUrl);
-    const record: SentRecord = { versionInfo: sent.versionInfo, nonce: sent.nonce, time: new Date() };
+    const record: SentRecord = { versionInfo: sent.versionInfo, nonce: sent.nonce, timeMs: Date.now() };
     state.lastSent = record;
     state.inflight.set(sent.nonce, {
       record,
@@ -244,7 +245,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     const response = settle(state, nonce);
     if (!response) return false;
     state.versions.acknowledge(response.entries, response.completeSet);
-    state.lastAcked = { versionInfo, nonce, time: new Date() };
+    state.lastAcked = { versionInfo, nonce, timeMs: Date.now() };
     const latencySeconds = (performance.now() - response.sentAtMs) / 1000;
     this.emit('ack', { stream, typeUrl, versionInfo, latencySeconds, entries: response.entries });
     return true;
@@ -264,7 +265,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       versionInfo,
       nonce,
       error,
-      time: new Date(),
+      timeMs: Date.now(),
       resources: response.entries.map(([name]) => name),
     };
     this.emit('nack', { stream, typeUrl, versionInfo, error, entries: response.entries });
@@ -321,7 +322,7 @@ function settle(state: TypeSyncState, nonce: string): InflightResponse | undefin
 }
 
 function recordJson(record: SentRecord): { version: string; nonce: string; time: string } {
-  return { version: record.versionInfo, nonce: record.nonce, time: record.time.toISOString() };
+  return { version: record.versionInfo, nonce: record.nonce, time: new Date(record.timeMs).toISOString() };
 }
 
 export interface SynczTypeEntry {

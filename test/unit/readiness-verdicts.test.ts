@@ -50,7 +50,7 @@ function envoy(sync: SyncStatus, nodeId: string, spec: EnvoySpec): StreamSyncSta
   cds.wildcard = spec.cds ?? false;
   if (spec.nack) {
     const state = spec.nack === 'eds' ? eds : cds;
-    const record = { versionInfo: 'v', nonce: '9', time: new Date() };
+    const record = { versionInfo: 'v', nonce: '9', timeMs: Date.now() };
     state.lastSent = record;
     state.lastNack = { ...record, error: 'rejected' };
   }
