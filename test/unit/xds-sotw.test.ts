@@ -297,3 +297,62 @@ test('resource bytes are encoded once and shared by every stream', async (t) => 
   t.is(cached.sotwField, cached.sotwField);
   t.deepEqual(Buffer.from(ra.resources[0]!.value), cached.body);
 });
+
+test('requests spanning several HTTP/2 frames: ACKs and subscription changes on 1500 names', async (t) => {
+  // 1500 names make every EDS request about 35 KB: three DATA frames, reassembled in the buffer each
+  // stream reuses (grpc-transport.ts). Requests of equal size but other names must not be mistaken
+  // for the previous ones.
+  const count = 1500;
+  const services = Array.from({ length: count }, (_, i) => service(`svc-${i}`, [endpoint('127.0.0.2')]));
+  const { client, store, plane } = await setup(t, services);
+  const all = services.map((s) => `default/${s.name}:http`);
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.ENDPOINT, resource_names: all });
+  const first = await stream.next();
+  t.is(first.resources.length, count);
+  const ack = (response: SotwResponse, resourceNames: string[]): void => {
+    stream.send({
+      type_url: TypeUrl.ENDPOINT,
+      resource_names: resourceNames,
+      version_info: response.version_info!,
+      response_nonce: response.nonce!,
+    });
+  };
+  ack(first, all);
+  t.true(await stream.silentFor(100));
+
+  store.upsert(service('svc-7', [endpoint('127.0.0.3')]));
+  const changed = await stream.next();
+  t.deepEqual(names(changed), ['default/svc-7:http']);
+  t.deepEqual(hosts(unpack<Cla>(changed.resources[0]!)), ['127.0.0.3:8080 HEALTHY']);
+  ack(changed, all);
+  t.true(await stream.silentFor(100));
+
+  // The same size as `all`, one name swapped: svc-7 is dropped, svc-Z (not a service) is asked for.
+  const swapped = all.map((name) => (name === 'default/svc-7:http' ? 'default/svc-Z:http' : name));
+  t.is(Buffer.byteLength(swapped.join()), Buffer.byteLength(all.join()));
+  ack(changed, swapped);
+  t.true(await stream.silentFor(100));
+  store.upsert(service('svc-7', [endpoint('127.0.0.4')]));
+  t.true(await stream.silentFor(200));
+  store.upsert(service('svc-8', [endpoint('127.0.0.5')]));
+  const afterSwap = await stream.next();
+  t.deepEqual(names(afterSwap), ['default/svc-8:http']);
+  ack(afterSwap, swapped);
+  t.true(await stream.silentFor(100));
+
+  // Back to `all`, in a request laid out like the previous one and assembled in the same buffer: the
+  // names kept from that request must be a copy, or they would now read as these and hide the change.
+  ack(afterSwap, all);
+  const resubscribed = await stream.next();
+  t.deepEqual(names(resubscribed), ['default/svc-7:http']);
+  t.deepEqual(hosts(unpack<Cla>(resubscribed.resources[0]!)), ['127.0.0.4:8080 HEALTHY']);
+  ack(resubscribed, all);
+  t.true(await stream.silentFor(100));
+
+  const eds = plane.sync.streams[0]!.type(TypeUrl.ENDPOINT);
+  t.is(eds.lastAcked?.nonce, resubscribed.nonce);
+  t.is(eds.subscribed.size, count);
+  t.true(eds.isSubscribed('default/svc-7:http'));
+  t.false(eds.isSubscribed('default/svc-Z:http'));
+});
