@@ -3,7 +3,7 @@
  * spends to do the traffic of one change — write `pushBytes` on each of N streams, one connection each,
  * and read an `ackBytes` answer from each. readygate cannot spend less than this per change on this
  * machine and Node version; bench:xds prints it beside readygate's own figures. It uses the ADS server's
- * HTTP/2 receive window, so the floor moves with readygate's transport settings.
+ * HTTP/2 receive window and frame size, so the floor moves with readygate's transport settings.
  *
  * Run alone: `npx tsx bench/http2-floor.ts` (BENCH_STREAMS, BENCH_PUSH_BYTES, BENCH_ACK_BYTES,
  * BENCH_CHANGES). The client half runs in a child process, as the load does in bench:xds.
@@ -49,7 +49,9 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
   let answered = 0;
   let onAnswer: (() => void) | undefined;
   const window = ADS_SERVER_SETTINGS.receiveWindowBytes;
-  const server = http2.createServer({ settings: { initialWindowSize: window } });
+  const server = http2.createServer({
+    settings: { initialWindowSize: window, maxFrameSize: ADS_SERVER_SETTINGS.maxFrameBytes },
+  });
   server.on('session', (session) => {
     session.setLocalWindowSize(window);
   });

@@ -241,6 +241,8 @@ export interface GrpcHttp2ServerOptions {
   readonly maxReceiveMessageBytes: number;
   /** HTTP/2 receive window, per stream and per connection (RFC 9113 §6.9). */
   readonly receiveWindowBytes: number;
+  /** The largest DATA frame payload the server accepts (SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2). */
+  readonly maxFrameBytes: number;
   /** Ping each connection this often, and drop it if the ping is not answered in time. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
@@ -258,6 +260,7 @@ export class GrpcHttp2Server {
       settings: {
         maxConcurrentStreams: options.maxConcurrentStreams,
         initialWindowSize: options.receiveWindowBytes,
+        maxFrameSize: options.maxFrameBytes,
       },
     });
     this.#server.on('session', (session) => {

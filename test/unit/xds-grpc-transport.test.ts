@@ -131,6 +131,7 @@ async function echoServer(
     maxSessionMemoryMb: 16,
     maxReceiveMessageBytes: 64 * 1024,
     receiveWindowBytes: 256 * 1024,
+    maxFrameBytes: 64 * 1024,
     keepaliveTimeMs: 30_000,
     keepaliveTimeoutMs: 10_000,
     ...overrides,
@@ -257,14 +258,15 @@ test('raw HTTP/2: a non-gRPC request gets 415; a compressed message ends the cal
   );
 });
 
-test('raw HTTP/2: the stream and connection receive windows are the configured size', async (t) => {
-  const { address } = await echoServer(t, { receiveWindowBytes: 300_000 });
+test('raw HTTP/2: the receive windows and the largest frame accepted are the configured sizes', async (t) => {
+  const { address } = await echoServer(t, { receiveWindowBytes: 300_000, maxFrameBytes: 100_000 });
   const session = http2.connect(`http://${address}`);
   t.teardown(() => {
     session.destroy();
   });
   await new Promise((resolve) => session.once('remoteSettings', resolve));
   t.is(session.remoteSettings.initialWindowSize, 300_000);
+  t.is(session.remoteSettings.maxFrameSize, 100_000);
   // The connection window grows by a WINDOW_UPDATE, which may follow the SETTINGS frame.
   const deadline = Date.now() + 2000;
   while (session.state.remoteWindowSize !== 300_000 && Date.now() < deadline)
