@@ -38,9 +38,10 @@ const MAX_SPARE_BYTES = 64 * 1024;
 /**
  * Splits a stream of DATA chunks into gRPC messages (1 byte compressed flag, 4 bytes big-endian length,
  * the message). A message within one chunk is returned as a view of that chunk. A message split across
- * chunks is assembled in a buffer the reader reuses for later messages: a SotW ACK at 1000 clusters is
- * 20 KB, always two DATA frames, and a fresh buffer for each of 1000 Envoys' ACKs was 20 MB of garbage
- * per change. So every message returned by push() must be used up, or copied, before the next push().
+ * chunks is assembled in a buffer the reader reuses for later messages: from a client that keeps to
+ * 16 KB frames, a 20 KB SotW ACK (1000 clusters) always spans two, and a fresh buffer for each of 1000
+ * Envoys' ACKs was 20 MB of garbage per change. So every message returned by push() must be used up,
+ * or copied, before the next push().
  */
 export class GrpcMessageReader {
   readonly #maxMessageBytes: number;
