@@ -5,7 +5,7 @@
  * says it is ready and its listener has a port. stop() is idempotent, and every Envoy still running when
  * the process exits is killed.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ErrorCode, ReadygateError, errorMessage } from '../errors.js';
+import { supervise } from '../supervised-process.js';
 
 const execFileAsync = promisify(execFile);
 const INSTALL_SCRIPT = fileURLToPath(new URL('../../scripts/envoy-binary.sh', import.meta.url));
@@ -75,9 +76,6 @@ export interface EnvoyRunOptions {
   readonly signal?: AbortSignal;
 }
 
-const running = new Set<ChildProcess>();
-let exitHook = false;
-
 export async function runEnvoy(options: EnvoyRunOptions): Promise<RunningEnvoy> {
   const workDir = mkdtempSync(path.join(tmpdir(), 'readygate-demo-envoy-'));
   const configPath = path.join(workDir, 'bootstrap.json');
@@ -101,56 +99,21 @@ export async function runEnvoy(options: EnvoyRunOptions): Promise<RunningEnvoy> 
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  running.add(child);
-  if (!exitHook) {
-    exitHook = true;
-    process.once('exit', () => {
-      for (const proc of running) proc.kill('SIGKILL');
-    });
-  }
-  const log: string[] = [];
-  const collect = (chunk: Buffer): void => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line === '') continue;
-      log.push(line);
-      if (log.length > 200) log.shift();
-    }
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  let exited = false;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      exited = true;
-      running.delete(child);
-      resolve();
-    });
-  });
-  child.once('error', (error) => {
-    log.push(`spawn error: ${error.message}`);
-  });
-  const logTail = (lines = 30): string => log.slice(-lines).join('\n');
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const kill = setTimeout(() => child.kill('SIGKILL'), 3000);
-        await exit;
-        clearTimeout(kill);
-      }
+  const supervised = supervise(child, {
+    maxLogLines: 200,
+    cleanup: () => {
       rmSync(workDir, { recursive: true, force: true });
-    })();
-    return stopping;
-  };
+    },
+  });
+  const logTail = (lines = 30): string => supervised.logTail(lines);
+  const { stop } = supervised;
 
   try {
     const deadline = performance.now() + (options.readyTimeoutMs ?? 30_000);
     const poll = async <T>(what: string, check: () => Promise<T | undefined>): Promise<T> => {
       for (;;) {
         options.signal?.throwIfAborted();
-        if (exited) throw envoyError(`Envoy exited while waiting for ${what}`);
+        if (supervised.hasExited()) throw envoyError(`Envoy exited while waiting for ${what}`);
         const value = await check().catch(() => undefined);
         if (value !== undefined) return value;
         if (performance.now() > deadline) throw envoyError(`Envoy: timed out waiting for ${what}`);

@@ -5,33 +5,20 @@
  * `/ready` says LIVE. `stop()` is idempotent and every Envoy still running when the test process exits is
  * killed, so a failing test cannot leak one.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
+import { findEnvoyBinary } from '../../src/demo/envoy-runner.js';
+import { supervise } from '../../src/supervised-process.js';
 
-const execFileAsync = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-let binaryPath: Promise<string> | undefined;
 
 /** The Envoy binary: READYGATE_ENVOY_BIN, else the pinned one installed by scripts/envoy-binary.sh. */
 export function envoyBinary(): Promise<string> {
-  binaryPath ??= (async () => {
-    const fromEnv = process.env['READYGATE_ENVOY_BIN'];
-    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-    const { stdout } = await execFileAsync('bash', [path.join(repoRoot, 'scripts', 'envoy-binary.sh')], {
-      timeout: 300_000,
-    });
-    const found = stdout.trim().split('\n').pop() ?? '';
-    if (!existsSync(found))
-      throw new Error(`scripts/envoy-binary.sh printed "${found}", which does not exist`);
-    return found;
-  })();
-  return binaryPath;
+  return findEnvoyBinary(process.env);
 }
 
 /** A value for a template placeholder: scalars, or whole lists/objects for placeholders that stand alone. */
@@ -136,16 +123,6 @@ export interface EnvoyProcess {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
-
 /**
  * The exit hook cannot run when the test process is killed (an AVA timeout, Ctrl-C, SIGKILL); this
  * detached shell can: it polls both pids once a second and kills Envoy once its parent is gone, then
@@ -224,50 +201,20 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
     ...(options.extraArgs ?? []),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  installExitHook();
   if (child.pid !== undefined) startOrphanWatchdog(child.pid);
-  const logLines: string[] = [];
-  const collect = (chunk: Buffer): void => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line === '') continue;
-      logLines.push(line);
-      if (logLines.length > 400) logLines.shift();
-    }
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  let hasExited = false;
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      hasExited = true;
-      running.delete(child);
-      resolve();
-    });
-  });
-  child.once('error', (error) => {
-    logLines.push(`spawn error: ${error.message}`);
-  });
-
-  const logTail = (lines = 40): string => logLines.slice(-lines).join('\n');
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (!hasExited) {
-        child.kill('SIGTERM');
-        const killTimer = setTimeout(() => child.kill('SIGKILL'), 3000);
-        await exitPromise;
-        clearTimeout(killTimer);
-      }
+  const supervised = supervise(child, {
+    maxLogLines: 400,
+    cleanup: () => {
       rmSync(workDir, { recursive: true, force: true });
-    })();
-    return stopping;
-  };
+    },
+  });
+  const logTail = (lines = 40): string => supervised.logTail(lines);
+  const { stop } = supervised;
 
   try {
     const adminAddress = await waitUntil(
       () => {
-        if (hasExited) throw new Error(`envoy exited during startup:\n${logTail()}`);
+        if (supervised.hasExited()) throw new Error(`envoy exited during startup:\n${logTail()}`);
         if (!existsSync(adminAddressPath)) return undefined;
         const text = readFileSync(adminAddressPath, 'utf8').trim();
         return text === '' ? undefined : text;
@@ -299,13 +246,13 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
       configDump: async (query = '') => JSON.parse((await admin(`/config_dump${query}`)).body) as unknown,
       waitFor: (check, waitOptions) => waitUntil(check, waitOptions),
       logTail,
-      exited: () => hasExited,
+      exited: supervised.hasExited,
       stop,
     };
     if (options.waitReady ?? true) {
       await waitUntil(
         async () => {
-          if (hasExited) throw new Error(`envoy exited during startup:\n${logTail()}`);
+          if (supervised.hasExited()) throw new Error(`envoy exited during startup:\n${logTail()}`);
           const ready = await admin('/ready');
           return ready.status === 200;
         },
