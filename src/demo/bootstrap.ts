@@ -32,7 +32,7 @@ export function fillTemplate(node: unknown, values: Readonly<Record<string, Plac
     if (value === undefined) {
       throw new ReadygateError(
         ErrorCode.CONFIG_INVALID,
-        `demo bootstrap placeholder {{${name}}} has no value`,
+        `bootstrap template placeholder {{${name}}} has no value`,
       );
     }
     return value;
@@ -45,7 +45,7 @@ export function fillTemplate(node: unknown, values: Readonly<Record<string, Plac
       if (typeof value === 'object') {
         throw new ReadygateError(
           ErrorCode.CONFIG_INVALID,
-          `demo bootstrap placeholder {{${name}}} is a list`,
+          `bootstrap template placeholder {{${name}}} is a list`,
         );
       }
       return String(value);

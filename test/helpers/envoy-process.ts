@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { fillTemplate, type PlaceholderValue } from '../../src/demo/bootstrap.js';
 import { findEnvoyBinary } from '../../src/demo/envoy-runner.js';
 import { supervise } from '../../src/supervised-process.js';
 
@@ -21,57 +22,13 @@ export function envoyBinary(): Promise<string> {
   return findEnvoyBinary(process.env);
 }
 
-/** A value for a template placeholder: scalars, or whole lists/objects for placeholders that stand alone. */
-export type TemplateValue =
-  string | number | boolean | readonly unknown[] | Readonly<Record<string, unknown>>;
-
-const PLACEHOLDER = /\{\{([A-Z0-9_]+)\}\}/g;
-const WHOLE_PLACEHOLDER = /^\{\{([A-Z0-9_]+)\}\}$/;
-
-/**
- * Fills `{{NAME}}` placeholders in a parsed template. A string that is exactly one placeholder becomes the
- * value itself (so `port_value: '{{PORT}}'` becomes a number and a list stays a list); placeholders inside
- * longer strings are replaced as text. A placeholder without a value is an error, never left in a config.
- */
-export function fillPlaceholders(template: unknown, vars: Readonly<Record<string, TemplateValue>>): unknown {
-  const missing = new Set<string>();
-  const fill = (node: unknown): unknown => {
-    if (typeof node === 'string') {
-      const whole = WHOLE_PLACEHOLDER.exec(node);
-      if (whole?.[1] !== undefined) {
-        const value = vars[whole[1]];
-        if (value === undefined) missing.add(whole[1]);
-        return value;
-      }
-      return node.replace(PLACEHOLDER, (_match, name: string) => {
-        const value = vars[name];
-        if (value === undefined || typeof value === 'object') {
-          missing.add(name);
-          return '';
-        }
-        return String(value);
-      });
-    }
-    if (Array.isArray(node)) return node.map(fill);
-    if (typeof node === 'object' && node !== null) {
-      return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, fill(value)]));
-    }
-    return node;
-  };
-  const filled = fill(template);
-  if (missing.size > 0) {
-    throw new Error(`bootstrap template placeholders without a value: ${[...missing].join(', ')}`);
-  }
-  return filled;
-}
-
 /** Reads a YAML/JSON template (path relative to the repo root or absolute) and fills its placeholders. */
 export function loadBootstrapTemplate(
   file: string,
-  vars: Readonly<Record<string, TemplateValue>>,
+  vars: Readonly<Record<string, PlaceholderValue>>,
 ): Record<string, unknown> {
   const absolute = path.isAbsolute(file) ? file : path.join(repoRoot, file);
-  return fillPlaceholders(parseYaml(readFileSync(absolute, 'utf8')), vars) as Record<string, unknown>;
+  return fillTemplate(parseYaml(readFileSync(absolute, 'utf8')), vars) as Record<string, unknown>;
 }
 
 export interface StartEnvoyOptions {

@@ -11,7 +11,7 @@ import {
   responseFacts,
 } from '../../src/extproc/attributes.js';
 import { FailureCause } from '../../src/extproc/classify.js';
-import { fillPlaceholders } from '../helpers/envoy-process.js';
+import { fillTemplate } from '../../src/demo/bootstrap.js';
 import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE, problemResponse } from '../../src/extproc/problem.js';
 
 test('parseUnsigned accepts numbers and their printed forms, nothing else', (t) => {
@@ -106,12 +106,12 @@ test('responseFacts: flags as strings, request id from the header when the attri
 test('the bootstrap template asks Envoy for exactly the attributes readygate reads', (t) => {
   const text = readFileSync(new URL('../../envoy/extproc-failures.template.yaml', import.meta.url), 'utf8');
   t.true(text.includes("response_attributes: '{{EXTPROC_RESPONSE_ATTRIBUTES}}'"));
-  const filled = fillPlaceholders(parseYaml("a: '{{LIST}}'\nb: 'x{{N}}'\nc: '{{N}}'"), {
+  const filled = fillTemplate(parseYaml("a: '{{LIST}}'\nb: 'x{{N}}'\nc: '{{N}}'"), {
     LIST: EXTPROC_RESPONSE_ATTRIBUTES,
     N: 7,
   });
   t.deepEqual(filled, { a: [...EXTPROC_RESPONSE_ATTRIBUTES], b: 'x7', c: 7 });
-  t.throws(() => fillPlaceholders({ a: '{{MISSING}}' }, {}), { message: /MISSING/ });
+  t.throws(() => fillTemplate({ a: '{{MISSING}}' }, {}), { message: /MISSING/ });
 });
 
 test('problem document: stable type URI, request id, Retry-After on 503, no internals without debug', (t) => {
