@@ -19,23 +19,24 @@ export interface GatewayBootstrapOptions {
   readonly moreXdsPorts?: readonly number[];
 }
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
-export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
-  const bootstrap = parseYaml(readFileSync(path.join(repoRoot, 'envoy', 'gateway-ads.yaml'), 'utf8')) as Json;
-  const at = (value: unknown, ...keys: (string | number)[]): Json => {
-    let node = value;
-    for (const key of keys) node = (node as Record<string | number, unknown>)[key];
-    return node as Json;
-  };
-  at(bootstrap, 'node')['id'] = options.nodeId;
-  at(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
-  at(bootstrap, 'dynamic_resources', 'ads_config')['api_type'] = options.apiType;
-  const statics = at(bootstrap, 'static_resources');
-  at(
-    statics,
-    'clusters',
-    0,
+/** Walks a path of keys and indexes through a parsed bootstrap. */
+export function valueAt(node: unknown, ...keys: (string | number)[]): unknown {
+  let current = node;
+  for (const key of keys) current = (current as Record<string | number, unknown>)[key];
+  return current;
+}
+
+/** valueAt, for a path that ends at an object the caller reads or edits. */
+export function objectAt(node: unknown, ...keys: (string | number)[]): Json {
+  return valueAt(node, ...keys) as Json;
+}
+
+/** A static cluster's first endpoint address, where its port is set. */
+export function firstEndpointAddress(cluster: unknown): Json {
+  return objectAt(
+    cluster,
     'load_assignment',
     'endpoints',
     0,
@@ -44,8 +45,22 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
     'endpoint',
     'address',
     'socket_address',
-  )['port_value'] = options.xdsPort;
-  const xdsEndpoints = at(statics, 'clusters', 0, 'load_assignment', 'endpoints', 0)[
+  );
+}
+
+/** A bootstrap shipped in envoy/, parsed. */
+export function shippedBootstrap(file: string): Json {
+  return parseYaml(readFileSync(path.join(repoRoot, 'envoy', file), 'utf8')) as Json;
+}
+
+export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
+  const bootstrap = shippedBootstrap('gateway-ads.yaml');
+  objectAt(bootstrap, 'node')['id'] = options.nodeId;
+  objectAt(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
+  objectAt(bootstrap, 'dynamic_resources', 'ads_config')['api_type'] = options.apiType;
+  const statics = objectAt(bootstrap, 'static_resources');
+  firstEndpointAddress(objectAt(statics, 'clusters', 0))['port_value'] = options.xdsPort;
+  const xdsEndpoints = objectAt(statics, 'clusters', 0, 'load_assignment', 'endpoints', 0)[
     'lb_endpoints'
   ] as unknown[];
   for (const port of options.moreXdsPorts ?? []) {
@@ -53,10 +68,10 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
       endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } },
     });
   }
-  const listener = at(statics, 'listeners', 0);
-  at(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
-  const hcm = at(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');
-  at(hcm, 'route_config', 'virtual_hosts', 0)['routes'] = [
+  const listener = objectAt(statics, 'listeners', 0);
+  objectAt(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
+  const hcm = objectAt(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');
+  objectAt(hcm, 'route_config', 'virtual_hosts', 0)['routes'] = [
     { match: { prefix: '/' }, route: { cluster_header: 'x-cluster', timeout: '5s' } },
   ];
   return bootstrap;

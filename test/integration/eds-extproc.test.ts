@@ -4,53 +4,35 @@
  * `xds.upstream_host_metadata`. A 500 from a pod readygate sent as terminating (KEP-1669 fallback) becomes
  * 503 endpoint-terminating; the same 500 from a ready pod passes through untouched.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { parse as parseYaml } from 'yaml';
 import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE } from '../../src/extproc/problem.js';
 import { startExtprocServer } from '../../src/extproc/server.js';
 import { EndpointStore } from '../../src/model/store.js';
 import { startControlPlane } from '../../src/xds/control-plane.js';
 import { startEnvoy, waitUntil } from '../helpers/envoy-process.js';
+import {
+  firstEndpointAddress,
+  objectAt,
+  shippedBootstrap,
+  valueAt,
+  type Json,
+} from '../helpers/gateway-bootstrap.js';
 import { READY, SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
 import { statusUpstream } from '../helpers/upstreams.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-type Json = Record<string, unknown>;
-const at = (value: unknown, ...keys: (string | number)[]): Json => {
-  let node = value;
-  for (const key of keys) node = (node as Record<string | number, unknown>)[key];
-  return node as Json;
-};
-
 /** The shipped file with this test's ports; everything else (filters, matcher, flags) as shipped. */
 function shippedGateway(ports: { xds: number; extproc: number; listener: number }): Json {
-  const bootstrap = parseYaml(
-    readFileSync(path.join(repoRoot, 'envoy', 'gateway-ads-extproc.yaml'), 'utf8'),
-  ) as Json;
-  at(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
-  const clusters = at(bootstrap, 'static_resources', 'clusters') as unknown as Json[];
+  const bootstrap = shippedBootstrap('gateway-ads-extproc.yaml');
+  objectAt(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
+  const clusters = valueAt(bootstrap, 'static_resources', 'clusters') as Json[];
   const portOf: Record<string, number> = { readygate_xds: ports.xds, readygate_extproc: ports.extproc };
   for (const cluster of clusters) {
     const port = portOf[cluster['name'] as string];
     if (port === undefined) continue;
-    at(
-      cluster,
-      'load_assignment',
-      'endpoints',
-      0,
-      'lb_endpoints',
-      0,
-      'endpoint',
-      'address',
-      'socket_address',
-    )['port_value'] = port;
+    firstEndpointAddress(cluster)['port_value'] = port;
   }
-  at(bootstrap, 'static_resources', 'listeners', 0, 'address', 'socket_address')['port_value'] =
+  objectAt(bootstrap, 'static_resources', 'listeners', 0, 'address', 'socket_address')['port_value'] =
     ports.listener;
   return bootstrap;
 }

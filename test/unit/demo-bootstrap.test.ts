@@ -1,6 +1,7 @@
 import test from 'ava';
 import { demoBootstrap, fillTemplate } from '../../src/demo/bootstrap.js';
 import { EXTPROC_RESPONSE_ATTRIBUTES } from '../../src/extproc/attributes.js';
+import { firstEndpointAddress, valueAt } from '../helpers/gateway-bootstrap.js';
 
 test('fillTemplate: a whole placeholder takes the value’s type, an embedded one becomes text', (t) => {
   const filled = fillTemplate(
@@ -17,21 +18,14 @@ test('fillTemplate: a placeholder without a value, or a list inside text, is an 
 
 const values = { nodeId: 'n', cluster: 'default/web:http', xdsHost: '127.0.0.1', xdsPort: 18000 };
 
-/** Walks a path of keys and indexes through a parsed bootstrap. */
-const at = (node: unknown, ...keys: (string | number)[]): unknown => {
-  let current = node;
-  for (const key of keys) current = (current as Record<string | number, unknown>)[key];
-  return current;
-};
-
 test('readygate bootstrap: CDS over ADS, runtime flags, local replies mapped, ext_proc on 5xx with the attributes ext_proc reads', (t) => {
   const bootstrap = demoBootstrap('readygate', { ...values, extprocHost: '127.0.0.1', extprocPort: 18001 });
-  t.deepEqual(at(bootstrap, 'dynamic_resources', 'cds_config'), { ads: {}, resource_api_version: 'V3' });
-  t.deepEqual(at(bootstrap, 'layered_runtime', 'layers', 0, 'static_layer'), {
+  t.deepEqual(valueAt(bootstrap, 'dynamic_resources', 'cds_config'), { ads: {}, resource_api_version: 'V3' });
+  t.deepEqual(valueAt(bootstrap, 'layered_runtime', 'layers', 0, 'static_layer'), {
     'envoy.reloadable_features.skip_ext_proc_on_local_reply': false,
     'envoy.reloadable_features.router_filter_resetall_on_local_reply': true,
   });
-  const hcm = at(
+  const hcm = valueAt(
     bootstrap,
     'static_resources',
     'listeners',
@@ -42,48 +36,34 @@ test('readygate bootstrap: CDS over ADS, runtime flags, local replies mapped, ex
     0,
     'typed_config',
   );
-  const filters = at(hcm, 'http_filters') as { name: string }[];
+  const filters = valueAt(hcm, 'http_filters') as { name: string }[];
   t.deepEqual(
     filters.map((f) => f.name),
     ['readygate.ext_proc_5xx', 'envoy.filters.http.router'],
   );
   t.deepEqual(
-    at(filters[0], 'typed_config', 'extension_config', 'typed_config', 'response_attributes'),
+    valueAt(filters[0], 'typed_config', 'extension_config', 'typed_config', 'response_attributes'),
     EXTPROC_RESPONSE_ATTRIBUTES,
   );
-  const mappers = at(hcm, 'local_reply_config', 'mappers') as { status_code: number }[];
+  const mappers = valueAt(hcm, 'local_reply_config', 'mappers') as { status_code: number }[];
   t.deepEqual(
     mappers.map((m) => m.status_code),
     [502, 504, 503],
   );
-  t.is(at(hcm, 'route_config', 'virtual_hosts', 0, 'routes', 0, 'route', 'cluster'), 'default/web:http');
-  const clusters = at(bootstrap, 'static_resources', 'clusters') as { name: string }[];
+  t.is(valueAt(hcm, 'route_config', 'virtual_hosts', 0, 'routes', 0, 'route', 'cluster'), 'default/web:http');
+  const clusters = valueAt(bootstrap, 'static_resources', 'clusters') as { name: string }[];
   t.deepEqual(
     clusters.map((c) => c.name),
     ['readygate_xds', 'readygate_extproc'],
   );
-  t.is(
-    at(
-      clusters[1],
-      'load_assignment',
-      'endpoints',
-      0,
-      'lb_endpoints',
-      0,
-      'endpoint',
-      'address',
-      'socket_address',
-      'port_value',
-    ),
-    18001,
-  );
+  t.is(firstEndpointAddress(clusters[1])['port_value'], 18001);
 });
 
 test('naive bootstrap: same route, only the router, its cluster static with Envoy defaults and EDS endpoints', (t) => {
   const bootstrap = demoBootstrap('naive', values);
-  t.is(at(bootstrap, 'dynamic_resources', 'cds_config'), undefined);
-  t.is(at(bootstrap, 'layered_runtime'), undefined);
-  const hcm = at(
+  t.is(valueAt(bootstrap, 'dynamic_resources', 'cds_config'), undefined);
+  t.is(valueAt(bootstrap, 'layered_runtime'), undefined);
+  const hcm = valueAt(
     bootstrap,
     'static_resources',
     'listeners',
@@ -95,12 +75,12 @@ test('naive bootstrap: same route, only the router, its cluster static with Envo
     'typed_config',
   );
   t.deepEqual(
-    (at(hcm, 'http_filters') as { name: string }[]).map((f) => f.name),
+    (valueAt(hcm, 'http_filters') as { name: string }[]).map((f) => f.name),
     ['envoy.filters.http.router'],
   );
-  t.is(at(hcm, 'local_reply_config'), undefined);
-  t.is(at(hcm, 'route_config', 'virtual_hosts', 0, 'routes', 0, 'route', 'cluster'), 'default/web:http');
-  const cluster = at(bootstrap, 'static_resources', 'clusters', 0) as Record<string, unknown>;
+  t.is(valueAt(hcm, 'local_reply_config'), undefined);
+  t.is(valueAt(hcm, 'route_config', 'virtual_hosts', 0, 'routes', 0, 'route', 'cluster'), 'default/web:http');
+  const cluster = valueAt(bootstrap, 'static_resources', 'clusters', 0) as Record<string, unknown>;
   t.is(cluster['name'], 'default/web:http');
   t.is(cluster['type'], 'EDS');
   // Default panic threshold (50 %) and no health checks: nothing set.
