@@ -19,7 +19,6 @@ import { startKubernetesSource, type KubernetesSource } from '../../src/sources/
 import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import type { SynczEntry } from '../../src/xds/sync-status.js';
-import type { ResourceDraft } from '../../src/xds/translate.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import {
@@ -34,6 +33,7 @@ import {
 } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
 import { XdsTestClient } from '../helpers/xds-client.js';
+import { rejectAssignment } from '../helpers/rejected-resources.js';
 
 const NS = 'e2e';
 const ENVOYS = ['envoy-sotw', 'envoy-delta'];
@@ -253,9 +253,7 @@ test.serial(
     const { admin, plane, writes } = t.context;
     const cluster = `${NS}/web2:http`;
     // Test-only: an out-of-range port makes every Envoy reject this CLA (proto validation), i.e. NACK.
-    plane.cache.setDraftOverride((draft: ResourceDraft) =>
-      draft.typeUrl === TypeUrl.ENDPOINT && draft.name === cluster ? breakPorts(draft) : draft,
-    );
+    plane.cache.setDraftOverride(rejectAssignment(cluster));
     await gatedPod(admin, 'web2-1', '10.40.0.22');
     await webService(admin, 'web2', [gatedEndpoint('10.40.0.22', 'web2-1')]);
     const readiness = t.context.replicas['replica-a']!;
@@ -372,21 +370,6 @@ test.serial('survives a leader change: the other replica takes the Lease and fin
   t.true((lease.spec?.leaseTransitions ?? 0) >= 1);
   t.log(`gate written by the new leader ${Math.round(tookMs)} ms after the old one died (lease 3 s)`);
 });
-
-/** A ClusterLoadAssignment whose hosts have port 70000: valid protobuf, rejected by Envoy's validation. */
-function breakPorts(draft: ResourceDraft): ResourceDraft {
-  const message = structuredClone(draft.message) as {
-    endpoints?: {
-      lb_endpoints?: { endpoint?: { address?: { socket_address?: { port_value?: number } } } }[];
-    }[];
-  };
-  for (const locality of message.endpoints ?? [])
-    for (const host of locality.lb_endpoints ?? []) {
-      const socket = host.endpoint?.address?.socket_address;
-      if (socket) socket.port_value = 70000;
-    }
-  return { ...draft, message: message };
-}
 
 test.serial(
   'a clean shutdown hands the Lease over within one retry period, not a lease duration',

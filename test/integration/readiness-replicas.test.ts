@@ -16,11 +16,11 @@ import {
 import { PodGateIndex, READINESS_GATE_CONDITION } from '../../src/sources/kubernetes-pods.js';
 import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
-import type { ResourceDraft } from '../../src/xds/translate.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { READY, SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
+import { rejectAssignment } from '../helpers/rejected-resources.js';
 
 interface Replica {
   plane: ControlPlane;
@@ -106,24 +106,7 @@ async function waitForAck(r: Replica): Promise<void> {
 
 /** Makes the replica's Envoy reject every new version of web (NACK), or stops doing so. */
 function breakWeb(r: Replica, broken: boolean): void {
-  r.plane.cache.setDraftOverride(
-    broken
-      ? (draft: ResourceDraft) => {
-          if (draft.typeUrl !== TypeUrl.ENDPOINT || draft.name !== WEB) return draft;
-          const message = structuredClone(draft.message) as {
-            endpoints?: {
-              lb_endpoints?: { endpoint?: { address?: { socket_address?: { port_value?: number } } } }[];
-            }[];
-          };
-          for (const locality of message.endpoints ?? [])
-            for (const host of locality.lb_endpoints ?? []) {
-              const socket = host.endpoint?.address?.socket_address;
-              if (socket) socket.port_value = 70000;
-            }
-          return { ...draft, message: message };
-        }
-      : undefined,
-  );
+  r.plane.cache.setDraftOverride(broken ? rejectAssignment(WEB) : undefined);
 }
 
 test.serial(

@@ -18,6 +18,7 @@ import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-proce
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
+import { rejectCluster } from '../helpers/rejected-resources.js';
 
 type ApiType = 'GRPC' | 'DELTA_GRPC';
 
@@ -178,12 +179,8 @@ for (const apiType of ['GRPC', 'DELTA_GRPC'] as const) {
 
 test('GRPC: a cluster Envoy rejected is NACKED (exit 1), with and without --control-plane', async (t) => {
   const { store, plane, envoy, nodeId, controlPlaneUrl } = await setup(t, 'GRPC');
-  // Test-only override (as in xds-envoy.test.ts): a negative connect timeout fails Envoy's validation.
-  plane.cache.setDraftOverride((draft) =>
-    draft.typeUrl === TypeUrl.CLUSTER && draft.name === 'default/bad:http'
-      ? { ...draft, message: { ...draft.message, connect_timeout: { seconds: -1, nanos: 0 } } }
-      : draft,
-  );
+  // Test-only override: a negative connect timeout fails Envoy's validation.
+  plane.cache.setDraftOverride(rejectCluster('default/bad:http'));
   store.upsert(service('bad', [endpoint('127.0.0.6')], { port: 8082 }));
   await waitUntil(
     () =>

@@ -11,6 +11,7 @@ import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { NOT_SERVING, READY, SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
 import { httpUpstream, type Upstream } from '../helpers/upstreams.js';
+import { rejectCluster } from '../helpers/rejected-resources.js';
 
 type ApiType = 'GRPC' | 'DELTA_GRPC';
 
@@ -202,12 +203,7 @@ for (const apiType of modes) {
   test(`${apiType}: a resource Envoy rejects is a NACK with Envoy's text, and other clusters keep updating`, async (t) => {
     const { store, plane, envoy, nodeId, port } = await setup(t, apiType);
     // Test-only override: one cluster gets a negative connect timeout, which Envoy's validation rejects.
-    // (A CLA with a wrong cluster_name would not do: in SotW Envoy files it under that name and ignores it.)
-    plane.cache.setDraftOverride((draft) =>
-      draft.typeUrl === TypeUrl.CLUSTER && draft.name === 'default/bad:http'
-        ? { ...draft, message: { ...draft.message, connect_timeout: { seconds: -1, nanos: 0 } } }
-        : draft,
-    );
+    plane.cache.setDraftOverride(rejectCluster('default/bad:http'));
     store.upsert(service('bad', [endpoint('127.0.0.3')], { port }));
     const nack = await waitUntil(
       () =>
