@@ -26,15 +26,30 @@ export interface SuperviseOptions {
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
+/** SIGKILLs `child` if it is still running when this process exits. */
+export function killOnExit(child: ChildProcess): void {
+  running.add(child);
+  const forget = (): void => {
+    running.delete(child);
+  };
+  child.once('exit', forget);
+  child.once('error', forget);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const proc of running) {
+      try {
+        proc.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
 /** Takes charge of `child`, which must have been spawned with stdout and stderr piped. */
 export function supervise(child: ChildProcess, options: SuperviseOptions): SupervisedProcess {
-  running.add(child);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const proc of running) proc.kill('SIGKILL');
-    });
-  }
+  killOnExit(child);
   const log: string[] = [];
   const collect = (chunk: Buffer): void => {
     for (const line of chunk.toString('utf8').split('\n')) {
@@ -49,7 +64,6 @@ export function supervise(child: ChildProcess, options: SuperviseOptions): Super
   const exit = new Promise<void>((resolve) => {
     child.once('exit', () => {
       exited = true;
-      running.delete(child);
       resolve();
     });
   });

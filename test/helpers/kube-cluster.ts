@@ -37,6 +37,7 @@ import {
 import { parseAllDocuments } from 'yaml';
 import { eligibleHosts } from '../../src/model/eligibility.js';
 import type { EndpointStore } from '../../src/model/store.js';
+import { killOnExit } from '../../src/supervised-process.js';
 
 const execFileAsync = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -83,18 +84,6 @@ export function kubeBinDir(): Promise<string> {
   })();
   return binDirPromise;
 }
-
-/** Every process started by this module and still running; killed when this process exits. */
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -240,14 +229,12 @@ function launch(name: string, binary: string, args: string[], logFile: string, d
   const child = spawn(binary, args, { stdio: ['ignore', log, log], detached });
   closeSync(log);
   if (detached) child.unref();
-  else running.add(child);
+  else killOnExit(child);
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code, signal) => {
-      running.delete(child);
       resolve(code ?? (signal ? -1 : null));
     });
     child.once('error', () => {
-      running.delete(child);
       resolve(-1);
     });
   });

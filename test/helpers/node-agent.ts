@@ -54,21 +54,10 @@ import {
 } from '@kubernetes/client-node';
 import type { EndpointStore } from '../../src/model/store.js';
 import type { ServiceModel } from '../../src/model/types.js';
+import { killOnExit } from '../../src/supervised-process.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const POD_BACKEND = path.join(repoRoot, 'test', 'helpers', 'pod-backend.ts');
-
-/** Every process started by any node agent in this process; killed if the test process exits first. */
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
@@ -448,7 +437,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       env: { ...process.env, ...this.#options.extraEnv, ...launch.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    running.add(child);
+    killOnExit(child);
     runtime.child = child;
     const collect = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split('\n')) {
@@ -461,7 +450,6 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     child.stderr.on('data', collect);
     runtime.exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
-        running.delete(child);
         runtime.hasExited = true;
         this.#emit(runtime, 'exited', signal ?? `code ${code}`);
         if (!runtime.terminating) {
@@ -472,7 +460,6 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         resolve();
       });
       child.once('error', (error) => {
-        running.delete(child);
         runtime.hasExited = true;
         runtime.output.push(`spawn error: ${error.message}`);
         resolve();
@@ -733,7 +720,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
-      running.add(hook);
+      killOnExit(hook);
       let output = '';
       const keep = (chunk: Buffer): void => {
         output = (output + chunk.toString('utf8')).slice(-2_000);
@@ -742,11 +729,9 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       hook.stderr.on('data', keep);
       const exited = new Promise<string>((resolve) => {
         hook.once('exit', (code, signal) => {
-          running.delete(hook);
           resolve(signal ?? `exit ${code}`);
         });
         hook.once('error', (error) => {
-          running.delete(hook);
           resolve(`spawn error: ${error.message}`);
         });
       });

@@ -46,3 +46,39 @@ test('a process that ignores SIGTERM is killed after the grace period', async (t
   await supervised.stop();
   t.is(child.signalCode, 'SIGKILL');
 });
+
+test('a child registered with killOnExit does not outlive this process', async (t) => {
+  // A parent process of our own, so the exit hook can run without ending the test process.
+  const module = new URL('../../src/supervised-process.ts', import.meta.url).href;
+  const parent = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { spawn } from 'node:child_process';
+       const { killOnExit } = await import(${JSON.stringify(module)});
+       const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+       killOnExit(child);
+       console.log(child.pid);
+       setTimeout(() => process.exit(0), 200);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  parent.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await new Promise((resolve) => parent.once('close', resolve));
+  const pid = Number(out.trim());
+  t.true(pid > 0);
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 40 && alive(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.false(alive());
+});
