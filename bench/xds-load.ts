@@ -12,6 +12,7 @@ import { codecFor } from '../src/protos/envoy-protos.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST } from '../src/xds/messages.js';
 import { TypeUrl } from '../src/xds/resource-types.js';
 import { DELTA_METHOD_PATH, SOTW_METHOD_PATH } from '../src/xds/server.js';
+import { stringField } from '../src/xds/wire.js';
 
 const address = process.env['BENCH_ADDRESS']!;
 const streamsWanted = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -61,19 +62,6 @@ const clusterNames = Array.from({ length: clusters }, (_, i) => `bench/svc-${i}:
 
 /** A SotW EDS ACK repeats every subscribed name, as Envoy's do; the names are encoded once here. */
 const encodedNames = encodeRequest({ resource_names: clusterNames });
-function stringField(field: number, value: string): Buffer {
-  const body = Buffer.from(value, 'utf8');
-  return Buffer.concat([Buffer.from([(field << 3) | 2]), varintBytes(body.length), body]);
-}
-function varintBytes(n: number): Buffer {
-  const out: number[] = [];
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
 function sotwEdsAck(version: string, nonce: string): Buffer[] {
   // In parts, so the names (20 KB at 1000 clusters) are not copied for every ACK.
   return [stringField(1, version), encodedNames, stringField(4, TypeUrl.ENDPOINT), stringField(5, nonce)];
