@@ -144,7 +144,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     logger,
     ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
   });
-  const server = new GrpcHttp2Server({ ...ADS_SERVER_SETTINGS, methods: ads.methods() });
+  const server = new GrpcHttp2Server({
+    ...ADS_SERVER_SETTINGS,
+    methods: ads.methods(),
+    onProtocolError: (peer, message) => {
+      logger.warn({ peer, message }, 'xds connection ended: HTTP/2 protocol error');
+    },
+  });
   const { host, port } = parseHostPort(options.xdsAddress);
   let boundPort: number;
   try {

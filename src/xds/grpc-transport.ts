@@ -1,16 +1,19 @@
 /**
- * gRPC's wire protocol over node:http2, for ADS's two bidirectional methods and nothing else.
+ * gRPC's wire protocol over our HTTP/2 server (http2/connection.ts), for ADS's two bidirectional
+ * methods and nothing else.
  *
  * grpc-js copied every request into a fresh buffer, pushed each message through two object-mode
- * streams and copied every response once more to frame it. With 1000 Envoys that was most of the
- * control plane's CPU beyond the bare HTTP/2 cost of a change (docs/benchmarks.md). Here a request that
- * arrives within one chunk is decoded where it lies, and a response is framed by the copy that
- * assembles it. The rest of what a gRPC server owes its clients is kept: status trailers, UNIMPLEMENTED
- * for unknown methods, 415 for non-gRPC requests, a receive limit, keepalive pings, graceful close.
+ * streams and copied every response once more to frame it; node:http2 beneath it cost twice what the
+ * same bytes cost over plain sockets. With 1000 Envoys those were most of the control plane's CPU per
+ * change (docs/benchmarks.md). Here a request that arrives within one chunk is decoded where it lies,
+ * and a response is framed, gRPC and HTTP/2 headers both, by the copy that assembles it. The rest of
+ * what a gRPC server owes its clients is kept: status trailers, UNIMPLEMENTED for unknown methods, 415
+ * for non-gRPC requests, a receive limit, keepalive pings, graceful close.
  */
-import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
+import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './http2/connection.js';
+import type { HeaderField } from './http2/hpack.js';
 
 /** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
 export const GrpcStatus = {
@@ -122,6 +125,11 @@ export class GrpcMessageReader {
     return this.#spare;
   }
 
+  /** The size of the message being reassembled, which this reader holds until it completes. */
+  get partialBytes(): number {
+    return this.#partial?.length ?? 0;
+  }
+
   /** True between messages: a client that half-closes here sent nothing cut off. */
   get atBoundary(): boolean {
     return this.#partial === undefined && this.#headerFill === 0;
@@ -138,14 +146,17 @@ export class GrpcMessageReader {
   }
 }
 
-/** Prefixes `parts` with the gRPC message header, in the one copy that joins them. */
-export function frameMessage(parts: readonly Buffer[]): Buffer {
+/**
+ * Prefixes `parts` with the gRPC message header, in the one copy that joins them, after `headroom`
+ * bytes left free for the HTTP/2 frame header.
+ */
+export function frameMessage(parts: readonly Buffer[], headroom = 0): Buffer {
   let length = 0;
   for (const part of parts) length += part.length;
-  const framed = Buffer.allocUnsafe(HEADER_BYTES + length);
-  framed[0] = 0;
-  framed.writeUInt32BE(length, 1);
-  let at = HEADER_BYTES;
+  const framed = Buffer.allocUnsafe(headroom + HEADER_BYTES + length);
+  framed[headroom] = 0;
+  framed.writeUInt32BE(length, headroom + 1);
+  let at = headroom + HEADER_BYTES;
   for (const part of parts) at += part.copy(framed, at);
   return framed;
 }
@@ -178,16 +189,12 @@ export interface BidiCallHandlers {
 /** One server side of a bidirectional-streaming call. */
 export class GrpcServerCall {
   readonly peer: string;
-  readonly #stream: http2.ServerHttp2Stream;
+  readonly #stream: Http2ServerStream;
   #finished = false;
-  #trailers: http2.OutgoingHttpHeaders | undefined;
 
-  constructor(stream: http2.ServerHttp2Stream, peer: string) {
+  constructor(stream: Http2ServerStream, peer: string) {
     this.#stream = stream;
     this.peer = peer;
-    stream.on('wantTrailers', () => {
-      stream.sendTrailers(this.#trailers ?? statusTrailers(GrpcStatus.OK, ''));
-    });
   }
 
   /** A method, not a getter: a message handler may finish the call between two reads. */
@@ -197,38 +204,32 @@ export class GrpcServerCall {
 
   /**
    * Writes one message made of `parts`; false means the buffer is full and `onDrain` will follow.
-   * `onWritten` runs once the bytes are handed to the connection; if the call dies first it may run
-   * with the teardown or not at all, so a caller settles what is left in `onClose`.
+   * `onWritten` runs once the bytes are handed to the connection; if the call dies first it does not
+   * run, so a caller settles what is left in `onClose`.
    */
   write(parts: readonly Buffer[], onWritten: () => void): boolean {
-    if (this.#finished || this.#stream.destroyed) return true;
-    return this.#stream.write(frameMessage(parts), onWritten);
+    if (this.#finished || this.#stream.closed) return true;
+    return this.#stream.write(frameMessage(parts, DATA_FRAME_HEADROOM), true, onWritten);
   }
 
-  /** Ends the call with a status; later calls do nothing. */
+  /**
+   * Ends the call with a status, once what was written has gone out; later calls do nothing. A client
+   * still sending is then told to stop with RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
+   */
   finish(status: number, message: string): void {
     if (this.#finished) return;
     this.#finished = true;
-    const stream = this.#stream;
-    if (stream.destroyed || stream.closed) return;
-    this.#trailers = statusTrailers(status, message);
-    stream.end();
-    // The client may keep sending after our status; RST_STREAM(NO_ERROR) tells it to stop
-    // (RFC 9113 §8.1) once the trailers are out. A client that already half-closed needs nothing.
-    if (!stream.readableEnded) {
-      stream.once('wantTrailers', () => {
-        setImmediate(() => {
-          if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        });
-      });
-    }
+    this.#stream.end(statusTrailers(status, message));
   }
 }
 
-function statusTrailers(status: number, message: string): http2.OutgoingHttpHeaders {
+function statusTrailers(status: number, message: string): HeaderField[] {
   return message === ''
-    ? { 'grpc-status': String(status) }
-    : { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };
+    ? [['grpc-status', String(status)]]
+    : [
+        ['grpc-status', String(status)],
+        ['grpc-message', encodeGrpcMessage(message)],
+      ];
 }
 
 export type BidiMethodHandler = (call: GrpcServerCall) => BidiCallHandlers;
@@ -236,9 +237,14 @@ export type BidiMethodHandler = (call: GrpcServerCall) => BidiCallHandlers;
 export interface GrpcHttp2ServerOptions {
   /** Path (`/package.Service/Method`) → handler. Any other path is answered UNIMPLEMENTED. */
   readonly methods: ReadonlyMap<string, BidiMethodHandler>;
+  /** Per connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused with REFUSED_STREAM. */
   readonly maxConcurrentStreams: number;
-  /** Per connection, in MB (node:http2's maxSessionMemory). */
-  readonly maxSessionMemoryMb: number;
+  /**
+   * What a connection's calls may hold in messages still being received; a call that takes it over
+   * ends with RESOURCE_EXHAUSTED. Without it, 1000 streams each sending most of a 4 MiB message would
+   * hold 4 GB.
+   */
+  readonly maxPartialBytesPerConnection: number;
   readonly maxReceiveMessageBytes: number;
   /** HTTP/2 receive window, per stream and per connection (RFC 9113 §6.9). */
   readonly receiveWindowBytes: number;
@@ -247,28 +253,26 @@ export interface GrpcHttp2ServerOptions {
   /** Ping each connection this often, and drop it if the ping is not answered in time. */
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** A connection ended for breaking HTTP/2, or its peer reported it did. */
+  readonly onProtocolError?: (peer: string, message: string) => void;
 }
+
+const NOT_GRPC_BODY = Buffer.from(
+  "This is readygate's xDS port: it answers gRPC only (POST, content-type application/grpc).\n",
+);
+
+/** gRPC requests carry a few short headers; this is far above them and far below abuse. */
+const MAX_HEADER_LIST_BYTES = 16 * 1024;
 
 export class GrpcHttp2Server {
   readonly #options: GrpcHttp2ServerOptions;
-  readonly #server: http2.Http2Server;
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #server: net.Server;
+  readonly #connections = new Set<Http2ServerConnection>();
 
   constructor(options: GrpcHttp2ServerOptions) {
     this.#options = options;
-    this.#server = http2.createServer({
-      maxSessionMemory: options.maxSessionMemoryMb,
-      settings: {
-        maxConcurrentStreams: options.maxConcurrentStreams,
-        initialWindowSize: options.receiveWindowBytes,
-        maxFrameSize: options.maxFrameBytes,
-      },
-    });
-    this.#server.on('session', (session) => {
-      this.#track(session);
-    });
-    this.#server.on('stream', (stream, headers) => {
-      this.#route(stream, headers);
+    this.#server = net.createServer({ noDelay: true }, (socket) => {
+      this.#accept(socket);
     });
   }
 
@@ -300,104 +304,148 @@ export class GrpcHttp2Server {
         resolve();
       };
       const timer = setTimeout(() => {
-        for (const session of this.#sessions) session.destroy();
+        for (const connection of this.#connections) connection.destroy();
         finish();
       }, graceMs);
       this.#server.close(finish);
-      for (const session of this.#sessions) session.close();
+      for (const connection of this.#connections) connection.close();
     });
   }
 
-  #track(session: http2.ServerHttp2Session): void {
-    this.#sessions.add(session);
-    // The connection's window is not a SETTINGS value; it only grows by a WINDOW_UPDATE.
-    session.setLocalWindowSize(this.#options.receiveWindowBytes);
-    // A connection's errors end that connection only.
-    session.on('error', () => {
-      session.destroy();
-    });
-    const { keepaliveTimeMs, keepaliveTimeoutMs } = this.#options;
+  #accept(socket: net.Socket): void {
+    const peer =
+      socket.remoteAddress === undefined || socket.remotePort === undefined
+        ? 'unknown'
+        : formatHostPort(socket.remoteAddress, socket.remotePort);
+    const { keepaliveTimeMs, keepaliveTimeoutMs, onProtocolError } = this.#options;
+    /** Bytes this connection's calls hold in messages still arriving. */
+    const partial = { bytes: 0 };
+    const connection = new Http2ServerConnection(
+      socket,
+      {
+        maxConcurrentStreams: this.#options.maxConcurrentStreams,
+        receiveWindowBytes: this.#options.receiveWindowBytes,
+        maxFrameBytes: this.#options.maxFrameBytes,
+        maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
+      },
+      {
+        onStream: (stream, headers) => {
+          this.#route(stream, headers, peer, partial);
+        },
+        onProtocolError: (message) => onProtocolError?.(peer, message),
+        onClose: () => {
+          clearInterval(keepalive);
+          this.#connections.delete(connection);
+        },
+      },
+      peer,
+    );
+    this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.
-    let awaitingPong = false;
     const keepalive = setInterval(() => {
-      if (awaitingPong || session.destroyed || session.closed) return;
       const deadline = setTimeout(() => {
-        session.destroy();
+        connection.destroy();
       }, keepaliveTimeoutMs);
       deadline.unref();
-      awaitingPong = session.ping((error) => {
-        awaitingPong = false;
+      const sent = connection.ping(() => {
         clearTimeout(deadline);
-        if (error && !session.destroyed) session.destroy();
       });
-      if (!awaitingPong) clearTimeout(deadline);
+      if (!sent) clearTimeout(deadline);
     }, keepaliveTimeMs);
     keepalive.unref();
-    session.once('close', () => {
-      clearInterval(keepalive);
-      this.#sessions.delete(session);
-    });
   }
 
-  #route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    // Errors (a reset, a dead connection) surface as 'close'; without a listener they would throw.
-    stream.on('error', () => undefined);
-    const contentType = headers['content-type'] ?? '';
-    if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
+  #route(
+    stream: Http2ServerStream,
+    headers: readonly HeaderField[],
+    peer: string,
+    partial: { bytes: number },
+  ): void {
+    const header = (name: string): string | undefined => headers.find(([key]) => key === name)?.[1];
+    const contentType = header('content-type') ?? '';
+    if (header(':method') !== 'POST' || !contentType.startsWith('application/grpc')) {
+      // Answered once the request is complete, as an HTTP server does; the body is for whoever points
+      // curl or a browser at the xDS port.
+      stream.handlers = {
+        onData: () => undefined,
+        onEnd: () => {
+          stream.respond([
+            [':status', '415'],
+            ['content-type', 'text/plain; charset=utf-8'],
+          ]);
+          stream.write(NOT_GRPC_BODY, false);
+          stream.end();
+        },
+        onDrain: () => undefined,
+        onClose: () => undefined,
+      };
       return;
     }
-    const path = headers[':path'] ?? '';
+    const path = header(':path') ?? '';
     const handler = this.#options.methods.get(path);
     if (!handler) {
       stream.respond(
-        {
-          ':status': 200,
-          'content-type': 'application/grpc',
+        [
+          [':status', '200'],
+          ['content-type', 'application/grpc'],
           ...statusTrailers(GrpcStatus.UNIMPLEMENTED, `unknown method ${path}`),
-        },
-        { endStream: true },
+        ],
+        true,
       );
       return;
     }
-    stream.respond(
-      { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' },
-      { waitForTrailers: true },
-    );
-    const call = new GrpcServerCall(stream, peerOf(stream.session));
+    stream.respond([
+      [':status', '200'],
+      ['content-type', 'application/grpc'],
+      ['grpc-accept-encoding', 'identity'],
+    ]);
+    const call = new GrpcServerCall(stream, peer);
     const handlers = handler(call);
     const reader = new GrpcMessageReader(this.#options.maxReceiveMessageBytes);
-    stream.on('data', (chunk: Buffer) => {
-      if (call.isFinished()) return;
-      let messages: Buffer[];
-      try {
-        messages = reader.push(chunk);
-      } catch (error) {
-        const refused = error as GrpcFramingError;
-        call.finish(refused.status, refused.message);
-        return;
-      }
-      for (const message of messages) {
+    const limit = this.#options.maxPartialBytesPerConnection;
+    /** What this call adds to `partial` now. */
+    let held = 0;
+    const account = (): void => {
+      partial.bytes += reader.partialBytes - held;
+      held = reader.partialBytes;
+    };
+    stream.handlers = {
+      onData: (chunk) => {
         if (call.isFinished()) return;
-        handlers.onMessage(message);
-      }
-    });
-    stream.on('drain', () => {
-      handlers.onDrain();
-    });
-    // The client half-closed: nothing more will come, so the call ends with OK.
-    stream.on('end', () => {
-      if (reader.atBoundary) call.finish(GrpcStatus.OK, '');
-      else call.finish(GrpcStatus.INTERNAL, 'the request stream ended inside a message');
-    });
-    stream.once('close', () => {
-      handlers.onClose();
-    });
+        let messages: Buffer[];
+        try {
+          messages = reader.push(chunk);
+        } catch (error) {
+          account();
+          const refused = error as GrpcFramingError;
+          call.finish(refused.status, refused.message);
+          return;
+        }
+        account();
+        if (partial.bytes > limit) {
+          call.finish(
+            GrpcStatus.RESOURCE_EXHAUSTED,
+            `messages still arriving on this connection hold over ${limit} bytes`,
+          );
+          return;
+        }
+        for (const message of messages) {
+          if (call.isFinished()) return;
+          handlers.onMessage(message);
+        }
+      },
+      onDrain: () => {
+        handlers.onDrain();
+      },
+      // The client half-closed: nothing more will come, so the call ends with OK.
+      onEnd: () => {
+        if (reader.atBoundary) call.finish(GrpcStatus.OK, '');
+        else call.finish(GrpcStatus.INTERNAL, 'the request stream ended inside a message');
+      },
+      onClose: () => {
+        partial.bytes -= held;
+        handlers.onClose();
+      },
+    };
   }
-}
-
-function peerOf(session: http2.Http2Session | undefined): string {
-  const socket = session?.socket;
-  if (socket?.remoteAddress === undefined || socket.remotePort === undefined) return 'unknown';
-  return formatHostPort(socket.remoteAddress, socket.remotePort);
 }

@@ -183,7 +183,7 @@ export const ADS_SERVER_SETTINGS = {
   keepaliveTimeMs: 30_000,
   keepaliveTimeoutMs: 10_000,
   maxConcurrentStreams: 1000,
-  maxSessionMemoryMb: 64,
+  maxPartialBytesPerConnection: 64 * 1024 * 1024,
   // gRPC's usual default; an Envoy's largest request (a SotW ACK naming every cluster) is far below it.
   maxReceiveMessageBytes: 4 * 1024 * 1024,
   // HTTP/2's default 64 KB window makes the server send a WINDOW_UPDATE, a write of its own, for about

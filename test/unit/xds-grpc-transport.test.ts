@@ -128,7 +128,7 @@ async function echoServer(
   const closes: number[] = [];
   const server = new GrpcHttp2Server({
     maxConcurrentStreams: 100,
-    maxSessionMemoryMb: 16,
+    maxPartialBytesPerConnection: 1024 * 1024,
     maxReceiveMessageBytes: 64 * 1024,
     receiveWindowBytes: 256 * 1024,
     maxFrameBytes: 64 * 1024,
