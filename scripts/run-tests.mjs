@@ -1,6 +1,6 @@
 // `npm test`: everything CI checks, in one command. Installs the real Envoy and builds the real
-// Kubernetes binaries (cached outside the repo), then runs lint, format, cycle and type checks and every
-// AVA test through TAP, and closes with the line CI reads: `N passed, N failed[, N skipped]`.
+// Kubernetes binaries and h2spec (cached outside the repo), then runs lint, format, cycle and type checks
+// and every AVA test through TAP, and closes with the line CI reads: `N passed, N failed[, N skipped]`.
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,13 +36,15 @@ function finish() {
 
 let envoyBin;
 let k8sBinDir;
+let h2specBin;
 try {
   envoyBin = capture('bash', ['scripts/envoy-binary.sh']);
   k8sBinDir = capture('bash', ['scripts/k8s-binaries.sh']);
+  h2specBin = capture('bash', ['scripts/h2spec-binary.sh']);
   counts.passed += 1;
-  console.log('ok - real Envoy and Kubernetes binaries available');
+  console.log('ok - real Envoy, Kubernetes and h2spec binaries available');
 } catch (error) {
-  console.log(`not ok - real Envoy and Kubernetes binaries available: ${error.message}`);
+  console.log(`not ok - real Envoy, Kubernetes and h2spec binaries available: ${error.message}`);
   counts.failed += 1;
   finish();
 }
@@ -53,7 +55,12 @@ step('prettier', bin('prettier'), ['--check', '--log-level', 'warn', '.']);
 step('import cycles', 'node', ['scripts/check-cycles.mjs', 'src']);
 step('typecheck', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
 
-const env = { ...process.env, READYGATE_ENVOY_BIN: envoyBin, READYGATE_K8S_BIN_DIR: k8sBinDir };
+const env = {
+  ...process.env,
+  READYGATE_ENVOY_BIN: envoyBin,
+  READYGATE_K8S_BIN_DIR: k8sBinDir,
+  READYGATE_H2SPEC_BIN: h2specBin,
+};
 const ava = spawn(bin('ava'), ['--tap', ...process.argv.slice(2)], {
   cwd: root,
   env,
