@@ -113,7 +113,6 @@ export class Http2ServerStream {
   unacknowledgedBytes = 0;
   readonly queue: QueuedData[] = [];
   queuedBytes = 0;
-  /** The trailing HEADERS block, sent once the queue is empty; undefined until end(). */
   /**
    * How the response ends once the queue is empty: a trailing HEADERS block, or an empty DATA frame
    * with END_STREAM (null); undefined until end().
@@ -183,9 +182,8 @@ export class Http2ServerStream {
 
   /**
    * Ends the response once the queued data is out: with trailing headers if given, else with an empty
-   * DATA frame that carries END_STREAM. If the client is still
-   * sending, RST_STREAM(NO_ERROR) follows: the response is complete and the rest of the
-   * request is not wanted (RFC 9113 §8.1).
+   * DATA frame that carries END_STREAM. If the client is still sending, RST_STREAM(NO_ERROR) follows:
+   * the response is complete and the rest of the request is not wanted (RFC 9113 §8.1).
    */
   end(trailers?: readonly HeaderField[]): void {
     if (this.#closed || this.ending !== undefined || this.#localEnded) return;
@@ -401,6 +399,9 @@ export class Http2ServerConnection {
     this.#flushing = true;
     const written: Array<() => void> = [];
     const drained: Http2ServerStream[] = [];
+    // A response larger than a frame goes out as header and payload pieces; corked, they leave in one
+    // writev instead of a write each.
+    this.#socket.cork();
     try {
       // Streams that ask to send while this runs (from callbacks) are visited too: a Set's iteration
       // includes what is added during it.
@@ -415,6 +416,7 @@ export class Http2ServerConnection {
       }
     } finally {
       this.#flushing = false;
+      this.#socket.uncork();
     }
     for (const onWritten of written) onWritten();
     for (const stream of drained) stream.drained();
