@@ -1,21 +1,29 @@
 /**
- * The transport floor under bench:xds: what a bare node:http2 server (no gRPC, no xDS, no bookkeeping)
- * spends to do the traffic of one change — write `pushBytes` on each of N streams, one connection each,
- * and read an `ackBytes` answer from each. readygate cannot spend less than this per change on this
- * machine and Node version; bench:xds prints it beside readygate's own figures. It uses the ADS server's
- * HTTP/2 receive window and frame size, so the floor moves with readygate's transport settings.
+ * Transport floors under bench:xds: what a server with no gRPC, no xDS and no bookkeeping spends to do
+ * the traffic of one change — write `pushBytes` to each of N peers, one connection each, and read an
+ * `ackBytes` answer from each. Two of them:
+ * - `tcp`: plain sockets carrying the same bytes, no HTTP/2 at all. No server on this machine and Node
+ *   version can spend less per change; readygate's own HTTP/2 sits on top of it.
+ * - `node:http2`: a bare node:http2 server, with the ADS server's receive window and frame size. What
+ *   readygate spent before it had an HTTP/2 server of its own could not go below this.
+ * bench:xds prints both beside readygate's own figures.
  *
  * Run alone: `npx tsx bench/http2-floor.ts` (BENCH_STREAMS, BENCH_PUSH_BYTES, BENCH_ACK_BYTES,
- * BENCH_CHANGES). The client half runs in a child process, as the load does in bench:xds.
+ * BENCH_CHANGES, BENCH_FLOOR=tcp|node:http2). The client half runs in a child process, as the load does
+ * in bench:xds.
  */
 import { fork } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ADS_SERVER_SETTINGS } from '../src/xds/server.js';
 import { percentile, round1 } from './stats.js';
 
+export type FloorTransport = 'tcp' | 'node:http2';
+
 export interface FloorOptions {
+  readonly transport: FloorTransport;
   readonly streams: number;
   readonly pushBytes: number;
   readonly ackBytes: number;
@@ -44,26 +52,22 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   });
 }
 
+interface Peer extends EventEmitter {
+  write(bytes: Buffer): boolean;
+}
+
 export async function measureFloor(options: FloorOptions): Promise<FloorResult> {
-  const streams: http2.ServerHttp2Stream[] = [];
+  const peers: Peer[] = [];
+  const closers: Array<() => void> = [];
   let answered = 0;
   let onAnswer: (() => void) | undefined;
-  const window = ADS_SERVER_SETTINGS.receiveWindowBytes;
-  const server = http2.createServer({
-    settings: { initialWindowSize: window, maxFrameSize: ADS_SERVER_SETTINGS.maxFrameBytes },
-  });
-  server.on('session', (session) => {
-    session.setLocalWindowSize(window);
-  });
-  server.on('sessionError', () => undefined);
-  server.on('stream', (stream) => {
+  const accept = (peer: Peer): void => {
     // The client is killed at the end; its resets are expected.
-    stream.on('error', () => undefined);
-    stream.respond({ ':status': 200 });
-    streams.push(stream);
+    peer.on('error', () => undefined);
+    peers.push(peer);
     let pending = 0;
-    stream.on('data', (chunk: Buffer) => {
-      // Count whole answers, however the client's frames were cut.
+    peer.on('data', (chunk: Buffer) => {
+      // Count whole answers, however the client's writes were cut.
       pending += chunk.length;
       while (pending >= options.ackBytes) {
         pending -= options.ackBytes;
@@ -71,7 +75,31 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
         onAnswer?.();
       }
     });
-  });
+  };
+  let server: net.Server | http2.Http2Server;
+  if (options.transport === 'tcp') {
+    server = net.createServer({ noDelay: true }, (socket) => {
+      accept(socket);
+      closers.push(() => socket.destroy());
+    });
+  } else {
+    const window = ADS_SERVER_SETTINGS.receiveWindowBytes;
+    const h2 = http2.createServer({
+      settings: { initialWindowSize: window, maxFrameSize: ADS_SERVER_SETTINGS.maxFrameBytes },
+    });
+    h2.on('session', (session) => {
+      session.setLocalWindowSize(window);
+    });
+    h2.on('sessionError', () => undefined);
+    h2.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      accept(stream);
+      closers.push(() => {
+        stream.close();
+      });
+    });
+    server = h2;
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const client = fork(fileURLToPath(import.meta.url), [], {
@@ -79,6 +107,7 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
     env: {
       ...process.env,
       FLOOR_CLIENT_PORT: String(port),
+      FLOOR_TRANSPORT: options.transport,
       FLOOR_STREAMS: String(options.streams),
       FLOOR_ACK_BYTES: String(options.ackBytes),
       FLOOR_PUSH_BYTES: String(options.pushBytes),
@@ -105,8 +134,8 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
       const before = process.cpuUsage();
       const startedAt = performance.now();
       const done = waitForAnswers(target);
-      // A fresh buffer per stream, as each xDS response is (its nonce differs).
-      for (const stream of streams) stream.write(Buffer.from(payload));
+      // A fresh buffer per peer, as each xDS response is (its nonce differs).
+      for (const peer of peers) peer.write(Buffer.from(payload));
       await withTimeout(done, ROUND_TIMEOUT_MS, `round ${i}`);
       wall.push(performance.now() - startedAt);
       // As bench:xds does after a change: let acknowledgements and window updates settle.
@@ -120,7 +149,7 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
     };
   } finally {
     client.kill();
-    for (const stream of streams) stream.close();
+    for (const close of closers) close();
     await new Promise<void>((resolve) => {
       server.close(() => {
         resolve();
@@ -129,16 +158,22 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
   }
 }
 
-/** The client: N connections with one stream each, answering every push once it has fully arrived. */
+/** The client: N connections (with one stream each), answering every push once it has fully arrived. */
 function runClient(): void {
   const port = Number(process.env['FLOOR_CLIENT_PORT']);
   const count = Number(process.env['FLOOR_STREAMS']);
   const answer = Buffer.alloc(Number(process.env['FLOOR_ACK_BYTES']), 0x61);
   const pushBytes = Number(process.env['FLOOR_PUSH_BYTES']);
-  for (let i = 0; i < count; i++) {
+  const open = (): Peer => {
+    if (process.env['FLOOR_TRANSPORT'] === 'tcp') {
+      return net.connect({ port, host: '127.0.0.1', noDelay: true });
+    }
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', () => undefined);
-    const stream = session.request({ ':method': 'POST', ':path': '/floor' });
+    return session.request({ ':method': 'POST', ':path': '/floor' });
+  };
+  for (let i = 0; i < count; i++) {
+    const stream = open();
     stream.on('error', () => undefined);
     let received = 0;
     stream.on('data', (chunk: Buffer) => {
@@ -156,6 +191,7 @@ if (process.env['FLOOR_CLIENT_PORT'] !== undefined) {
   runClient();
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const options: FloorOptions = {
+    transport: process.env['BENCH_FLOOR'] === 'node:http2' ? 'node:http2' : 'tcp',
     streams: Number(process.env['BENCH_STREAMS'] ?? 1000),
     pushBytes: Number(process.env['BENCH_PUSH_BYTES'] ?? 1213),
     ackBytes: Number(process.env['BENCH_ACK_BYTES'] ?? 100),

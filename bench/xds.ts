@@ -1,11 +1,12 @@
 /**
  * `npm run bench:xds`: one endpoint change → all N simulated Envoys, with the control plane and the load
  * in separate processes. Reports p50/p99 time-to-all-streams, control-plane CPU and bytes per change, the
- * time for N streams connecting at once to be fully served, and the control plane's RSS; then the bare
- * node:http2 floor of the same traffic (bench/http2-floor.ts).
+ * time for N streams connecting at once to be fully served, and the control plane's RSS; then two floors
+ * of the same traffic: plain TCP, and a bare node:http2 server (bench/http2-floor.ts).
  *
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
- * BENCH_WARMUP_CHANGES (2, not counted), BENCH_MODES (sotw,delta), BENCH_STREAMS_PER_CONNECTION (1),
+ * BENCH_WARMUP_CHANGES (2, not counted), BENCH_MODES (sotw,delta), BENCH_FLOORS (tcp,node:http2; empty
+ * for none, for quicker A/B runs), BENCH_STREAMS_PER_CONNECTION (1),
  * BENCH_MAX_BYTES_IN_FLIGHT, BENCH_PROFILE_DIR (a CPU profile of the change phase),
  * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N). Every
  * wait is bounded; a stuck run fails instead of hanging.
@@ -15,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { measureFloor, type FloorResult } from './http2-floor.js';
+import { measureFloor, type FloorResult, type FloorTransport } from './http2-floor.js';
 import { percentile, round1 } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -30,6 +31,9 @@ const changes = Number(process.env['BENCH_CHANGES'] ?? 50);
  */
 const warmupChanges = Number(process.env['BENCH_WARMUP_CHANGES'] ?? 2);
 const modes = (process.env['BENCH_MODES'] ?? 'sotw,delta').split(',');
+const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2')
+  .split(',')
+  .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2');
 
 type Message = { cmd: string } & Record<string, unknown>;
 
@@ -85,21 +89,30 @@ interface ModeResult {
   /** V8 heap reserved before that GC, and RSS after it. */
   heapTotalMB: number;
   rssAfterGcMB: number;
-  /** A bare node:http2 server doing the same writes and reads per change (bench/http2-floor.ts). */
-  http2Floor: FloorResult & { pushBytes: number; ackBytes: number };
+  /** Servers doing only the same writes and reads per change (bench/http2-floor.ts). */
+  floors: { pushBytes: number; ackBytes: number } & Partial<Record<FloorTransport, FloorResult>>;
 }
 
 async function runMode(mode: string): Promise<ModeResult> {
   const { result, edsAckBytes } = await measureReadygate(mode);
-  // After readygate and its load have exited, so the floor runs on a quiet machine too.
+  // After readygate and its load have exited, so the floors run on a quiet machine too.
   const pushBytes = Math.round(result.bytesPerChange / streams);
-  const floor = await measureFloor({ streams, pushBytes, ackBytes: edsAckBytes, rounds: changes });
-  return { ...result, http2Floor: { ...floor, pushBytes, ackBytes: edsAckBytes } };
+  const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
+  for (const transport of floorTransports) {
+    floors[transport] = await measureFloor({
+      transport,
+      streams,
+      pushBytes,
+      ackBytes: edsAckBytes,
+      rounds: changes,
+    });
+  }
+  return { ...result, floors };
 }
 
 async function measureReadygate(
   mode: string,
-): Promise<{ result: Omit<ModeResult, 'http2Floor'>; edsAckBytes: number }> {
+): Promise<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> {
   const env = {
     BENCH_STREAMS: String(streams),
     BENCH_CLUSTERS: String(clusters),
@@ -221,7 +234,7 @@ console.table(
     'heap after GC (MB)': r.heapAfterGcMB,
     'heap total (MB)': r.heapTotalMB,
     'RSS after GC (MB)': r.rssAfterGcMB,
-    'bare HTTP/2 CPU/change p50 (ms)': r.http2Floor.cpuMsPerRound.p50,
-    'bare HTTP/2 round p99 (ms)': r.http2Floor.roundMs.p99,
+    'TCP floor CPU/change p50 (ms)': r.floors.tcp?.cpuMsPerRound.p50 ?? '-',
+    'bare node:http2 CPU/change p50 (ms)': r.floors['node:http2']?.cpuMsPerRound.p50 ?? '-',
   })),
 );
