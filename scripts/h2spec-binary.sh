@@ -12,17 +12,15 @@ set -euo pipefail
 # published (its own go.mod and go.sum), so no wrapper module is needed.
 H2SPEC_VERSION="${READYGATE_H2SPEC_VERSION:-v0.0.0-20200804131034-70ac22940108}"
 
-CACHE_ROOT="${READYGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/readygate}"
+# shellcheck source=scripts/cache-dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
 PREFIX="$CACHE_ROOT/h2spec/$H2SPEC_VERSION"
 BIN="$PREFIX/h2spec"
 LOG="$PREFIX/build.log"
 
 log() { printf 'h2spec-binary: %s\n' "$*" >&2; }
 
-mkdir -p "$PREFIX"
-# One build at a time per cache: parallel test workers may call this script together.
-exec 9>"$PREFIX/.lock"
-flock 9
+lock_cache_dir "$PREFIX"
 
 if [ ! -x "$BIN" ]; then
   command -v go >/dev/null || { log "go is required to build h2spec from the Go module proxy"; exit 1; }

@@ -11,7 +11,8 @@ set -Eeuo pipefail
 K8S_VERSION="${READYGATE_K8S_VERSION:-1.34.10}"
 ETCD_VERSION="${READYGATE_ETCD_VERSION:-3.6.4}"
 
-CACHE_ROOT="${READYGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/readygate}"
+# shellcheck source=scripts/cache-dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
 OUT="$CACHE_ROOT/k8s/v$K8S_VERSION-etcd$ETCD_VERSION"
 LOG="$CACHE_ROOT/k8s/build-v$K8S_VERSION.log"
 mkdir -p "$OUT"
@@ -24,9 +25,7 @@ log() {
 
 command -v go >/dev/null || { log "go is required (Go >= 1.24 for Kubernetes $K8S_VERSION)"; exit 1; }
 
-# One build at a time per cache: parallel test workers may call this script together.
-exec 9>"$OUT/.lock"
-flock 9
+lock_cache_dir "$OUT"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 # Not in a `||` context on purpose: that would switch off errexit inside the build functions.
