@@ -259,8 +259,8 @@ export interface GrpcHttp2ServerOptions {
 
 /**
  * What a connection's socket may hold beyond what the kernel took before its streams wait for 'drain'.
- * At the 16 KB default a large response (the first EDS at 1000 clusters × 10 endpoints is 1.1 MB) went out one
- * frame per write and event-loop turn; 1000 connections at this size hold at most about 64 MB.
+ * At the 16 KB default a large response (the first EDS at 1000 clusters × 10 endpoints is 1.1 MB) went
+ * out one frame per write and event-loop turn; 1000 connections at this size hold at most about 64 MB.
  */
 const SOCKET_HIGH_WATER_BYTES = 64 * 1024;
 
@@ -345,7 +345,6 @@ export class GrpcHttp2Server {
           this.#connections.delete(connection);
         },
       },
-      peer,
     );
     this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.

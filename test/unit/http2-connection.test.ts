@@ -290,7 +290,6 @@ test('write() reports a full queue, onWritten waits for the hand-off, onDrain fo
         },
         onClose: () => undefined,
       },
-      'test',
     );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

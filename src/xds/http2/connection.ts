@@ -261,7 +261,6 @@ interface HeaderBlockInProgress {
 }
 
 export class Http2ServerConnection {
-  readonly peer: string;
   readonly #socket: Socket;
   readonly #options: Http2ConnectionOptions;
   readonly #events: Http2ConnectionEvents;
@@ -294,11 +293,10 @@ export class Http2ServerConnection {
   #pingAnswered: (() => void) | undefined;
   #pingCounter = 0;
 
-  constructor(socket: Socket, options: Http2ConnectionOptions, events: Http2ConnectionEvents, peer: string) {
+  constructor(socket: Socket, options: Http2ConnectionOptions, events: Http2ConnectionEvents) {
     this.#socket = socket;
     this.#options = options;
     this.#events = events;
-    this.peer = peer;
     this.#receiveWindow = options.receiveWindowBytes;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
@@ -329,10 +327,6 @@ export class Http2ServerConnection {
     );
   }
 
-  get streamCount(): number {
-    return this.#streams.size;
-  }
-
   /**
    * Sends a PING; `onAnswer` runs when its ACK arrives. False if one is already outstanding (one at a
    * time is all a keepalive needs).
@@ -348,9 +342,9 @@ export class Http2ServerConnection {
   }
 
   /**
-   * GOAWAY(NO_ERROR): no new streams; the connection ends once the open ones have. (RFC 9113 §6.8 also
-   * allows a first GOAWAY with the largest stream id; a gRPC client opens none during a close, so one
-   * GOAWAY is enough.)
+   * GOAWAY(NO_ERROR): no new streams; the connection ends once the open ones have. Streams the client
+   * opens meanwhile are ignored, and the GOAWAY's last stream id tells it they were not processed, so
+   * it retries them on another connection (RFC 9113 §6.8).
    */
   close(): void {
     if (this.#ended || this.#goawaySent) return;
