@@ -9,10 +9,14 @@
  */
 import http2 from 'node:http2';
 import { codecFor } from '../src/protos/envoy-protos.js';
+import { GrpcMessageReader } from '../src/xds/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST } from '../src/xds/messages.js';
 import { TypeUrl } from '../src/xds/resource-types.js';
 import { DELTA_METHOD_PATH, SOTW_METHOD_PATH } from '../src/xds/server.js';
 import { stringField } from '../src/xds/wire.js';
+
+/** A bound, not a size: the first EDS response is 1.1 MB at 1000 clusters × 10 endpoints, and grows with them. */
+const MAX_RESPONSE_BYTES = 512 * 1024 * 1024;
 
 const address = process.env['BENCH_ADDRESS']!;
 const streamsWanted = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -96,44 +100,6 @@ function grpcPrefix(length: number): Buffer {
   return prefix;
 }
 
-/**
- * Cuts a stream's DATA chunks into gRPC messages. A message inside one chunk is handed on as a view of it;
- * the chunks of a longer one (a first CDS response is hundreds of KB) are joined once, when it is whole.
- */
-function messageReader(onMessage: (body: Buffer) => void): (chunk: Buffer) => void {
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  /** Length of the message being held, once its prefix has arrived. */
-  let wanted = -1;
-  return (chunk) => {
-    let data = chunk;
-    if (heldBytes > 0) {
-      held.push(chunk);
-      heldBytes += chunk.length;
-      if (wanted < 0 && heldBytes >= 5) wanted = 5 + Buffer.concat(held).readUInt32BE(1);
-      if (wanted < 0 || heldBytes < wanted) return;
-      data = Buffer.concat(held, heldBytes);
-      held = [];
-      heldBytes = 0;
-      wanted = -1;
-    }
-    while (data.length >= 5) {
-      if (data[0] !== 0) throw new Error('compressed gRPC message: the bench load does not decompress');
-      const end = 5 + data.readUInt32BE(1);
-      if (data.length < end) {
-        wanted = end;
-        break;
-      }
-      onMessage(data.subarray(5, end));
-      data = data.subarray(end);
-    }
-    if (data.length > 0) {
-      held = [data];
-      heldBytes = data.length;
-    }
-  };
-}
-
 interface SimStream {
   stream: http2.ClientHttp2Stream;
   synced: boolean;
@@ -166,35 +132,37 @@ function open(index: number, session: http2.ClientHttp2Session): void {
     stream.uncork();
   };
   const node = { id: `bench-envoy-${index}`, cluster: 'bench' };
-  stream.on(
-    'data',
-    messageReader((bytes) => {
-      const now = performance.timeOrigin + performance.now();
-      const { typeUrl, nonce, version } = scan(bytes);
-      if (mode === 'delta') write(deltaAck(typeUrl, nonce));
-      else if (typeUrl === TypeUrl.ENDPOINT) write(sotwEdsAck(version, nonce));
-      else write(sotwAck(typeUrl, version, nonce));
-      if (typeUrl === TypeUrl.CLUSTER && !sim.synced && sim.edsResponses === 0) {
-        // Envoy asks for the CLAs of the clusters it just got.
-        if (mode === 'delta')
-          write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names_subscribe: clusterNames }));
-        else write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names: clusterNames }));
+  // Messages are used before the next chunk is pushed, as the reader requires.
+  const reader = new GrpcMessageReader(MAX_RESPONSE_BYTES);
+  const onResponse = (bytes: Buffer): void => {
+    const now = performance.timeOrigin + performance.now();
+    const { typeUrl, nonce, version } = scan(bytes);
+    if (mode === 'delta') write(deltaAck(typeUrl, nonce));
+    else if (typeUrl === TypeUrl.ENDPOINT) write(sotwEdsAck(version, nonce));
+    else write(sotwAck(typeUrl, version, nonce));
+    if (typeUrl === TypeUrl.CLUSTER && !sim.synced && sim.edsResponses === 0) {
+      // Envoy asks for the CLAs of the clusters it just got.
+      if (mode === 'delta')
+        write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names_subscribe: clusterNames }));
+      else write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names: clusterNames }));
+    }
+    if (typeUrl === TypeUrl.ENDPOINT) {
+      sim.edsResponses += 1;
+      if (!sim.synced) {
+        sim.synced = true;
+        syncedCount += 1;
+        if (syncedCount === streamsWanted)
+          send({ cmd: 'synced', ms: now - startedAt, edsAckBytes: edsAckSize(version, nonce) });
+      } else if (now >= expectChangeAfter) {
+        changeArrivals.push(now);
+        if (changeArrivals.length === streamsWanted)
+          send({ cmd: 'arrivals', times: changeArrivals.splice(0) });
       }
-      if (typeUrl === TypeUrl.ENDPOINT) {
-        sim.edsResponses += 1;
-        if (!sim.synced) {
-          sim.synced = true;
-          syncedCount += 1;
-          if (syncedCount === streamsWanted)
-            send({ cmd: 'synced', ms: now - startedAt, edsAckBytes: edsAckSize(version, nonce) });
-        } else if (now >= expectChangeAfter) {
-          changeArrivals.push(now);
-          if (changeArrivals.length === streamsWanted)
-            send({ cmd: 'arrivals', times: changeArrivals.splice(0) });
-        }
-      }
-    }),
-  );
+    }
+  };
+  stream.on('data', (chunk: Buffer) => {
+    for (const message of reader.push(chunk)) onResponse(message);
+  });
   stream.on('error', () => undefined);
   if (mode === 'delta')
     write(encodeRequest({ node, type_url: TypeUrl.CLUSTER, resource_names_subscribe: ['*'] }));
