@@ -9,7 +9,7 @@ import type { CacheChange, ResourceCache } from './cache.js';
 import { DeltaStream } from './delta.js';
 import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from './grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
-import { decodeDiscoveryRequest } from './request-decoder.js';
+import { decodeDiscoveryRequest, type LazyDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
 import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
 import type { StreamKind, SyncStatus } from './sync-status.js';
@@ -124,13 +124,12 @@ export class AdsService {
 
     const handle =
       stream instanceof SotwStream
-        ? sotwHandler(stream)
-        : (bytes: Buffer): UndecodableMessage | undefined => {
-            const request = decodeDeltaRequest(bytes);
-            if (request instanceof UndecodableMessage) return request;
+        ? requestHandler(sotwDecoder(stream), (request) => {
             stream.handleRequest(request);
-            return undefined;
-          };
+          })
+        : requestHandler(decodeDeltaRequest, (request) => {
+            stream.handleRequest(request);
+          });
     return {
       onMessage: (bytes) => {
         if (ended) return;
@@ -164,15 +163,19 @@ export class AdsService {
 }
 
 /** SotW requests are decoded with the stream's previous resource_names as a hint (request-decoder.ts). */
-function sotwHandler(stream: SotwStream): (bytes: Buffer) => UndecodableMessage | undefined {
-  const decode = guarded(
-    (bytes) => decodeDiscoveryRequest(bytes, stream.recentResourceNames()),
-    DISCOVERY_REQUEST,
-  );
+function sotwDecoder(stream: SotwStream): (bytes: Buffer) => LazyDiscoveryRequest | UndecodableMessage {
+  return guarded((bytes) => decodeDiscoveryRequest(bytes, stream.recentResourceNames()), DISCOVERY_REQUEST);
+}
+
+/** Decodes a request and hands it on; returns the reason when it does not decode. */
+function requestHandler<T>(
+  decode: (bytes: Buffer) => T | UndecodableMessage,
+  handle: (request: T) => void,
+): (bytes: Buffer) => UndecodableMessage | undefined {
   return (bytes) => {
     const request = decode(bytes);
     if (request instanceof UndecodableMessage) return request;
-    stream.handleRequest(request);
+    handle(request);
     return undefined;
   };
 }
