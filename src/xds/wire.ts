@@ -22,22 +22,27 @@ function writeVarint(target: Buffer, offset: number, value: number): number {
   return offset;
 }
 
+/**
+ * A length-delimited field of `length` payload bytes with its tag and length written; the payload, the
+ * last `length` bytes, is not.
+ */
+function fieldWithHead(fieldNumber: number, length: number): Buffer {
+  const tag = (fieldNumber << 3) | WIRE_LENGTH_DELIMITED;
+  const field = Buffer.allocUnsafe(varintSize(tag) + varintSize(length) + length);
+  writeVarint(field, writeVarint(field, 0, tag), length);
+  return field;
+}
+
 /** Tag + length + payload of a length-delimited field (message, bytes or string). */
 export function lengthDelimitedField(fieldNumber: number, payload: Uint8Array): Buffer {
-  const tag = (fieldNumber << 3) | WIRE_LENGTH_DELIMITED;
-  const head = varintSize(tag) + varintSize(payload.length);
-  const field = Buffer.allocUnsafe(head + payload.length);
-  writeVarint(field, writeVarint(field, 0, tag), payload.length);
-  field.set(payload, head);
+  const field = fieldWithHead(fieldNumber, payload.length);
+  field.set(payload, field.length - payload.length);
   return field;
 }
 
 export function stringField(fieldNumber: number, value: string): Buffer {
-  const tag = (fieldNumber << 3) | WIRE_LENGTH_DELIMITED;
   const length = Buffer.byteLength(value, 'utf8');
-  const head = varintSize(tag) + varintSize(length);
-  const field = Buffer.allocUnsafe(head + length);
-  writeVarint(field, writeVarint(field, 0, tag), length);
-  field.write(value, head, 'utf8');
+  const field = fieldWithHead(fieldNumber, length);
+  field.write(value, field.length - length, 'utf8');
   return field;
 }
