@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { GrpcHttp2Server, GrpcStatus, frameMessage } from '../../src/xds/grpc-transport.js';
+import { GrpcStatus, frameMessage } from '../../src/xds/grpc-transport.js';
 import { Http2ServerConnection, type Http2ServerStream } from '../../src/xds/http2/connection.js';
 import {
   CONNECTION_PREFACE,
@@ -20,8 +20,7 @@ import {
   Setting,
 } from '../../src/xds/http2/frames.js';
 import { encodeHeaderBlock, type HeaderField, HpackDecoder } from '../../src/xds/http2/hpack.js';
-
-const ECHO = '/test.Echo/Stream';
+import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 interface Frame {
   readonly type: number;
@@ -112,34 +111,6 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The echo method of the transport tests: each message comes back prefixed with "echo:". */
-async function echoServer(t: ExecutionContext, maxPartialBytesPerConnection = 1024 * 1024): Promise<number> {
-  const server = new GrpcHttp2Server({
-    maxConcurrentStreams: 10,
-    maxPartialBytesPerConnection,
-    maxReceiveMessageBytes: 1024 * 1024,
-    receiveWindowBytes: 1024 * 1024,
-    maxFrameBytes: 1024 * 1024,
-    keepaliveTimeMs: 30_000,
-    keepaliveTimeoutMs: 10_000,
-    methods: new Map([
-      [
-        ECHO,
-        (call) => ({
-          onMessage: (bytes) => {
-            call.write([Buffer.from('echo:'), bytes], () => undefined);
-          },
-          onDrain: () => undefined,
-          onClose: () => undefined,
-        }),
-      ],
-    ]),
-  });
-  const port = await server.listen('127.0.0.1', 0);
-  t.teardown(() => server.close(100));
-  return port;
-}
-
 function client(t: ExecutionContext, port: number): RawClient {
   const raw = new RawClient(port);
   t.teardown(() => {
@@ -153,7 +124,7 @@ const data = (streamId: number, bytes: Buffer, flags = 0): Buffer =>
   encodeFrame(FrameType.DATA, flags, streamId, bytes);
 
 test('a response that fits one frame goes out as one DATA frame after the response headers', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   raw.start();
   raw.send(raw.request(1), data(1, grpcMessage('hello')));
   await raw.until('the echo', () => raw.of(FrameType.DATA, 1).length > 0);
@@ -171,7 +142,7 @@ test('a response that fits one frame goes out as one DATA frame after the respon
 });
 
 test('DATA is paced by the client windows and split at its frame size; WINDOW_UPDATE resumes it', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   // A 100-byte stream window; the connection window stays at the default 65535.
   raw.start([[Setting.INITIAL_WINDOW_SIZE, 100]]);
   const text = 'x'.repeat(40_000);
@@ -188,7 +159,7 @@ test('DATA is paced by the client windows and split at its frame size; WINDOW_UP
 });
 
 test('input cut at every byte still makes whole frames', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   const bytes = Buffer.concat([
     CONNECTION_PREFACE,
     encodeSettings([]),
@@ -205,7 +176,7 @@ test('input cut at every byte still makes whole frames', async (t) => {
 });
 
 test('trailers that carry a pseudo-header or do not end the stream reset it; the connection lives on', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   raw.start();
   const trailers = (streamId: number, fields: HeaderField[], flags: number): Buffer =>
     encodeFrame(FrameType.HEADERS, flags, streamId, encodeHeaderBlock(fields));
@@ -225,7 +196,7 @@ test('trailers that carry a pseudo-header or do not end the stream reset it; the
 });
 
 test('a header block growing past the limit over CONTINUATION frames ends the connection', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   raw.start();
   const block = raw.request(1).subarray(FRAME_HEADER_BYTES);
   const filler = Buffer.alloc(16_000, 0x80);
@@ -237,7 +208,7 @@ test('a header block growing past the limit over CONTINUATION frames ends the co
 });
 
 test('after the client shrinks its HPACK table, the next header block starts with a size update to 0', async (t) => {
-  const raw = client(t, await echoServer(t));
+  const raw = client(t, (await echoServer(t)).port);
   raw.start([[Setting.HEADER_TABLE_SIZE, 0]]);
   raw.send(raw.request(1), data(1, grpcMessage('a')));
   await raw.until('the response headers', () => raw.of(FrameType.HEADERS, 1).length === 1);
@@ -251,7 +222,7 @@ test('after the client shrinks its HPACK table, the next header block starts wit
 });
 
 test('messages still arriving on one connection are held up to a limit; over it the call ends', async (t) => {
-  const raw = client(t, await echoServer(t, 1000));
+  const raw = client(t, (await echoServer(t, { maxPartialBytesPerConnection: 1000 })).port);
   raw.start();
   // The gRPC header announces 5000 bytes; 100 arrive, so the call would hold a 5000-byte buffer.
   const partial = Buffer.concat([Buffer.from([0, 0, 0, 0x13, 0x88]), Buffer.alloc(100)]);

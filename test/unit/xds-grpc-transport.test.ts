@@ -4,15 +4,12 @@ import * as grpc from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import {
   GrpcFramingError,
-  GrpcHttp2Server,
   GrpcMessageReader,
   GrpcStatus,
   encodeGrpcMessage,
   frameMessage,
-  type GrpcHttp2ServerOptions,
 } from '../../src/xds/grpc-transport.js';
-
-const ECHO = '/test.Echo/Stream';
+import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 function framed(...messages: Buffer[]): Buffer {
   return Buffer.concat(messages.map((m) => frameMessage([m])));
@@ -109,55 +106,6 @@ test('a half-read message is not at a boundary', (t) => {
 test('grpc-message is percent-encoded outside printable ASCII, and % itself', (t) => {
   t.is(encodeGrpcMessage('100% done\nnaïve'), '100%25 done%0Ana%C3%AFve');
 });
-
-interface EchoServer {
-  readonly server: GrpcHttp2Server;
-  readonly address: string;
-  /** onClose calls per call, in the order the calls were opened. */
-  readonly closes: number[];
-}
-
-/**
- * A test-only method that echoes each message back: the transport is exercised with grpc-js and raw
- * HTTP/2 clients, without ADS on top.
- */
-async function echoServer(
-  t: ExecutionContext,
-  overrides: Partial<GrpcHttp2ServerOptions> = {},
-): Promise<EchoServer> {
-  const closes: number[] = [];
-  const server = new GrpcHttp2Server({
-    maxConcurrentStreams: 100,
-    maxPartialBytesPerConnection: 1024 * 1024,
-    maxReceiveMessageBytes: 64 * 1024,
-    receiveWindowBytes: 256 * 1024,
-    maxFrameBytes: 64 * 1024,
-    keepaliveTimeMs: 30_000,
-    keepaliveTimeoutMs: 10_000,
-    ...overrides,
-    methods: new Map([
-      [
-        ECHO,
-        (call) => {
-          const index = closes.push(0) - 1;
-          return {
-            onMessage: (bytes) => {
-              if (bytes.toString() === 'fail') call.finish(GrpcStatus.INVALID_ARGUMENT, 'asked to fail');
-              else call.write([Buffer.from('echo:'), bytes], () => undefined);
-            },
-            onDrain: () => undefined,
-            onClose: () => {
-              closes[index]! += 1;
-            },
-          };
-        },
-      ],
-    ]),
-  });
-  const port = await server.listen('127.0.0.1', 0);
-  t.teardown(() => server.close(100));
-  return { server, address: `127.0.0.1:${port}`, closes };
-}
 
 function grpcClient(t: ExecutionContext, address: string): grpc.Client {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
