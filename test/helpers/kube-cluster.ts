@@ -8,16 +8,7 @@
  * processes then outlive this process and scripts/k8s-down.mjs stops them from the state file.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  closeSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,9 +29,9 @@ import { parseAllDocuments } from 'yaml';
 import { eligibleHosts } from '../../src/model/eligibility.js';
 import type { EndpointStore } from '../../src/model/store.js';
 import { killOnExit } from '../../src/supervised-process.js';
+import { installedPath } from './installed-binaries.js';
 
 const execFileAsync = promisify(execFile);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface KubeClusterOptions {
   /** Directory holding kube-apiserver, kube-controller-manager and etcd; default: READYGATE_K8S_BIN_DIR or a build. */
@@ -69,19 +60,10 @@ let binDirPromise: Promise<string> | undefined;
 
 /** READYGATE_K8S_BIN_DIR, else the pinned binaries built (or found cached) by scripts/k8s-binaries.sh. */
 export function kubeBinDir(): Promise<string> {
-  binDirPromise ??= (async () => {
-    const fromEnv = process.env['READYGATE_K8S_BIN_DIR'];
-    if (fromEnv) return fromEnv;
-    const { stdout } = await execFileAsync('bash', [path.join(repoRoot, 'scripts', 'k8s-binaries.sh')], {
-      timeout: 3_600_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    const dir = stdout.trim().split('\n').pop() ?? '';
-    if (!existsSync(path.join(dir, 'kube-apiserver'))) {
-      throw new Error(`scripts/k8s-binaries.sh printed "${dir}", which holds no kube-apiserver`);
-    }
-    return dir;
-  })();
+  binDirPromise ??= installedPath('READYGATE_K8S_BIN_DIR', 'k8s-binaries.sh', {
+    timeoutMs: 3_600_000,
+    mustExist: 'kube-apiserver',
+  });
   return binDirPromise;
 }
 

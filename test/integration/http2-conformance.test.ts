@@ -7,26 +7,17 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { GrpcHttp2Server } from '../../src/xds/grpc-transport.js';
 import { ADS_SERVER_SETTINGS } from '../../src/xds/server.js';
+import { installedPath } from '../helpers/installed-binaries.js';
 
 const execFileAsync = promisify(execFile);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** READYGATE_H2SPEC_BIN, else the pinned h2spec built (or found cached) by scripts/h2spec-binary.sh. */
-async function h2specBinary(): Promise<string> {
-  const fromEnv = process.env['READYGATE_H2SPEC_BIN'];
-  if (fromEnv) return fromEnv;
-  const { stdout } = await execFileAsync('bash', [path.join(repoRoot, 'scripts', 'h2spec-binary.sh')], {
-    timeout: 600_000,
-  });
-  const binary = stdout.trim().split('\n').pop() ?? '';
-  if (!existsSync(binary))
-    throw new Error(`scripts/h2spec-binary.sh printed "${binary}", which does not exist`);
-  return binary;
+function h2specBinary(): Promise<string> {
+  return installedPath('READYGATE_H2SPEC_BIN', 'h2spec-binary.sh', { timeoutMs: 600_000, mustExist: '' });
 }
 
 interface H2specReport {
