@@ -23,13 +23,15 @@ export interface NackRecord extends SentRecord {
 /** A resource in a response: its version, or null when the response removes it. */
 export type SentEntry = readonly [name: string, version: string | null];
 
-interface InflightResponse {
-  readonly record: SentRecord;
+/** A response sent and not yet ACKed or NACKed; also the stream's `lastSent` record. */
+interface InflightResponse extends SentRecord {
   readonly entries: readonly SentEntry[];
   /** SotW CDS/LDS responses carry the complete set: on ACK, anything absent is gone from the client. */
   readonly completeSet: boolean;
   /** performance.now() at sending: a plain number, since this runs for every push of every stream. */
   readonly sentAtMs: number;
+  /** The next response sent on this stream and type. */
+  next: InflightResponse | undefined;
 }
 
 /**
@@ -40,8 +42,14 @@ interface InflightResponse {
  */
 export class ResourceVersions {
   readonly #sent = new Map<string, string>();
-  /** name → the ACKed version where it differs from what was sent since (null: none ACKed). */
-  readonly #ackedApart = new Map<string, string | null>();
+  /**
+   * name → the ACKed version where it differs from what was sent since (null: none ACKed). Undefined
+   * marks an entry that has settled: one is set apart by every push and settled by its ACK, and deleting
+   * it would empty the Map, which makes V8 allocate it a new table; at 1000 streams × every change those
+   * tables were garbage that outlived a young-generation collection. Settled entries are dropped in bulk.
+   */
+  readonly #ackedApart = new Map<string, string | null | undefined>();
+  #settledEntries = 0;
 
   sentVersion(name: string): string | undefined {
     return this.#sent.get(name);
@@ -59,14 +67,14 @@ export class ResourceVersions {
   setSent(name: string, version: string): void {
     const previous = this.#sent.get(name);
     if (previous === version) return;
-    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous ?? null);
+    if (this.#ackedApart.get(name) === undefined) this.#setApart(name, previous ?? null);
     this.#sent.set(name, version);
   }
 
   deleteSent(name: string): void {
     const previous = this.#sent.get(name);
     if (previous === undefined) return;
-    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous);
+    if (this.#ackedApart.get(name) === undefined) this.#setApart(name, previous);
     this.#sent.delete(name);
   }
 
@@ -93,6 +101,7 @@ export class ResourceVersions {
   ackedCount(): number {
     let count = this.#sent.size;
     for (const [name, acked] of this.#ackedApart) {
+      if (acked === undefined) continue;
       if (this.#sent.has(name)) count -= 1;
       if (acked !== null) count += 1;
     }
@@ -102,17 +111,39 @@ export class ResourceVersions {
   /** name → ACKed version, for /debug/syncz. */
   ackedEntries(): Map<string, string> {
     const acked = new Map<string, string>();
-    for (const [name, version] of this.#sent) if (!this.#ackedApart.has(name)) acked.set(name, version);
-    for (const [name, version] of this.#ackedApart) if (version !== null) acked.set(name, version);
+    for (const [name, version] of this.#sent) {
+      if (this.#ackedApart.get(name) === undefined) acked.set(name, version);
+    }
+    for (const [name, version] of this.#ackedApart) if (version != null) acked.set(name, version);
     return acked;
+  }
+
+  #setApart(name: string, acked: string | null): void {
+    if (this.#ackedApart.has(name)) this.#settledEntries -= 1;
+    this.#ackedApart.set(name, acked);
   }
 
   #settle(name: string, acked: string | null): void {
     // Equal to what was sent last: nothing to keep apart (a later response may have changed it again).
-    if (acked === (this.#sent.get(name) ?? null)) this.#ackedApart.delete(name);
-    else this.#ackedApart.set(name, acked);
+    if (acked !== (this.#sent.get(name) ?? null)) {
+      if (this.#ackedApart.get(name) === undefined) this.#setApart(name, acked);
+      else this.#ackedApart.set(name, acked);
+      return;
+    }
+    if (this.#ackedApart.get(name) === undefined) return;
+    this.#ackedApart.set(name, undefined);
+    this.#settledEntries += 1;
+    if (this.#settledEntries > MAX_SETTLED_ENTRIES) this.#dropSettled();
+  }
+
+  #dropSettled(): void {
+    for (const [name, acked] of this.#ackedApart) if (acked === undefined) this.#ackedApart.delete(name);
+    this.#settledEntries = 0;
   }
 }
+
+/** Settled entries kept per stream and type before they are dropped (see ResourceVersions). */
+const MAX_SETTLED_ENTRIES = 32;
 
 export class TypeSyncState {
   readonly typeUrl: string;
@@ -123,7 +154,12 @@ export class TypeSyncState {
   subscribed: ReadonlySet<string> = new Set();
   /** What was sent and what the client ACKed, per resource name. */
   readonly versions = new ResourceVersions();
-  readonly inflight = new Map<string, InflightResponse>();
+  /**
+   * Responses sent and not yet settled, oldest first. A list through the responses themselves, not a
+   * Map: a Map that empties gets a new table from V8, and this one empties at every ACK of every stream.
+   */
+  #oldestInflight: InflightResponse | undefined;
+  #newestInflight: InflightResponse | undefined;
 
   constructor(typeUrl: string) {
     this.typeUrl = typeUrl;
@@ -139,6 +175,37 @@ export class TypeSyncState {
 
   isSubscribed(name: string): boolean {
     return this.wildcard || this.subscribed.has(name);
+  }
+
+  /** The response with this nonce, while it is in flight. */
+  inflight(nonce: string): InflightResponse | undefined {
+    for (let r = this.#oldestInflight; r !== undefined; r = r.next) if (r.nonce === nonce) return r;
+    return undefined;
+  }
+
+  addInflight(response: InflightResponse): void {
+    if (this.#newestInflight === undefined) this.#oldestInflight = response;
+    else this.#newestInflight.next = response;
+    this.#newestInflight = response;
+  }
+
+  /**
+   * Removes the in-flight response `nonce` and every one sent before it (Envoy answers responses in
+   * order, so those are settled too); returns it, or undefined when the nonce is unknown or settled.
+   */
+  settle(nonce: string): InflightResponse | undefined {
+    const response = this.inflight(nonce);
+    if (response === undefined) return undefined;
+    const rest = response.next;
+    // Unlinked, so a record kept by a listener does not keep every later response alive.
+    for (let r = this.#oldestInflight; r !== undefined && r !== rest;) {
+      const following: InflightResponse | undefined = r.next;
+      r.next = undefined;
+      r = following;
+    }
+    this.#oldestInflight = rest;
+    if (rest === undefined) this.#newestInflight = undefined;
+    return response;
   }
 }
 
@@ -228,24 +295,32 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     },
   ): void {
     const state = stream.type(typeUrl);
-    const record: SentRecord = { versionInfo: sent.versionInfo, nonce: sent.nonce, timeMs: Date.now() };
-    state.lastSent = record;
-    state.inflight.set(sent.nonce, {
-      record,
+    const record: InflightResponse = {
+      versionInfo: sent.versionInfo,
+      nonce: sent.nonce,
+      timeMs: Date.now(),
       entries: sent.entries,
       completeSet: sent.completeSet,
       sentAtMs: performance.now(),
-    });
+      next: undefined,
+    };
+    state.lastSent = record;
+    state.addInflight(record);
     this.emit('sent', { stream, typeUrl, record, resources: sent.entries.length, bytes: sent.bytes });
   }
 
   /** Applies an ACK of `nonce`; returns false when the nonce is unknown (already settled or never sent). */
   recordAck(stream: StreamSyncState, typeUrl: string, nonce: string, versionInfo: string): boolean {
     const state = stream.type(typeUrl);
-    const response = settle(state, nonce);
+    const response = state.settle(nonce);
     if (!response) return false;
     state.versions.acknowledge(response.entries, response.completeSet);
-    state.lastAcked = { versionInfo, nonce, timeMs: Date.now() };
+    // The strings of the response, when they are equal: these records outlive a young-generation GC.
+    state.lastAcked = {
+      versionInfo: versionInfo === response.versionInfo ? response.versionInfo : versionInfo,
+      nonce: response.nonce,
+      timeMs: Date.now(),
+    };
     const latencySeconds = (performance.now() - response.sentAtMs) / 1000;
     this.emit('ack', { stream, typeUrl, versionInfo, latencySeconds, entries: response.entries });
     return true;
@@ -259,7 +334,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     error: string,
   ): boolean {
     const state = stream.type(typeUrl);
-    const response = settle(state, nonce);
+    const response = state.settle(nonce);
     if (!response) return false;
     state.lastNack = {
       versionInfo,
@@ -305,20 +380,6 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       ),
     }));
   }
-}
-
-/**
- * Removes the in-flight response `nonce` and every one sent before it (Envoy answers responses in order,
- * so those are settled too); returns it, or undefined when the nonce is unknown or already settled.
- */
-function settle(state: TypeSyncState, nonce: string): InflightResponse | undefined {
-  const response = state.inflight.get(nonce);
-  if (!response) return undefined;
-  for (const key of state.inflight.keys()) {
-    state.inflight.delete(key);
-    if (key === nonce) break;
-  }
-  return response;
 }
 
 function recordJson(record: SentRecord): { version: string; nonce: string; time: string } {

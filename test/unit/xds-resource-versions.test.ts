@@ -120,3 +120,57 @@ test('SyncStatus applies an ACK to the stream and type it names, in order', (t) 
   t.is(sync.toJSON({ resources: true })[0]?.types[eds]?.ackedResourceCount, 1);
   t.deepEqual(sync.toJSON({ resources: true })[0]?.types[eds]?.ackedResources, { web: 'v2' });
 });
+
+test('many pushes and ACKs over more names than are kept settled: a rejected one keeps its ACKed version', (t) => {
+  const v = new ResourceVersions();
+  for (let i = 0; i < 40; i++) {
+    v.setSent(`n${i}`, 'v0');
+    v.acknowledge([[`n${i}`, 'v0']], false);
+  }
+  v.setSent('n7', 'rejected'); // NACKed: never acknowledged
+  // Each name is pushed and ACKed again, several times over: settled entries pile up and are dropped.
+  for (let round = 1; round <= 3; round++) {
+    for (let i = 0; i < 40; i++) {
+      if (i === 7) continue;
+      v.setSent(`n${i}`, `v${round}`);
+      v.acknowledge([[`n${i}`, `v${round}`]], false);
+    }
+  }
+  t.is(v.ackedCount(), 40);
+  t.is(v.ackedVersion('n7'), 'v0');
+  t.is(v.sentVersion('n7'), 'rejected');
+  t.is(v.ackedVersion('n39'), 'v3');
+  const expected = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`n${i}`, i === 7 ? 'v0' : 'v3']));
+  t.deepEqual(acked(v), expected);
+  // A name settled and then pushed again is apart again until its ACK.
+  v.setSent('n1', 'v4');
+  t.is(v.ackedVersion('n1'), 'v3');
+  v.acknowledge([['n1', 'v4']], false);
+  t.is(v.ackedVersion('n1'), 'v4');
+  t.is(v.ackedCount(), 40);
+});
+
+test('an ACK settles the responses sent before it; their nonces are unknown afterwards', (t) => {
+  const sync = new SyncStatus();
+  const stream = sync.open('sotw', 'peer');
+  const cds = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+  for (const nonce of ['1', '2', '3']) {
+    stream.type(cds).versions.setSent('web', `v${nonce}`);
+    sync.recordSent(stream, cds, {
+      versionInfo: `s${nonce}`,
+      nonce,
+      entries: [['web', `v${nonce}`]],
+      completeSet: true,
+      bytes: 1,
+    });
+  }
+  t.true(sync.recordAck(stream, cds, '2', 's2'));
+  t.false(sync.recordAck(stream, cds, '1', 's1'));
+  t.is(stream.type(cds).inflight('1'), undefined);
+  t.is(stream.type(cds).inflight('3')?.versionInfo, 's3');
+  t.is(stream.type(cds).status, 'STALE');
+  t.true(sync.recordAck(stream, cds, '3', 's3'));
+  t.is(stream.type(cds).status, 'SYNCED');
+  t.is(stream.type(cds).inflight('3'), undefined);
+  t.is(stream.type(cds).versions.ackedVersion('web'), 'v3');
+});
