@@ -14,12 +14,12 @@ export interface EnvoyNode {
 }
 
 export interface DiscoveryRequest {
-  version_info?: string;
-  node?: EnvoyNode;
+  version_info?: string | undefined;
+  node?: EnvoyNode | undefined;
   resource_names: string[];
-  type_url?: string;
-  response_nonce?: string;
-  error_detail?: RpcStatus;
+  type_url?: string | undefined;
+  response_nonce?: string | undefined;
+  error_detail?: RpcStatus | undefined;
 }
 
 export interface DeltaDiscoveryRequest {

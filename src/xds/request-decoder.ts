@@ -13,6 +13,7 @@
  */
 import { codecFor } from '../protos/envoy-protos.js';
 import type { DiscoveryRequest, EnvoyNode, RpcStatus } from './messages.js';
+import { SERVED_TYPE_URLS } from './resource-types.js';
 
 const VERSION_INFO = 1;
 const NODE = 2;
@@ -32,68 +33,134 @@ export interface LazyDiscoveryRequest extends DiscoveryRequest {
   readonly resourceNamesBytes: Buffer;
 }
 
+/**
+ * A class rather than an object literal with a getter: one is made for every request of every stream,
+ * and V8 builds a literal with a getter and optional fields as a slow, larger object each time.
+ */
+class DecodedDiscoveryRequest implements LazyDiscoveryRequest {
+  version_info: string | undefined = undefined;
+  type_url: string | undefined = undefined;
+  response_nonce: string | undefined = undefined;
+  node: EnvoyNode | undefined = undefined;
+  error_detail: RpcStatus | undefined = undefined;
+  resourceNamesBytes: Buffer = NO_BYTES;
+  readonly #bytes: Buffer;
+  #namesStart = -1;
+  #namesEnd = -1;
+  #names: string[] | undefined;
+
+  constructor(bytes: Buffer) {
+    this.#bytes = bytes;
+  }
+
+  get resource_names(): string[] {
+    this.#names ??= namesIn(this.#bytes, this.#namesStart, this.#namesEnd);
+    return this.#names;
+  }
+
+  setNames(start: number, end: number, reused: Buffer | undefined): void {
+    this.#namesStart = start;
+    this.#namesEnd = end;
+    this.resourceNamesBytes =
+      start < 0 ? NO_BYTES : reused?.length === end - start ? reused : this.#bytes.subarray(start, end);
+  }
+}
+
+const NO_BYTES = Buffer.alloc(0);
+
+/**
+ * Type URLs a client sends: decoded once and shared, not decoded again as a new string for every
+ * request (a string, like every allocation on this path, is paid for 1000 times per change).
+ */
+const KNOWN_TYPE_URLS = [...SERVED_TYPE_URLS].map((url) => ({ url, bytes: Buffer.from(url, 'utf8') }));
+
+function typeUrlAt(bytes: Buffer, start: number, end: number): string {
+  for (const known of KNOWN_TYPE_URLS) {
+    if (known.bytes.length === end - start && bytes.compare(known.bytes, 0, end - start, start, end) === 0)
+      return known.url;
+  }
+  return bytes.toString('utf8', start, end);
+}
+
+/** Where the varint at `at` ends; throws if it runs past the message or over 10 bytes. */
+function varintEnd(bytes: Buffer, at: number): number {
+  for (let i = at; i < at + 10; i++) {
+    const b = bytes[i];
+    if (b === undefined) throw new RangeError('truncated varint');
+    if (b < 0x80) return i + 1;
+  }
+  throw new RangeError('varint too long');
+}
+
+/** The value of a varint already checked by varintEnd. */
+function varintValue(bytes: Buffer, at: number): number {
+  let result = 0;
+  let scale = 1;
+  for (let i = at; ; i++) {
+    const b = bytes[i] ?? 0;
+    result += (b & 0x7f) * scale;
+    if (b < 0x80) return result;
+    scale *= 128;
+  }
+}
+
 export function decodeDiscoveryRequest(
   bytes: Buffer,
   recentNames: readonly Buffer[] = [],
 ): LazyDiscoveryRequest {
+  const request = new DecodedDiscoveryRequest(bytes);
   let offset = 0;
   /** The previous names bytes found verbatim at the first name field, if any. */
   let reused: Buffer | undefined;
-  const readVarint = (): number => {
-    // Tags and lengths below 128 are one byte: the common case, kept cheap.
-    const first = bytes[offset];
-    if (first !== undefined && first < 0x80) {
-      offset += 1;
-      return first;
-    }
-    let result = 0;
-    let shift = 0;
-    for (let i = 0; i < 10; i++) {
-      if (offset >= bytes.length) throw new RangeError('truncated varint');
-      const b = bytes[offset++] ?? 0;
-      result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-      shift += 7;
-    }
-    throw new RangeError('varint too long');
-  };
-  let versionInfo: string | undefined;
-  let typeUrl: string | undefined;
-  let nonce: string | undefined;
-  let node: EnvoyNode | undefined;
-  let errorDetail: RpcStatus | undefined;
   let namesStart = -1;
   let namesEnd = -1;
 
   while (offset < bytes.length) {
     const fieldStart = offset;
-    const tag = readVarint();
+    // Tags and lengths below 128 are one byte: the common case, kept cheap.
+    let tag = bytes[offset] ?? 0;
+    if (tag < 0x80) offset += 1;
+    else {
+      const end = varintEnd(bytes, offset);
+      tag = varintValue(bytes, offset);
+      offset = end;
+    }
     const field = Math.floor(tag / 8);
     const wire = tag & 7;
     if (field === 0) throw new RangeError('invalid field number 0');
     if (wire === WIRE_LEN) {
-      const length = readVarint();
+      let length = bytes[offset] ?? 0x80;
+      if (length < 0x80) offset += 1;
+      else {
+        const end = varintEnd(bytes, offset);
+        length = varintValue(bytes, offset);
+        offset = end;
+      }
       const start = offset;
       const end = start + length;
       if (end > bytes.length) throw new RangeError(`field ${field} overruns the message`);
       offset = end;
       switch (field) {
         case VERSION_INFO:
-          versionInfo = bytes.toString('utf8', start, end);
+          request.version_info = bytes.toString('utf8', start, end);
           break;
         case NODE:
-          node = codecFor<EnvoyNode>('envoy.config.core.v3.Node').decode(bytes.subarray(start, end));
+          request.node = codecFor<EnvoyNode>('envoy.config.core.v3.Node').decode(bytes.subarray(start, end));
           break;
         case RESOURCE_NAMES:
           if (namesStart < 0) {
             namesStart = fieldStart;
             // A previous request's names are whole, validated fields: equal bytes can be skipped.
-            reused = recentNames.find(
-              (names) =>
+            for (const names of recentNames) {
+              if (
                 names.length >= end - fieldStart &&
                 fieldStart + names.length <= bytes.length &&
-                bytes.compare(names, 0, names.length, fieldStart, fieldStart + names.length) === 0,
-            );
+                bytes.compare(names, 0, names.length, fieldStart, fieldStart + names.length) === 0
+              ) {
+                reused = names;
+                break;
+              }
+            }
             if (reused) {
               offset = fieldStart + reused.length;
               namesEnd = offset;
@@ -103,19 +170,19 @@ export function decodeDiscoveryRequest(
           namesEnd = end;
           break;
         case TYPE_URL:
-          typeUrl = bytes.toString('utf8', start, end);
+          request.type_url = typeUrlAt(bytes, start, end);
           break;
         case RESPONSE_NONCE:
-          nonce = bytes.toString('utf8', start, end);
+          request.response_nonce = bytes.toString('utf8', start, end);
           break;
         case ERROR_DETAIL:
-          errorDetail = codecFor<RpcStatus>('google.rpc.Status').decode(bytes.subarray(start, end));
+          request.error_detail = codecFor<RpcStatus>('google.rpc.Status').decode(bytes.subarray(start, end));
           break;
         default:
           break; // resource_locators and fields from newer protos: not used here
       }
     } else if (wire === WIRE_VARINT) {
-      readVarint();
+      offset = varintEnd(bytes, offset);
     } else if (wire === WIRE_I64) {
       offset += 8;
     } else if (wire === WIRE_I32) {
@@ -125,26 +192,7 @@ export function decodeDiscoveryRequest(
     }
     if (offset > bytes.length) throw new RangeError('message truncated');
   }
-
-  const resourceNamesBytes =
-    namesStart < 0
-      ? Buffer.alloc(0)
-      : reused?.length === namesEnd - namesStart
-        ? reused
-        : bytes.subarray(namesStart, namesEnd);
-  let names: string[] | undefined;
-  const request: LazyDiscoveryRequest = {
-    resourceNamesBytes,
-    get resource_names(): string[] {
-      names ??= namesIn(bytes, namesStart, namesEnd);
-      return names;
-    },
-    ...(versionInfo === undefined ? {} : { version_info: versionInfo }),
-    ...(typeUrl === undefined ? {} : { type_url: typeUrl }),
-    ...(nonce === undefined ? {} : { response_nonce: nonce }),
-    ...(node === undefined ? {} : { node }),
-    ...(errorDetail === undefined ? {} : { error_detail: errorDetail }),
-  };
+  request.setNames(namesStart, namesEnd, reused);
   return request;
 }
 
