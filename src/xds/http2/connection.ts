@@ -383,37 +383,71 @@ export class Http2ServerConnection {
   }
 
   wantsToSend(stream: Http2ServerStream): void {
+    if (this.#sending.size === 0 && !this.#flushing) {
+      // The usual case: an idle connection and one stream with one message. It skips the Set, which
+      // would empty again at once, and V8 gives a Set that empties a new table: garbage per write.
+      this.#flush(stream);
+      return;
+    }
     this.#sending.add(stream);
     this.flush();
   }
 
   /** Sends what windows and the socket allow, in the order streams asked. */
   flush(): void {
-    if (this.#flushing || this.#ended || this.#sending.size === 0) return;
+    this.#flush(undefined);
+  }
+
+  /** `first`, when given, is a stream to serve before the waiting ones, which it has not joined. */
+  #flush(first: Http2ServerStream | undefined): void {
+    if (this.#flushing || this.#ended || (first === undefined && this.#sending.size === 0)) {
+      if (first !== undefined) this.#sending.add(first);
+      return;
+    }
     this.#flushing = true;
     const written: Array<() => void> = [];
     const drained: Http2ServerStream[] = [];
     // A response larger than a frame goes out as header and payload pieces; corked, they leave in one
-    // writev instead of a write each.
-    this.#socket.cork();
+    // writev instead of a write each. A lone message that fits one frame is a single write, and
+    // uncorking costs node a new buffer list each time, so it goes out uncorked.
+    const cork = first === undefined || !this.#fitsOneWrite(first);
+    if (cork) this.#socket.cork();
     try {
+      if (first !== undefined && !this.#sendStream(first, written, drained)) this.#sending.add(first);
       // Streams that ask to send while this runs (from callbacks) are visited too: a Set's iteration
       // includes what is added during it.
       for (const stream of this.#sending) {
         if (this.#socket.writableNeedDrain) break;
-        this.#sendFrom(stream, written);
-        if (stream.queue.length === 0) {
-          drained.push(stream);
-          if (stream.ending !== undefined) this.#sendEnd(stream, stream.ending);
-          this.#sending.delete(stream);
-        }
+        if (this.#sendStream(stream, written, drained)) this.#sending.delete(stream);
       }
     } finally {
       this.#flushing = false;
-      this.#socket.uncork();
+      if (cork) this.#socket.uncork();
     }
     for (const onWritten of written) onWritten();
     for (const stream of drained) stream.drained();
+  }
+
+  /** Sends what `stream` may now; true when nothing of it is left to send. */
+  #sendStream(stream: Http2ServerStream, written: Array<() => void>, drained: Http2ServerStream[]): boolean {
+    if (this.#socket.writableNeedDrain) return false;
+    this.#sendFrom(stream, written);
+    if (stream.queue.length > 0) return false;
+    drained.push(stream);
+    if (stream.ending !== undefined) this.#sendEnd(stream, stream.ending);
+    return true;
+  }
+
+  /** One queued message that goes out as one frame in its own headroom, and nothing after it. */
+  #fitsOneWrite(stream: Http2ServerStream): boolean {
+    const item = stream.queue[0];
+    if (stream.queue.length !== 1 || item === undefined || stream.ending !== undefined) return false;
+    const remaining = item.end - item.at;
+    return (
+      item.headroom &&
+      item.at === DATA_FRAME_HEADROOM &&
+      remaining <= Math.min(this.#sendWindow, stream.sendWindow, this.#peerMaxFrameBytes)
+    );
   }
 
   #sendEnd(stream: Http2ServerStream, trailers: Buffer | null): void {
