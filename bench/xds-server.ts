@@ -114,18 +114,34 @@ process.on('message', (message: { cmd: string; index?: number }) => {
 });
 /** With BENCH_PROFILE_DIR, a CPU profile of the change phase alone (the connect storm would drown it). */
 const profileDir = process.env['BENCH_PROFILE_DIR'];
+/** BENCH_PROFILE=heap: where the change phase allocates (sampled), instead of where it spends CPU. */
+const heapProfile = process.env['BENCH_PROFILE'] === 'heap';
 let profiler: Session | undefined;
 async function startProfile(): Promise<void> {
   if (profileDir === undefined) return;
   profiler = new Session();
   profiler.connect();
+  if (heapProfile) {
+    await profiler.post('HeapProfiler.enable');
+    await profiler.post('HeapProfiler.startSampling', {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    } as never);
+    return;
+  }
   await profiler.post('Profiler.enable');
   await profiler.post('Profiler.start');
 }
 async function stopProfile(): Promise<void> {
   if (profiler === undefined || profileDir === undefined) return;
-  const { profile } = await profiler.post('Profiler.stop');
-  const file = path.join(profileDir, `xds-server-${process.env['BENCH_MODE'] ?? 'sotw'}-changes.cpuprofile`);
+  const { profile } = heapProfile
+    ? await profiler.post('HeapProfiler.stopSampling')
+    : await profiler.post('Profiler.stop');
+  const file = path.join(
+    profileDir,
+    `xds-server-${process.env['BENCH_MODE'] ?? 'sotw'}-changes.${heapProfile ? 'heapprofile' : 'cpuprofile'}`,
+  );
   mkdirSync(profileDir, { recursive: true });
   writeFileSync(file, JSON.stringify(profile));
   profiler.disconnect();
