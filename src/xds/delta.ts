@@ -42,12 +42,12 @@ export class DeltaStream extends XdsStreamBase {
       if (request.error_detail) {
         const error = request.error_detail.message ?? '';
         // Delta has no version_info; the system version of the rejected response stands in.
-        const version = this.syncState.type(typeUrl).inflight(nonce)?.versionInfo ?? '';
+        const version = this.syncState.type(typeUrl).inflight(nonce)?.record.versionInfo ?? '';
         if (this.sync.recordNack(this.syncState, typeUrl, nonce, version, error)) {
           this.logger.warn({ typeUrl, nonce, error }, 'envoy rejected a response (NACK)');
         }
       } else {
-        const version = this.syncState.type(typeUrl).inflight(nonce)?.versionInfo ?? '';
+        const version = this.syncState.type(typeUrl).inflight(nonce)?.record.versionInfo ?? '';
         this.sync.recordAck(this.syncState, typeUrl, nonce, version);
       }
     }

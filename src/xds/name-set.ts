@@ -50,7 +50,9 @@ export class NameSet {
   }
 
   #dropAbsentIfMany(): void {
-    if (this.#entries.size - this.#size <= MAX_ABSENT_ENTRIES) return;
+    // Once they are many and most of the Map: dropping is O(entries), so it must not run every time.
+    const absent = this.#entries.size - this.#size;
+    if (absent <= MAX_ABSENT_ENTRIES || absent < this.#size) return;
     if (this.#size === 0) {
       this.#entries.clear();
       return;

@@ -23,8 +23,9 @@ export interface NackRecord extends SentRecord {
 /** A resource in a response: its version, or null when the response removes it. */
 export type SentEntry = readonly [name: string, version: string | null];
 
-/** A response sent and not yet ACKed or NACKed; also the stream's `lastSent` record. */
-interface InflightResponse extends SentRecord {
+/** A response sent and not yet ACKed or NACKed. */
+interface InflightResponse {
+  readonly record: SentRecord;
   readonly entries: readonly SentEntry[];
   /** SotW CDS/LDS responses carry the complete set: on ACK, anything absent is gone from the client. */
   readonly completeSet: boolean;
@@ -133,7 +134,9 @@ export class ResourceVersions {
     if (this.#ackedApart.get(name) === undefined) return;
     this.#ackedApart.set(name, undefined);
     this.#settledEntries += 1;
-    if (this.#settledEntries > MAX_SETTLED_ENTRIES) this.#dropSettled();
+    // Dropped once they are many and most of the Map, so a large response's ACK stays O(entries).
+    if (this.#settledEntries > MAX_SETTLED_ENTRIES && this.#settledEntries * 2 > this.#ackedApart.size)
+      this.#dropSettled();
   }
 
   #dropSettled(): void {
@@ -179,7 +182,7 @@ export class TypeSyncState {
 
   /** The response with this nonce, while it is in flight. */
   inflight(nonce: string): InflightResponse | undefined {
-    for (let r = this.#oldestInflight; r !== undefined; r = r.next) if (r.nonce === nonce) return r;
+    for (let r = this.#oldestInflight; r !== undefined; r = r.next) if (r.record.nonce === nonce) return r;
     return undefined;
   }
 
@@ -197,7 +200,7 @@ export class TypeSyncState {
     const response = this.inflight(nonce);
     if (response === undefined) return undefined;
     const rest = response.next;
-    // Unlinked, so a record kept by a listener does not keep every later response alive.
+    // Unlinked, so that one a caller of inflight() kept does not keep every later one alive.
     for (let r = this.#oldestInflight; r !== undefined && r !== rest;) {
       const following: InflightResponse | undefined = r.next;
       r.next = undefined;
@@ -295,17 +298,15 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     },
   ): void {
     const state = stream.type(typeUrl);
-    const record: InflightResponse = {
-      versionInfo: sent.versionInfo,
-      nonce: sent.nonce,
-      timeMs: Date.now(),
+    const record: SentRecord = { versionInfo: sent.versionInfo, nonce: sent.nonce, timeMs: Date.now() };
+    state.lastSent = record;
+    state.addInflight({
+      record,
       entries: sent.entries,
       completeSet: sent.completeSet,
       sentAtMs: performance.now(),
       next: undefined,
-    };
-    state.lastSent = record;
-    state.addInflight(record);
+    });
     this.emit('sent', { stream, typeUrl, record, resources: sent.entries.length, bytes: sent.bytes });
   }
 
@@ -317,8 +318,8 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     state.versions.acknowledge(response.entries, response.completeSet);
     // The strings of the response, when they are equal: these records outlive a young-generation GC.
     state.lastAcked = {
-      versionInfo: versionInfo === response.versionInfo ? response.versionInfo : versionInfo,
-      nonce: response.nonce,
+      versionInfo: versionInfo === response.record.versionInfo ? response.record.versionInfo : versionInfo,
+      nonce: response.record.nonce,
       timeMs: Date.now(),
     };
     const latencySeconds = (performance.now() - response.sentAtMs) / 1000;

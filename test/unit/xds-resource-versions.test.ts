@@ -167,7 +167,7 @@ test('an ACK settles the responses sent before it; their nonces are unknown afte
   t.true(sync.recordAck(stream, cds, '2', 's2'));
   t.false(sync.recordAck(stream, cds, '1', 's1'));
   t.is(stream.type(cds).inflight('1'), undefined);
-  t.is(stream.type(cds).inflight('3')?.versionInfo, 's3');
+  t.is(stream.type(cds).inflight('3')?.record.versionInfo, 's3');
   t.is(stream.type(cds).status, 'STALE');
   t.true(sync.recordAck(stream, cds, '3', 's3'));
   t.is(stream.type(cds).status, 'SYNCED');
