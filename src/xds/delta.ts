@@ -4,7 +4,6 @@
  */
 import type { CacheChange, CachedResource } from './cache.js';
 import type { DeltaDiscoveryRequest } from './messages.js';
-import { NameSet } from './name-set.js';
 import { TypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
 import type { ResourceVersions, SentEntry } from './sync-status.js';
@@ -21,9 +20,9 @@ interface DeltaTypeState {
   /** What the client holds, from initial_resource_versions and what this stream sent; and what it ACKed. */
   readonly clientVersions: ResourceVersions;
   /** Names to answer even if the client holds their version (new subscriptions, warming clusters). */
-  readonly mustSend: NameSet;
+  readonly mustSend: Set<string>;
   /** Names whose state may differ from what the client holds; keeps a push O(changes), not O(set). */
-  readonly dirty: NameSet;
+  readonly dirty: Set<string>;
   seen: boolean;
 }
 
@@ -130,8 +129,8 @@ export class DeltaStream extends XdsStreamBase {
         wildcard: false,
         names: new Set(),
         clientVersions: this.syncState.type(typeUrl).versions,
-        mustSend: new NameSet(),
-        dirty: new NameSet(),
+        mustSend: new Set(),
+        dirty: new Set(),
         seen: false,
       };
       this.#types.set(typeUrl, state);
@@ -157,8 +156,8 @@ export class DeltaStream extends XdsStreamBase {
         removed.push(name);
       }
     };
-    for (const name of state.mustSend.toArray()) state.dirty.add(name);
-    for (const name of state.dirty.toArray()) {
+    for (const name of state.mustSend) state.dirty.add(name);
+    for (const name of state.dirty) {
       if (this.#subscribed(typeUrl, state, name) || state.clientVersions.hasSent(name)) consider(name);
     }
     state.dirty.clear();

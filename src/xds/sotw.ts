@@ -4,7 +4,6 @@
  */
 import { aggregateVersion, type CacheChange, type CachedResource } from './cache.js';
 import type { DiscoveryRequest } from './messages.js';
-import { NameSet } from './name-set.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
 import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
@@ -35,7 +34,7 @@ interface SotwTypeState {
   /** The set version (digest) of the last complete set sent, to skip unchanged complete-set pushes. */
   lastSentVersion: string | undefined;
   /** Subset types: names that may need sending (new subscriptions, changes); keeps pushes O(changes). */
-  readonly dirty: NameSet;
+  readonly dirty: Set<string>;
   /**
    * EDS names to answer on the next request even if unchanged: Envoy keeps a modified cluster warming
    * until it gets a ClusterLoadAssignment. Value = the CDS nonce that modified the cluster; the entry
@@ -130,7 +129,7 @@ export class SotwStream extends XdsStreamBase {
         lastNonce: undefined,
         lastSentVersion: undefined,
         lastNamesBytes: undefined,
-        dirty: new NameSet(),
+        dirty: new Set(),
         forced: new Map(),
       };
       this.#types.set(typeUrl, state);
@@ -207,10 +206,8 @@ export class SotwStream extends XdsStreamBase {
       if (state.dirty.size === 0 && state.forced.size === 0) return undefined;
       const all = this.cache.resources(typeUrl);
       toSend = [];
-      const candidates: Iterable<string> =
-        state.forced.size > 0
-          ? new Set([...state.dirty.toArray(), ...state.forced.keys()])
-          : state.dirty.toArray();
+      const candidates =
+        state.forced.size > 0 ? new Set([...state.dirty, ...state.forced.keys()]) : state.dirty;
       for (const name of candidates) {
         const resource = all.get(name);
         if (!resource || !state.names.has(name)) continue;
