@@ -43,14 +43,8 @@ interface InflightResponse {
  */
 export class ResourceVersions {
   readonly #sent = new Map<string, string>();
-  /**
-   * name → the ACKed version where it differs from what was sent since (null: none ACKed). Undefined
-   * marks an entry that has settled: one is set apart by every push and settled by its ACK, and deleting
-   * it would empty the Map, which makes V8 allocate it a new table; at 1000 streams × every change those
-   * tables were garbage that outlived a young-generation collection. Settled entries are dropped in bulk.
-   */
-  readonly #ackedApart = new Map<string, string | null | undefined>();
-  #settledEntries = 0;
+  /** name → the ACKed version where it differs from what was sent since (null: none ACKed). */
+  readonly #ackedApart = new Map<string, string | null>();
 
   sentVersion(name: string): string | undefined {
     return this.#sent.get(name);
@@ -68,14 +62,14 @@ export class ResourceVersions {
   setSent(name: string, version: string): void {
     const previous = this.#sent.get(name);
     if (previous === version) return;
-    if (this.#ackedApart.get(name) === undefined) this.#setApart(name, previous ?? null);
+    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous ?? null);
     this.#sent.set(name, version);
   }
 
   deleteSent(name: string): void {
     const previous = this.#sent.get(name);
     if (previous === undefined) return;
-    if (this.#ackedApart.get(name) === undefined) this.#setApart(name, previous);
+    if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous);
     this.#sent.delete(name);
   }
 
@@ -102,7 +96,6 @@ export class ResourceVersions {
   ackedCount(): number {
     let count = this.#sent.size;
     for (const [name, acked] of this.#ackedApart) {
-      if (acked === undefined) continue;
       if (this.#sent.has(name)) count -= 1;
       if (acked !== null) count += 1;
     }
@@ -112,41 +105,17 @@ export class ResourceVersions {
   /** name → ACKed version, for /debug/syncz. */
   ackedEntries(): Map<string, string> {
     const acked = new Map<string, string>();
-    for (const [name, version] of this.#sent) {
-      if (this.#ackedApart.get(name) === undefined) acked.set(name, version);
-    }
-    for (const [name, version] of this.#ackedApart) if (version != null) acked.set(name, version);
+    for (const [name, version] of this.#sent) if (!this.#ackedApart.has(name)) acked.set(name, version);
+    for (const [name, version] of this.#ackedApart) if (version !== null) acked.set(name, version);
     return acked;
-  }
-
-  #setApart(name: string, acked: string | null): void {
-    if (this.#ackedApart.has(name)) this.#settledEntries -= 1;
-    this.#ackedApart.set(name, acked);
   }
 
   #settle(name: string, acked: string | null): void {
     // Equal to what was sent last: nothing to keep apart (a later response may have changed it again).
-    if (acked !== (this.#sent.get(name) ?? null)) {
-      if (this.#ackedApart.get(name) === undefined) this.#setApart(name, acked);
-      else this.#ackedApart.set(name, acked);
-      return;
-    }
-    if (this.#ackedApart.get(name) === undefined) return;
-    this.#ackedApart.set(name, undefined);
-    this.#settledEntries += 1;
-    // Dropped once they are many and most of the Map, so a large response's ACK stays O(entries).
-    if (this.#settledEntries > MAX_SETTLED_ENTRIES && this.#settledEntries * 2 > this.#ackedApart.size)
-      this.#dropSettled();
-  }
-
-  #dropSettled(): void {
-    for (const [name, acked] of this.#ackedApart) if (acked === undefined) this.#ackedApart.delete(name);
-    this.#settledEntries = 0;
+    if (acked === (this.#sent.get(name) ?? null)) this.#ackedApart.delete(name);
+    else this.#ackedApart.set(name, acked);
   }
 }
-
-/** Settled entries kept per stream and type before they are dropped (see ResourceVersions). */
-const MAX_SETTLED_ENTRIES = 32;
 
 export class TypeSyncState {
   readonly typeUrl: string;
