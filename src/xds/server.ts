@@ -11,6 +11,7 @@ import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from './grpc-t
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
 import { decodeDiscoveryRequest, type LazyDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
+import { SharedSubscriptions } from './shared-subscriptions.js';
 import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
 import type { StreamKind, SyncStatus } from './sync-status.js';
 
@@ -57,6 +58,7 @@ export class AdsService {
   readonly #options: AdsServiceOptions;
   readonly #streams = new Map<XdsStreamBase, GrpcServerCall>();
   readonly #budget: SendBudget;
+  readonly #subscriptions = new SharedSubscriptions();
   #closing = false;
 
   constructor(options: AdsServiceOptions) {
@@ -118,7 +120,11 @@ export class AdsService {
     };
     const stream =
       kind === 'sotw'
-        ? new SotwStream({ cache, sync, logger, budget }, syncState, transport)
+        ? new SotwStream(
+            { cache, sync, logger, budget, subscriptions: this.#subscriptions },
+            syncState,
+            transport,
+          )
         : new DeltaStream({ cache, sync, logger, budget }, syncState, transport);
     this.#streams.set(stream, call);
 

@@ -5,9 +5,15 @@
 import { aggregateVersion, type CacheChange, type CachedResource } from './cache.js';
 import type { DiscoveryRequest } from './messages.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
+import { type RequestedNames, type SharedSubscription, SharedSubscriptions } from './shared-subscriptions.js';
 import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
-import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
-import type { ResourceVersions } from './sync-status.js';
+import {
+  type EncodedResponse,
+  type StreamContext,
+  type StreamTransport,
+  XdsStreamBase,
+} from './stream-base.js';
+import type { ResourceVersions, StreamSyncState } from './sync-status.js';
 import { stringField } from './wire.js';
 
 /** DiscoveryResponse.nonce; the other fields come from the cache's shared body. */
@@ -25,12 +31,12 @@ interface SotwTypeState {
   wildcard: boolean;
   /** Set once the client named resources; from then on an empty list means "none", not wildcard. */
   explicit: boolean;
-  names: Set<string>;
+  names: ReadonlySet<string>;
   /** What this stream was last sent, and what was ACKed (for complete-set types, the whole last set). */
   readonly sent: ResourceVersions;
   lastNonce: string | undefined;
-  /** Raw `resource_names` of the last request, when the decoder kept them (see request-decoder.ts). */
-  lastNamesBytes: Buffer | undefined;
+  /** The last request's names, shared with streams that sent the same bytes (see request-decoder.ts). */
+  subscription: SharedSubscription | undefined;
   /** The set version (digest) of the last complete set sent, to skip unchanged complete-set pushes. */
   lastSentVersion: string | undefined;
   /** Subset types: names that may need sending (new subscriptions, changes); keeps pushes O(changes). */
@@ -47,6 +53,22 @@ export class SotwStream extends XdsStreamBase {
   readonly #types = new Map<string, SotwTypeState>();
   /** Built when a type's names change, not per request: it is read for every ACK. */
   #recentNames: readonly Buffer[] = [];
+
+  readonly #subscriptions: SharedSubscriptions;
+
+  constructor(context: StreamContext, syncState: StreamSyncState, transport: StreamTransport) {
+    super(context, syncState, transport);
+    this.#subscriptions = context.subscriptions ?? new SharedSubscriptions();
+  }
+
+  /** The stream ended: its subscriptions are no longer held. */
+  override detach(): void {
+    super.detach();
+    for (const state of this.#types.values()) {
+      if (state.subscription) this.#subscriptions.release(state.subscription);
+      state.subscription = undefined;
+    }
+  }
 
   /** The `resource_names` bytes of this stream's last request per type, for the request decoder. */
   recentResourceNames(): readonly Buffer[] {
@@ -79,15 +101,20 @@ export class SotwStream extends XdsStreamBase {
       }
     }
     const namesBytes = (request as Partial<LazyDiscoveryRequest>).resourceNamesBytes;
+    const held = state.subscription?.bytes;
     // Same bytes as last time on this stream and type: same subscription, nothing to decode or compare.
     const unchanged =
-      namesBytes !== undefined &&
-      (namesBytes === state.lastNamesBytes || state.lastNamesBytes?.equals(namesBytes) === true);
-    const newlySubscribed = unchanged ? 0 : this.#updateSubscription(typeUrl, state, request.resource_names);
-    if (namesBytes !== undefined && !unchanged) {
-      state.lastNamesBytes = Buffer.from(namesBytes);
+      namesBytes !== undefined && held !== undefined && (namesBytes === held || held.equals(namesBytes));
+    let newlySubscribed = 0;
+    if (!unchanged) {
+      const decode = (): RequestedNames => this.#decodeNames(typeUrl, request.resource_names);
+      const shared =
+        namesBytes === undefined ? undefined : this.#subscriptions.acquire(typeUrl, namesBytes, decode);
+      newlySubscribed = this.#updateSubscription(typeUrl, state, shared ?? decode());
+      if (state.subscription) this.#subscriptions.release(state.subscription);
+      state.subscription = shared;
       this.#recentNames = [...this.#types.values()].flatMap((s) =>
-        s.lastNamesBytes !== undefined && s.lastNamesBytes.length > 0 ? [s.lastNamesBytes] : [],
+        s.subscription !== undefined && s.subscription.bytes.length > 0 ? [s.subscription.bytes] : [],
       );
     }
     if (request.error_detail && newlySubscribed === 0) return;
@@ -128,7 +155,7 @@ export class SotwStream extends XdsStreamBase {
         sent: this.syncState.type(typeUrl).versions,
         lastNonce: undefined,
         lastSentVersion: undefined,
-        lastNamesBytes: undefined,
+        subscription: undefined,
         dirty: new Set(),
         forced: new Map(),
       };
@@ -137,20 +164,30 @@ export class SotwStream extends XdsStreamBase {
     return state;
   }
 
-  /** Returns how many names were newly subscribed. */
-  #updateSubscription(typeUrl: string, state: SotwTypeState, resourceNames: readonly string[]): number {
-    // Fast path: Envoy repeats its whole subscription on every ACK; usually nothing changed.
-    if (
-      state.explicit &&
-      resourceNames.length === state.names.size &&
-      resourceNames.every((name) => state.names.has(name))
-    ) {
-      return 0;
-    }
-    // Share the cache's name strings instead of keeping a decoded copy per stream.
+  #decodeNames(typeUrl: string, resourceNames: readonly string[]): RequestedNames {
+    // Share the cache's name strings instead of keeping a decoded copy per subscription.
     const known = this.cache.resources(typeUrl);
     const names = new Set(resourceNames.map((name) => known.get(name)?.name ?? name));
-    const wildcard = names.delete('*') || (names.size === 0 && !state.explicit);
+    const wildcard = names.delete('*');
+    return { names, wildcard };
+  }
+
+  /** Returns how many names were newly subscribed. */
+  #updateSubscription(typeUrl: string, state: SotwTypeState, requested: RequestedNames): number {
+    const { names } = requested;
+    const syncType = this.syncState.type(typeUrl);
+    // The same names in other bytes (another order, say): nothing to do but hold the new set.
+    if (
+      state.explicit &&
+      !requested.wildcard &&
+      names.size === state.names.size &&
+      isSubset(names, state.names)
+    ) {
+      state.names = names;
+      syncType.subscribed = names;
+      return 0;
+    }
+    const wildcard = requested.wildcard || (names.size === 0 && !state.explicit);
     if (names.size > 0) state.explicit = true;
     let newly = 0;
     // "The server must resend any newly requested resources, even if it previously sent them."
@@ -164,7 +201,6 @@ export class SotwStream extends XdsStreamBase {
     for (const name of state.names) if (!names.has(name)) state.sent.deleteSent(name);
     state.names = names;
     state.wildcard = wildcard;
-    const syncType = this.syncState.type(typeUrl);
     syncType.wildcard = wildcard;
     syncType.subscribed = names;
     return newly;
@@ -266,4 +302,9 @@ export class SotwStream extends XdsStreamBase {
     const settled = Math.max(Number(cds?.lastAcked?.nonce ?? 0), Number(cds?.lastNack?.nonce ?? 0));
     for (const [name, cdsNonce] of eds.forced) if (cdsNonce <= settled) eds.forced.delete(name);
   }
+}
+
+function isSubset(names: ReadonlySet<string>, of: ReadonlySet<string>): boolean {
+  for (const name of names) if (!of.has(name)) return false;
+  return true;
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { PUSH_ORDER } from './cache.js';
 import type { EnvoyNode } from './messages.js';
+import type { SharedSubscriptions } from './shared-subscriptions.js';
 import type { StreamSyncState, SyncStatus } from './sync-status.js';
 
 /** A response as the pieces it is assembled from (shared body + per-stream fields), and their total size. */
@@ -27,6 +28,8 @@ export interface StreamContext {
   readonly sync: SyncStatus;
   readonly logger: Logger;
   readonly budget?: SendBudget;
+  /** Where SotW streams share equal subscriptions; a stream without one shares with nobody. */
+  readonly subscriptions?: SharedSubscriptions;
 }
 
 /**

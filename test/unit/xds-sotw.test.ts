@@ -356,3 +356,34 @@ test('requests spanning several HTTP/2 frames: ACKs and subscription changes on 
   t.true(eds.isSubscribed('default/svc-7:http'));
   t.false(eds.isSubscribed('default/svc-Z:http'));
 });
+
+test('streams that subscribe to the same names share one set of them; a changed one moves', async (t) => {
+  const { client, plane, store } = await setup(t);
+  const [a, b, c] = [client.sotw(), client.sotw(), client.sotw()];
+  const both = ['default/web:http', 'default/empty:80'];
+  a.send({ node: { id: 'a' }, type_url: TypeUrl.ENDPOINT, resource_names: both });
+  b.send({ node: { id: 'b' }, type_url: TypeUrl.ENDPOINT, resource_names: both });
+  c.send({ node: { id: 'c' }, type_url: TypeUrl.ENDPOINT, resource_names: ['default/web:http'] });
+  const [ra] = await Promise.all([a.next(), b.next(), c.next()]);
+  const subscribed = (id: string): ReadonlySet<string> | undefined =>
+    plane.sync.streams.find((s) => s.nodeId === id)?.types.get(TypeUrl.ENDPOINT)?.subscribed;
+  t.is(subscribed('a'), subscribed('b'));
+  t.not(subscribed('a'), subscribed('c'));
+  t.deepEqual([...subscribed('a')!].sort(), [...both].sort());
+
+  // a narrows its subscription to c's: it now holds c's set, and b keeps the old one.
+  a.send({
+    type_url: TypeUrl.ENDPOINT,
+    resource_names: ['default/web:http'],
+    version_info: ra.version_info!,
+    response_nonce: ra.nonce!,
+  });
+  t.true(await a.silentFor(100));
+  t.is(subscribed('a'), subscribed('c'));
+  t.deepEqual([...subscribed('b')!].sort(), [...both].sort());
+  // And a still gets what it subscribes to, and only that.
+  store.upsert(service('empty', [endpoint('127.0.0.9')], { key: '80', port: 80 }));
+  t.true(await a.silentFor(200));
+  const pushed = await b.next();
+  t.deepEqual(names(pushed), ['default/empty:80']);
+});
