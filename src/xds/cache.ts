@@ -119,6 +119,8 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   /** Per type, the XOR of every resource's digest: a set version maintained in O(changes). */
   readonly #typeDigest = new Map<string, bigint>(PUSH_ORDER.map((t) => [t, 0n]));
   readonly #typeVersions = new Map<string, string>();
+  /** Per type, name → version of every resource, made when first asked after a change (versionTable). */
+  readonly #versionTables = new Map<string, ReadonlyMap<string, string>>();
   #override: DraftOverride | undefined;
   /**
    * Shared response bodies of the current cache state, keyed by the one resource they carry or, for a
@@ -149,6 +151,19 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
       this.#typeVersions.set(typeUrl, version);
     }
     return version;
+  }
+
+  /**
+   * name → version of every resource of a type, as one table that does not change: a new one is made
+   * after a change. Streams that were sent exactly this share it as their record (sync-status.ts).
+   */
+  versionTable(typeUrl: string): ReadonlyMap<string, string> {
+    let table = this.#versionTables.get(typeUrl);
+    if (table === undefined) {
+      table = new Map([...this.resources(typeUrl).values()].map((r) => [r.name, r.version]));
+      this.#versionTables.set(typeUrl, table);
+    }
+    return table;
   }
 
   count(typeUrl: TypeUrl): number {
@@ -246,6 +261,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   #xorDigest(typeUrl: string, digest: bigint): void {
     this.#typeDigest.set(typeUrl, (this.#typeDigest.get(typeUrl) ?? 0n) ^ digest);
     this.#typeVersions.delete(typeUrl);
+    this.#versionTables.delete(typeUrl);
   }
 }
 

@@ -166,6 +166,7 @@ export class DeltaStream extends XdsStreamBase {
 
     for (const r of toSend) state.clientVersions.setSent(r.name, r.version);
     for (const name of removed) state.clientVersions.deleteSent(name);
+    state.clientVersions.share(() => this.cache.versionTable(typeUrl));
     if (typeUrl === TypeUrl.CLUSTER) this.#warmChangedClusters(toSend);
 
     const nonce = this.nextNonce();

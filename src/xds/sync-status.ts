@@ -40,42 +40,59 @@ interface InflightResponse {
  * ACKed, stored once. The two agree except for names in responses not yet ACKed, or rejected, and only
  * those are kept apart. At 1000 Envoys × 1000 clusters, a second full map per stream and type was a third
  * of the live heap, and RSS grows about twice as fast as the live heap.
+ *
+ * What was sent is itself mostly shared: Envoys in step with the cache were all sent exactly the cache's
+ * current versions, so a stream keeps a table shared with others (see share()) and, apart from it, only
+ * the names where it differs. Without sharing, those per-stream maps were most of the live heap, which
+ * every full GC marks again.
  */
 export class ResourceVersions {
-  readonly #sent = new Map<string, string>();
+  /** name → version sent, shared with other streams; #sentApart overrides it. */
+  #base: ReadonlyMap<string, string> = NO_VERSIONS;
+  /** name → version sent where it differs from #base (null: in #base, but not sent). */
+  readonly #sentApart = new Map<string, string | null>();
+  #sentCount = 0;
+  /** share() looks for a shared table once this many names are apart. */
+  #shareAt = SHARE_AFTER + Math.floor(Math.random() * SHARE_AFTER);
   /** name → the ACKed version where it differs from what was sent since (null: none ACKed). */
   readonly #ackedApart = new Map<string, string | null>();
 
   sentVersion(name: string): string | undefined {
-    return this.#sent.get(name);
+    const apart = this.#sentApart.get(name);
+    if (apart === undefined) return this.#base.get(name);
+    return apart ?? undefined;
   }
 
   hasSent(name: string): boolean {
-    return this.#sent.has(name);
+    return this.sentVersion(name) !== undefined;
   }
 
-  sentNames(): IterableIterator<string> {
-    return this.#sent.keys();
+  /** The names sent, as an array: callers delete while they go through them. */
+  sentNames(): string[] {
+    const names: string[] = [];
+    for (const [name, version] of this.#sentApart) if (version !== null) names.push(name);
+    for (const name of this.#base.keys()) if (!this.#sentApart.has(name)) names.push(name);
+    return names;
   }
 
   /** Records that `version` of `name` went out (or, in delta, that the client says it holds it). */
   setSent(name: string, version: string): void {
-    const previous = this.#sent.get(name);
+    const previous = this.sentVersion(name);
     if (previous === version) return;
     if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous ?? null);
-    this.#sent.set(name, version);
+    this.#recordSent(name, previous, version);
   }
 
   deleteSent(name: string): void {
-    const previous = this.#sent.get(name);
+    const previous = this.sentVersion(name);
     if (previous === undefined) return;
     if (!this.#ackedApart.has(name)) this.#ackedApart.set(name, previous);
-    this.#sent.delete(name);
+    this.#recordSent(name, previous, undefined);
   }
 
   ackedVersion(name: string): string | undefined {
     const apart = this.#ackedApart.get(name);
-    if (apart === undefined) return this.#sent.get(name);
+    if (apart === undefined) return this.sentVersion(name);
     return apart ?? undefined;
   }
 
@@ -86,7 +103,7 @@ export class ResourceVersions {
   acknowledge(entries: readonly SentEntry[], completeSet: boolean): void {
     if (completeSet) {
       const inResponse = new Set(entries.map(([name]) => name));
-      for (const name of this.#sent.keys()) if (!inResponse.has(name)) this.#settle(name, null);
+      for (const name of this.sentNames()) if (!inResponse.has(name)) this.#settle(name, null);
       for (const name of this.#ackedApart.keys()) if (!inResponse.has(name)) this.#settle(name, null);
     }
     for (const [name, version] of entries) this.#settle(name, version);
@@ -94,9 +111,9 @@ export class ResourceVersions {
 
   /** How many names have an ACKed version. */
   ackedCount(): number {
-    let count = this.#sent.size;
+    let count = this.#sentCount;
     for (const [name, acked] of this.#ackedApart) {
-      if (this.#sent.has(name)) count -= 1;
+      if (this.hasSent(name)) count -= 1;
       if (acked !== null) count += 1;
     }
     return count;
@@ -105,17 +122,62 @@ export class ResourceVersions {
   /** name → ACKed version, for /debug/syncz. */
   ackedEntries(): Map<string, string> {
     const acked = new Map<string, string>();
-    for (const [name, version] of this.#sent) if (!this.#ackedApart.has(name)) acked.set(name, version);
+    for (const name of this.sentNames()) {
+      if (!this.#ackedApart.has(name)) acked.set(name, this.sentVersion(name) ?? '');
+    }
     for (const [name, version] of this.#ackedApart) if (version !== null) acked.set(name, version);
     return acked;
   }
 
+  /** How many names this stream keeps apart from the table it shares. */
+  get sentApartCount(): number {
+    return this.#sentApart.size;
+  }
+
+  /**
+   * Offers `table` (name → version) to share: taken if it is exactly what this stream was sent, which
+   * frees what the stream kept apart. Returns whether it was taken.
+   */
+  adopt(table: ReadonlyMap<string, string>): boolean {
+    if (table.size !== this.#sentCount) return false;
+    if (table !== this.#base) {
+      for (const [name, version] of table) if (this.sentVersion(name) !== version) return false;
+    } else {
+      for (const [name, version] of this.#sentApart) if (version !== (table.get(name) ?? null)) return false;
+    }
+    this.#base = table;
+    this.#sentApart.clear();
+    return true;
+  }
+
+  /**
+   * Calls adopt() with `current()` once enough names are kept apart. The threshold starts at a random
+   * point in [SHARE_AFTER, 2 × SHARE_AFTER), so streams moving in step do not all compare at one change;
+   * after a refusal (a stream with a partial subscription, or behind) it waits for SHARE_AFTER more.
+   */
+  share(current: () => ReadonlyMap<string, string>): void {
+    if (this.#sentApart.size < this.#shareAt) return;
+    this.#shareAt = this.adopt(current())
+      ? SHARE_AFTER + Math.floor(Math.random() * SHARE_AFTER)
+      : this.#sentApart.size + SHARE_AFTER;
+  }
+
+  #recordSent(name: string, previous: string | undefined, version: string | undefined): void {
+    if (version === this.#base.get(name)) this.#sentApart.delete(name);
+    else this.#sentApart.set(name, version ?? null);
+    this.#sentCount += (version === undefined ? 0 : 1) - (previous === undefined ? 0 : 1);
+  }
+
   #settle(name: string, acked: string | null): void {
     // Equal to what was sent last: nothing to keep apart (a later response may have changed it again).
-    if (acked === (this.#sent.get(name) ?? null)) this.#ackedApart.delete(name);
+    if (acked === (this.sentVersion(name) ?? null)) this.#ackedApart.delete(name);
     else this.#ackedApart.set(name, acked);
   }
 }
+
+const NO_VERSIONS: ReadonlyMap<string, string> = new Map();
+/** Names a stream keeps apart before it looks for a table to share (see ResourceVersions.share). */
+const SHARE_AFTER = 64;
 
 export class TypeSyncState {
   readonly typeUrl: string;

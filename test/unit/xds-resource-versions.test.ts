@@ -174,3 +174,101 @@ test('an ACK settles the responses sent before it; their nonces are unknown afte
   t.is(stream.type(cds).inflight('3'), undefined);
   t.is(stream.type(cds).versions.ackedVersion('web'), 'v3');
 });
+
+const table = (count: number, version: (i: number) => string): Map<string, string> =>
+  new Map(Array.from({ length: count }, (_, i) => [`n${i}`, version(i)]));
+
+test('a stream sent exactly a shared table adopts it; later pushes and ACKs work on top of it', (t) => {
+  const v = new ResourceVersions();
+  for (let i = 0; i < 5; i++) v.setSent(`n${i}`, 'v1');
+  v.acknowledge(
+    Array.from({ length: 5 }, (_, i) => [`n${i}`, 'v1'] as const),
+    false,
+  );
+  const shared = table(5, () => 'v1');
+  t.true(v.adopt(shared));
+  t.is(v.sentApartCount, 0);
+  t.deepEqual(acked(v), Object.fromEntries(shared));
+  v.setSent('n2', 'v2');
+  v.deleteSent('n4');
+  t.is(v.sentApartCount, 2);
+  t.is(shared.get('n2'), 'v1', 'the shared table is never written');
+  t.is(v.sentVersion('n2'), 'v2');
+  t.is(v.ackedVersion('n2'), 'v1');
+  t.false(v.hasSent('n4'));
+  t.deepEqual(v.sentNames().sort(), ['n0', 'n1', 'n2', 'n3']);
+  v.acknowledge(
+    [
+      ['n2', 'v2'],
+      ['n4', null],
+    ],
+    false,
+  );
+  t.deepEqual(acked(v), { n0: 'v1', n1: 'v1', n2: 'v2', n3: 'v1' });
+  t.is(v.ackedCount(), 4);
+  // Back in step with a newer table: adopted, and nothing is kept apart.
+  t.true(v.adopt(new Map([...shared].filter(([n]) => n !== 'n4')).set('n2', 'v2')));
+  t.is(v.sentApartCount, 0);
+  t.deepEqual(acked(v), { n0: 'v1', n1: 'v1', n2: 'v2', n3: 'v1' });
+});
+
+test('a table that differs in one name or one version is refused and changes nothing', (t) => {
+  const v = new ResourceVersions();
+  for (let i = 0; i < 4; i++) v.setSent(`n${i}`, 'v1');
+  t.false(v.adopt(table(3, () => 'v1')), 'one name short');
+  t.false(v.adopt(table(5, () => 'v1')), 'one name more');
+  t.false(v.adopt(table(4, (i) => (i === 3 ? 'v2' : 'v1'))), 'one version off');
+  t.is(v.sentApartCount, 4);
+  t.deepEqual(v.sentNames().sort(), ['n0', 'n1', 'n2', 'n3']);
+  // Adopted, then a name removed and put back at the table's version: in step again.
+  const shared = table(4, () => 'v1');
+  t.true(v.adopt(shared));
+  v.deleteSent('n1');
+  t.false(v.adopt(shared));
+  v.setSent('n1', 'v1');
+  t.is(v.sentApartCount, 0);
+  t.true(v.adopt(shared));
+});
+
+test('streams share one table and each keeps its own differences', (t) => {
+  const shared = table(3, () => 'v1');
+  const [a, b] = [new ResourceVersions(), new ResourceVersions()];
+  for (const v of [a, b]) {
+    for (const name of shared.keys()) v.setSent(name, 'v1');
+    t.true(v.adopt(shared));
+  }
+  a.setSent('n0', 'v2');
+  t.is(a.sentVersion('n0'), 'v2');
+  t.is(b.sentVersion('n0'), 'v1');
+  t.is(b.sentApartCount, 0);
+});
+
+test('share() asks for the current table only once enough names are apart, and waits after a refusal', (t) => {
+  const v = new ResourceVersions();
+  let asked = 0;
+  const full = table(200, () => 'v1');
+  const current = () => {
+    asked += 1;
+    return full;
+  };
+  for (let i = 0; i < 50; i++) v.setSent(`n${i}`, 'v1');
+  v.share(current);
+  t.is(asked, 0, 'fewer than 64 names apart: not worth a comparison');
+  for (let i = 50; i < 150; i++) v.setSent(`n${i}`, 'v1');
+  v.share(current);
+  v.share(current);
+  t.is(asked, 1, 'asked once; 150 of 200 names sent, so refused');
+  t.is(v.sentApartCount, 150);
+  for (let i = 150; i < 200; i++) v.setSent(`n${i}`, 'v1');
+  v.share(current);
+  t.is(asked, 1, 'waits for 64 more names apart after a refusal');
+  for (let i = 0; i < 20; i++) v.setSent(`n${i}`, 'v2');
+  for (let i = 0; i < 20; i++) v.setSent(`n${i}`, 'v1');
+  v.share(current);
+  t.is(asked, 1, 'names changed and changed back are not more names apart');
+  v.deleteSent('n0');
+  v.setSent('n0', 'v1');
+  t.is(v.sentApartCount, 200);
+  t.true(v.adopt(full));
+  t.is(v.sentApartCount, 0);
+});
