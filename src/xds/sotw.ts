@@ -262,10 +262,8 @@ export class SotwStream extends XdsStreamBase {
       const inSet = new Set(toSend.map((r) => r.name));
       for (const name of state.sent.sentNames()) if (!inSet.has(name)) state.sent.deleteSent(name);
     }
-    // Not shared with other streams as delta's are (ResourceVersions.share): in SotW every ACK repeats
-    // the whole subscription, and V8 schedules full GCs by heap plus buffer memory, so a smaller heap
-    // under those 20 MB of ACKs per change was collected at every change (docs/benchmarks.md).
     for (const r of toSend) state.sent.setSent(r.name, r.version);
+    state.sent.share(() => this.cache.versionTable(typeUrl));
     state.lastNonce = nonce;
     state.lastSentVersion = versionInfo;
     if (typeUrl === TypeUrl.ENDPOINT) this.#pruneSettledForced(state);
