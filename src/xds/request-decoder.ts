@@ -84,6 +84,8 @@ function typeUrlAt(bytes: Buffer, start: number, end: number): string {
 
 /** Where the varint at `at` ends; throws if it runs past the message or over 10 bytes. */
 function varintEnd(bytes: Buffer, at: number): number {
+  // Tags and lengths below 128 are one byte: the common case, kept cheap.
+  if ((bytes[at] ?? 0x80) < 0x80) return at + 1;
   for (let i = at; i < at + 10; i++) {
     const b = bytes[i];
     if (b === undefined) throw new RangeError('truncated varint');
@@ -92,8 +94,10 @@ function varintEnd(bytes: Buffer, at: number): number {
   throw new RangeError('varint too long');
 }
 
-/** The value of a varint already checked by varintEnd. */
+/** The value of the varint at `at`; where it ends, and whether it is whole, is varintEnd's to say. */
 function varintValue(bytes: Buffer, at: number): number {
+  const first = bytes[at] ?? 0;
+  if (first < 0x80) return first;
   let result = 0;
   let scale = 1;
   for (let i = at; ; i++) {
@@ -117,26 +121,14 @@ export function decodeDiscoveryRequest(
 
   while (offset < bytes.length) {
     const fieldStart = offset;
-    // Tags and lengths below 128 are one byte: the common case, kept cheap.
-    let tag = bytes[offset] ?? 0;
-    if (tag < 0x80) offset += 1;
-    else {
-      const end = varintEnd(bytes, offset);
-      tag = varintValue(bytes, offset);
-      offset = end;
-    }
+    const tag = varintValue(bytes, offset);
+    offset = varintEnd(bytes, offset);
     const field = Math.floor(tag / 8);
     const wire = tag & 7;
     if (field === 0) throw new RangeError('invalid field number 0');
     if (wire === WIRE_LEN) {
-      let length = bytes[offset] ?? 0x80;
-      if (length < 0x80) offset += 1;
-      else {
-        const end = varintEnd(bytes, offset);
-        length = varintValue(bytes, offset);
-        offset = end;
-      }
-      const start = offset;
+      const length = varintValue(bytes, offset);
+      const start = varintEnd(bytes, offset);
       const end = start + length;
       if (end > bytes.length) throw new RangeError(`field ${field} overruns the message`);
       offset = end;
