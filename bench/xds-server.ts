@@ -123,6 +123,8 @@ async function startProfile(): Promise<void> {
   profiler.connect();
   if (heapProfile) {
     await profiler.post('HeapProfiler.enable');
+    // The include* options (count garbage too, not only what survives) are newer than @types/node's
+    // protocol types, hence the cast.
     await profiler.post('HeapProfiler.startSampling', {
       samplingInterval: 1024,
       includeObjectsCollectedByMajorGC: true,
