@@ -196,24 +196,16 @@ function namesIn(bytes: Buffer, start: number, end: number): string[] {
   const names: string[] = [];
   if (start < 0) return names;
   let offset = start;
-  const readVarint = (): number => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const b = bytes[offset++] ?? 0;
-      result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-      shift += 7;
-    }
-  };
   while (offset < end) {
-    const tag = readVarint();
+    const tag = varintValue(bytes, offset);
+    offset = varintEnd(bytes, offset);
     const wire = tag & 7;
     if (wire === WIRE_LEN) {
-      const length = readVarint();
+      const length = varintValue(bytes, offset);
+      offset = varintEnd(bytes, offset);
       if (Math.floor(tag / 8) === RESOURCE_NAMES) names.push(bytes.toString('utf8', offset, offset + length));
       offset += length;
-    } else if (wire === WIRE_VARINT) readVarint();
+    } else if (wire === WIRE_VARINT) offset = varintEnd(bytes, offset);
     else offset += wire === WIRE_I64 ? 8 : 4;
   }
   return names;
