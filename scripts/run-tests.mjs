@@ -8,6 +8,7 @@
 // `N passed, N failed[, N skipped]`.
 // READYGATE_TEST_NODE_LINES=24 (or 26) limits a local run to one line; CI always runs both.
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +20,12 @@ const lines = (process.env.READYGATE_TEST_NODE_LINES ?? SUPPORTED_LINES.join(' '
   .split(/[\s,]+/)
   .filter((line) => line !== '');
 const avaArgs = process.argv.slice(2);
+// AVA's CLI script, run directly by each runtime's node (the .bin shim would run the first node on PATH).
+const avaPackage = path.join(root, 'node_modules', 'ava');
+const avaCli = path.join(
+  avaPackage,
+  JSON.parse(readFileSync(path.join(avaPackage, 'package.json'), 'utf8')).bin.ava,
+);
 
 const newCounts = () => ({ passed: 0, failed: 0, skipped: 0 });
 const total = newCounts();
