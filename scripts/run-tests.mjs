@@ -116,15 +116,11 @@ function staticChecks(counts, nodeBin) {
 function avaTests(line, counts, nodeBin) {
   const started = Date.now();
   console.log(`# node${line}: AVA tests on ${capture(nodeBin, ['--version'])}`);
-  const ava = spawn(
-    nodeBin,
-    [path.join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap', ...avaArgs],
-    {
-      cwd: root,
-      env: runtimeEnv(nodeBin),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const ava = spawn(nodeBin, [avaCli, '--tap', ...avaArgs], {
+    cwd: root,
+    env: runtimeEnv(nodeBin),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let buffer = '';
   ava.stdout.setEncoding('utf8');
   ava.stdout.on('data', (chunk) => {
