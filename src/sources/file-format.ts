@@ -17,8 +17,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsLabel = (what: string): z.ZodString =>
   z
     .string()
-    .max(63, { message: `${what} must be at most 63 characters` })
-    .regex(DNS_LABEL, { message: `${what} must be lowercase letters, digits and '-' (a DNS label)` });
+    .max(63, { error: `${what} must be at most 63 characters` })
+    .regex(DNS_LABEL, { error: `${what} must be lowercase letters, digits and '-' (a DNS label)` });
 
 /** null is accepted as Kubernetes' nil (absent), which is what Go's omitempty round-trips produce. */
 const condition = z
@@ -44,11 +44,11 @@ const endpointSchema = z.strictObject({
   addresses: z
     .array(
       z.string().refine((text) => isIP(text) !== 0, {
-        message: 'must be an IP address (Envoy load assignments take addresses, not host names)',
+        error: 'must be an IP address (Envoy load assignments take addresses, not host names)',
       }),
     )
-    .min(1, { message: 'needs at least one address' })
-    .max(100, { message: 'takes at most 100 addresses (the EndpointSlice limit)' }),
+    .min(1, { error: 'needs at least one address' })
+    .max(100, { error: 'takes at most 100 addresses (the EndpointSlice limit)' }),
   conditions: conditionsSchema.optional(),
   targetRef: targetRefSchema.optional(),
   zone: z.string().min(1).optional(),
@@ -60,24 +60,24 @@ const portSchema = z.strictObject({
   // Kubernetes port names must contain a letter; that also keeps a name from colliding with the
   // number-as-key of an unnamed port.
   name: dnsLabel('port name')
-    .refine((text) => /[a-z]/.test(text), { message: 'port name must contain a letter' })
+    .refine((text) => /[a-z]/.test(text), { error: 'port name must contain a letter' })
     .optional(),
   port: z
     .number()
-    .int({ message: 'port must be an integer' })
-    .min(1, { message: 'port must be 1-65535' })
-    .max(65535, { message: 'port must be 1-65535' }),
+    .int({ error: 'port must be an integer' })
+    .min(1, { error: 'port must be 1-65535' })
+    .max(65535, { error: 'port must be 1-65535' }),
   appProtocol: z.string().min(1).optional(),
   protocol: z
     .string()
-    .refine((text) => text === 'TCP', { message: 'only TCP is supported' })
+    .refine((text) => text === 'TCP', { error: 'only TCP is supported' })
     .optional(),
 });
 
 const serviceSchema = z.strictObject({
   namespace: dnsLabel('namespace'),
   name: dnsLabel('service name'),
-  ports: z.array(portSchema).min(1, { message: 'needs at least one port' }),
+  ports: z.array(portSchema).min(1, { error: 'needs at least one port' }),
   // null is what kubectl prints for an EndpointSlice without endpoints (a Go nil slice).
   endpoints: z.array(endpointSchema).nullable().optional(),
 });

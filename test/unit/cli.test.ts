@@ -545,6 +545,21 @@ test('node bin/readygate.js with a bad flag: one line, exit 2, no stack trace', 
   t.is(result.stdout, '');
 });
 
+test('node bin/readygate.js on an unsupported Node (20): one line naming the supported lines, exit 1', (t) => {
+  // The runtime under test is 24 or 26; a preloaded module makes it report 20.20.2 before the launcher
+  // runs, which is the only way to exercise the check without installing an end-of-life Node.
+  const pretend20 =
+    'data:text/javascript,Object.defineProperty(process.versions,"node",{value:"20.20.2"});' +
+    'Object.defineProperty(process,"version",{value:"v20.20.2"})';
+  const result = spawnSync(process.execPath, ['--import', pretend20, bin, '--help'], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  t.is(result.status, 1);
+  t.is(result.stderr, 'readygate: needs Node.js 24 or 26 (this is v20.20.2)\n');
+  t.is(result.stdout, '');
+});
+
 test('node bin/readygate.js serve exits 0 on SIGTERM after a graceful shutdown', async (t) => {
   const child = spawn(
     process.execPath,
