@@ -50,6 +50,9 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       xdsAddress: config.xdsAddress.address,
       translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
       logger,
+      // Never answer from a source that has not seen the world once: an Envoy told "nothing" before the
+      // first sync (an API outage during a restart) would drop every cluster it has.
+      holdUntilSynced: true,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
@@ -88,7 +91,10 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       readiness: () =>
         store.synced
           ? { ready: true }
-          : { ready: false, reason: 'waiting for the first complete view from the source' },
+          : {
+              ready: false,
+              reason: 'waiting for the first complete view from the source; xDS requests are held until then',
+            },
       routes: {
         ...debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
         ...readiness.routes,

@@ -139,6 +139,12 @@ export function readPod(pod: PodShape): PodReading {
  * Service model, and say which Services to rebuild when what the decorator knows changes.
  */
 export interface ServiceModelDecorator {
+  /**
+   * False until what the decorator knows is complete (the pod index: every pod watch listed once). The
+   * source does not call itself synced before, so no endpoint goes out without its gate-pending mark.
+   * Absent = always complete. Listeners of `onInvalidate` hear an empty list when it turns true.
+   */
+  readonly listed?: boolean;
   decorate(model: ServiceModel): ServiceModel;
   onInvalidate(listener: (services: readonly ServiceKey[]) => void): () => void;
 }
@@ -326,6 +332,8 @@ export class PodGateIndex implements ServiceModelDecorator {
       if ((namespace === undefined || key.startsWith(`${namespace}/`)) && !present.has(key)) this.remove(key);
     }
     for (const pod of pods) this.upsert(pod);
+    // The source waits for the first complete pod view before its own first sync: tell it.
+    if (this.listed) for (const listener of this.#invalidateListeners) listener([]);
   }
 
   #track(service: ServiceKey, pods: Set<string>): void {

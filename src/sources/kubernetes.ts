@@ -138,6 +138,8 @@ class KubernetesSourceImpl implements KubernetesSource {
     this.#stopDecorator = this.#decorator?.onInvalidate((services) => {
       if (this.#closed) return;
       for (const key of services) this.#markDirty(key);
+      // An empty list = the decorator completed its first view (the pods): the first sync may be due.
+      if (!this.#synced && services.length === 0) this.#scheduleFlush();
     });
     this.#logger = (options.logger ?? silentLogger).child({ component: 'kubernetes-source' });
     this.#watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS;
@@ -301,6 +303,10 @@ class KubernetesSourceImpl implements KubernetesSource {
 
   #markDirty(key: ServiceKey): void {
     this.#dirty.add(key);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
     // Coalesce what arrives in the same tick (one list, one burst of watch events); no fixed debounce.
     this.#flushScheduled ??= setImmediate(() => {
       this.#flushScheduled = undefined;
@@ -318,6 +324,8 @@ class KubernetesSourceImpl implements KubernetesSource {
     if (this.#closed) return;
     if (!this.#synced) {
       if (!this.#watchers.every((watcher) => watcher.listed)) return;
+      // With readiness gates, the pods too: a gated endpoint sent before its pod is known goes out unmarked.
+      if (this.#decorator?.listed === false) return;
       // First complete view: replace whatever the store held, then report ready.
       const models: ServiceModel[] = [];
       for (const key of this.#services.keys()) {
