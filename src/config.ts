@@ -192,6 +192,16 @@ const terminatingSchema = refined((text): { mode: 'draining' | 'omit' } | string
 ).transform((v) => v.mode);
 const namespacesSchema = z.array(z.string()).transform((items, ctx): readonly string[] => {
   const names = [...new Set(items.map((item) => item.trim()).filter((item) => item !== ''))];
+  // `--namespace ''`, `--namespace ,`: a value was given and names nothing. Reading that as "every
+  // namespace" would silently widen what readygate watches (a templating slip); an empty list is an error.
+  if (items.length > 0 && names.length === 0) {
+    ctx.issues.push({
+      code: 'custom',
+      message: `${JSON.stringify(items.join(','))} names no namespace; leave the option out to watch every namespace`,
+      input: items,
+    });
+    return z.NEVER;
+  }
   const bad = names.find((name) => !isDnsLabel(name));
   if (bad !== undefined) {
     ctx.issues.push({ code: 'custom', message: `"${bad}" is not a valid namespace name`, input: items });
