@@ -209,13 +209,15 @@ test.serial(
     await admin.namespace(namespace);
     await twoEndpointService(admin, namespace, 'web', '10.22.0');
     const registry = new Registry();
-    const { store, changes } = await run(readygate, { namespaces: [namespace], registry, watchdogMs: 800 });
+    const { store, changes } = await run(readygate, {
+      namespaces: [namespace],
+      registry,
+      timeouts: { silenceMs: 800 },
+    });
     changes.length = 0;
     const model = store.get(`${namespace}/web`);
     await sleep(3_000);
-    const relists = await metricValue(registry, 'readygate_kubernetes_relists_total', {
-      reason: 'watchdog: watch silent',
-    });
+    const relists = await metricValue(registry, 'readygate_kubernetes_relists_total', { reason: 'silent' });
     t.true(relists >= 4, `expected relists of both watches, saw ${relists}`);
     t.deepEqual(changes, []);
     t.is(store.get(`${namespace}/web`), model);
@@ -238,7 +240,7 @@ test.serial(
     t.teardown(() => proxy.close());
     const { store, changes } = await run(kubeConfigVia(readygate, proxy.port), {
       namespaces: [namespace],
-      watchdogMs: 1_000,
+      timeouts: { silenceMs: 1_000, responseMs: 1_000 },
     });
     const key = `${namespace}/web`;
     changes.length = 0;
