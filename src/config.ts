@@ -326,10 +326,10 @@ const serveOptions = {
     flag: 'kubernetes-watch-silence',
     kind: 'string',
     env: 'READYGATE_KUBERNETES_WATCH_SILENCE',
-    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('90s'),
+    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('60s'),
     valueName: 'DURATION',
-    help: 'Kubernetes source: a watch that delivers no event and no bookmark for this long is failing (/readyz 503) and is relisted. The API sends a bookmark at least once a minute.',
-    defaultText: '90s',
+    help: 'Kubernetes source: a watch that delivers no event and no bookmark for this long is re-established; if that fails it is failing (/readyz 503, warning) and relisted. A dead connection is noticed within this plus --kubernetes-request-timeout.',
+    defaultText: '60s',
   }),
   terminating: option({
     flag: 'terminating',

@@ -411,7 +411,7 @@ export function kubernetesWatchMetrics(registry: Registry): KubernetesWatchMetri
 }
 
 export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
-  readonly restarts: Counter<'resource' | 'namespace'>;
+  readonly restarts: Counter<'resource' | 'namespace' | 'reason'>;
   readonly relists: Counter<'resource' | 'namespace' | 'reason'>;
   readonly lists: Counter<'resource' | 'namespace'>;
   readonly events: Counter<'resource' | 'type'>;
@@ -429,8 +429,8 @@ export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_watch_restarts_total',
-          help: 'Kubernetes list/watch retries after a failure (error, timeout, silence).',
-          labelNames: ['resource', 'namespace'],
+          help: 'New Kubernetes watch requests, by reason: failed (after a failed list or watch, with backoff), silent (re-establishing a watch that delivered nothing for --kubernetes-watch-silence).',
+          labelNames: ['resource', 'namespace', 'reason'],
           registers: [registry],
         }),
     );
@@ -440,7 +440,7 @@ export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_relists_total',
-          help: 'Kubernetes watches replaced by a fresh list, by reason: gone (410), silent (no event or bookmark within the bound), failed (list or watch failed).',
+          help: 'Kubernetes watches replaced by a fresh list, by reason: gone (410 Gone), failed (a list failed or a watch could not be established).',
           labelNames: ['resource', 'namespace', 'reason'],
           registers: [registry],
         }),
@@ -485,7 +485,7 @@ export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
       () =>
         new Gauge({
           name: 'readygate_kubernetes_watch_event_age_seconds',
-          help: 'Seconds since the Kubernetes API last delivered a complete list, a watch event or a bookmark for this watch. A live watch gets a bookmark at least once a minute.',
+          help: 'Seconds since the Kubernetes API last delivered a complete list, a watch event or a bookmark for this watch. It grows on an idle resource too (the API sends bookmarks only every few minutes); readygate_kubernetes_watch_healthy says whether changes can arrive.',
           labelNames: ['resource', 'namespace'],
           registers: [registry],
           collect() {
@@ -519,8 +519,8 @@ export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
     );
   }
 
-  restarted(resource: string, namespace: string | undefined): void {
-    this.restarts.inc({ resource, namespace: namespace ?? '*' });
+  restarted(resource: string, namespace: string | undefined, reason: 'failed' | 'silent'): void {
+    this.restarts.inc({ resource, namespace: namespace ?? '*', reason });
   }
 
   relisted(resource: string, namespace: string | undefined, reason: RelistReason): void {
