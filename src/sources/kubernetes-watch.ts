@@ -221,7 +221,6 @@ export class ResourceWatcher<T extends KubernetesObject> {
           established: () => {
             watchState.established = true;
             silentRewatch = false;
-            this.#recovered();
           },
           progressed: (version) => {
             resourceVersion = version;
@@ -316,6 +315,11 @@ export class ResourceWatcher<T extends KubernetesObject> {
       responseTimeoutMs: this.#timeouts.responseMs,
     });
     on.established();
+    // Healthy again once this watch proves itself: an event, or staying open past QUICK_END_MS (a watch
+    // the API ends at once, or cuts after its headers, must not flap to healthy on every attempt).
+    const proven = setTimeout(() => {
+      this.#recovered();
+    }, QUICK_END_MS);
     const state: { end: WatchEnd } = { end: 'ended' };
     const stop = (why: WatchEnd): void => {
       state.end = why;
@@ -329,9 +333,13 @@ export class ResourceWatcher<T extends KubernetesObject> {
         if (state.end !== 'ended') return;
         const outcome = this.#onEvent(line, response);
         if (outcome === 'gone') stop('gone');
-        else if (outcome !== undefined) on.progressed(outcome.resourceVersion);
+        else if (outcome !== undefined) {
+          this.#recovered();
+          on.progressed(outcome.resourceVersion);
+        }
       });
     } finally {
+      clearTimeout(proven);
       silence.cancel();
     }
     if (signal.aborted && state.end === 'ended') return 'aborted';
