@@ -452,7 +452,8 @@ export class ResourceWatcher<T extends KubernetesObject> {
     const refused = status === 401 || status === 403;
     const what = this.#listed
       ? 'changes cannot arrive; serving the last known state and retrying'
-      : 'not ready until it can (retrying); check --kubeconfig / KUBECONFIG and RBAC (get, list, watch)';
+      : 'not ready until it can (retrying); check --kubeconfig / KUBECONFIG and RBAC (get, list, watch), ' +
+        'or serve a file with --source file:PATH';
     const hint = refused
       ? ` (the API refused to list/watch ${spec.resource}: check readygate's credentials and RBAC, it needs get, list and watch)`
       : '';
