@@ -90,7 +90,7 @@ export async function apiGet(kubeConfig: KubeConfig, request: ApiGet): Promise<h
         },
       );
     });
-    outgoing.once('error', (error) => {
+    outgoing.on('error', (error) => {
       clearTimeout(timer);
       reject(
         error instanceof KubernetesApiError
@@ -137,7 +137,7 @@ export function forEachLine(
       }
     });
     response.once('end', resolve);
-    response.once('error', reject);
+    response.on('error', reject);
     response.once('close', () => {
       // Destroyed without an error (aborted by us): settle like an end.
       resolve();
@@ -168,7 +168,7 @@ function readBounded(response: http.IncomingMessage, maxBytes: number, deadlineM
       clearTimeout(timer);
       resolve(Buffer.concat(chunks).toString('utf8'));
     });
-    response.once('error', (error) => {
+    response.on('error', (error) => {
       clearTimeout(timer);
       reject(error instanceof KubernetesApiError ? error : new KubernetesApiError(errorMessage(error)));
     });

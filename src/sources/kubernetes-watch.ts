@@ -239,7 +239,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
           silentRewatch = true;
           continue;
         }
-        if (end !== 'ended' || this.#now() - watchState.startedAt >= QUICK_END_MS) continue;
+        if (end !== 'ended' || this.#now() - watchState.startedAt >= this.#quickEndMs()) continue;
         // 'ended' normally means the server's timeout: watch again from resourceVersion at once. A watch
         // the API ends as soon as it starts would make that a tight loop: back off instead.
         this.#failed('the API ends every watch right after it starts');
@@ -260,6 +260,11 @@ export class ResourceWatcher<T extends KubernetesObject> {
       await this.#sleep(this.#nextDelay());
       if (!this.#isClosed()) this.#options.metrics?.restarted(spec.resource, spec.namespace, 'failed');
     }
+  }
+
+  /** QUICK_END_MS, or less under a shorter silence bound (tests), so a live watch can prove itself. */
+  #quickEndMs(): number {
+    return Math.min(QUICK_END_MS, this.#timeouts.silenceMs / 2);
   }
 
   /** A method, not a field read: close() flips it while the loop awaits. */
@@ -319,7 +324,7 @@ export class ResourceWatcher<T extends KubernetesObject> {
     // the API ends at once, or cuts after its headers, must not flap to healthy on every attempt).
     const proven = setTimeout(() => {
       this.#recovered();
-    }, QUICK_END_MS);
+    }, this.#quickEndMs());
     const state: { end: WatchEnd } = { end: 'ended' };
     const stop = (why: WatchEnd): void => {
       state.end = why;

@@ -331,13 +331,15 @@ test.serial(
       ),
       0,
     );
-    t.is(
-      await metricSample(
-        serving.admin,
-        'readygate_kubernetes_watch_healthy',
-        'resource="services",namespace="rbac-watch"',
-      ),
-      1,
+    // The services watch is allowed: healthy once it has stayed open a second (it proves itself).
+    await waitUntil(
+      async () =>
+        (await metricSample(
+          serving.admin,
+          'readygate_kubernetes_watch_healthy',
+          'resource="services",namespace="rbac-watch"',
+        )) === 1,
+      { timeoutMs: 5_000, description: 'services watch healthy' },
     );
     const warning = serving.lines.find((l) => l.includes('"level":40') && l.includes('endpointslices watch'));
     t.truthy(warning, 'one warn line about the endpointslices watch');
