@@ -192,6 +192,16 @@ const terminatingSchema = refined((text): { mode: 'draining' | 'omit' } | string
 ).transform((v) => v.mode);
 const namespacesSchema = z.array(z.string()).transform((items, ctx): readonly string[] => {
   const names = [...new Set(items.map((item) => item.trim()).filter((item) => item !== ''))];
+  // `--namespace ''`, `--namespace ,`: a value was given and names nothing. Reading that as "every
+  // namespace" would silently widen what readygate watches (a templating slip); an empty list is an error.
+  if (items.length > 0 && names.length === 0) {
+    ctx.issues.push({
+      code: 'custom',
+      message: `${JSON.stringify(items.join(','))} names no namespace; leave the option out to watch every namespace`,
+      input: items,
+    });
+    return z.NEVER;
+  }
   const bad = names.find((name) => !isDnsLabel(name));
   if (bad !== undefined) {
     ctx.issues.push({ code: 'custom', message: `"${bad}" is not a valid namespace name`, input: items });
@@ -293,6 +303,33 @@ const serveOptions = {
     schema: selectorSchema.optional(),
     valueName: 'SELECTOR',
     help: 'Only Services matching this label selector (e.g. readygate.io/enabled=true). Default: all.',
+  }),
+  kubernetesRequestTimeout: option({
+    flag: 'kubernetes-request-timeout',
+    kind: 'string',
+    env: 'READYGATE_KUBERNETES_REQUEST_TIMEOUT',
+    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('8s'),
+    valueName: 'DURATION',
+    help: 'Kubernetes source: how long a list or watch request may wait for the API to start answering (connect, TLS, first response); past it the request is a failure, logged as a warning.',
+    defaultText: '8s',
+  }),
+  kubernetesListTimeout: option({
+    flag: 'kubernetes-list-timeout',
+    kind: 'string',
+    env: 'READYGATE_KUBERNETES_LIST_TIMEOUT',
+    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('60s'),
+    valueName: 'DURATION',
+    help: 'Kubernetes source: deadline for a whole list (body included).',
+    defaultText: '60s',
+  }),
+  kubernetesWatchSilence: option({
+    flag: 'kubernetes-watch-silence',
+    kind: 'string',
+    env: 'READYGATE_KUBERNETES_WATCH_SILENCE',
+    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('60s'),
+    valueName: 'DURATION',
+    help: 'Kubernetes source: a watch that delivers no event and no bookmark for this long is re-established; if that fails it is failing (/readyz 503, warning) and relisted. A dead connection is noticed within this plus --kubernetes-request-timeout.',
+    defaultText: '60s',
   }),
   terminating: option({
     flag: 'terminating',

@@ -4,9 +4,11 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
+import type { Readiness } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import type { EndpointStore } from '../model/store.js';
 import type { PodGateIndex } from '../sources/kubernetes-pods.js';
+import type { WatchTimeouts } from '../sources/kubernetes-watch.js';
 
 export interface KubernetesSourceFlags {
   readonly store: EndpointStore;
@@ -17,26 +19,33 @@ export interface KubernetesSourceFlags {
   readonly serviceSelector: string | undefined;
   /** Watch pods that declare readygate's readiness gate, so their endpoints can go out gate-pending. */
   readonly readinessGates: boolean;
+  /** --kubernetes-request-timeout, --kubernetes-list-timeout, --kubernetes-watch-silence. */
+  readonly timeouts: WatchTimeouts;
 }
 
 export interface StartedKubernetesSource {
   readonly kubeConfig: KubeConfig;
   /** The gated-pod index (with --readiness-gates), for the readiness-gate controller. */
   readonly pods: PodGateIndex | undefined;
+  /** Not ready while any watch (services, endpointslices, pods) cannot deliver changes. */
+  readiness(): Readiness;
   close(): Promise<void>;
 }
 
 export async function startKubernetesSourceFromConfig(
   flags: KubernetesSourceFlags,
 ): Promise<StartedKubernetesSource> {
-  const { loadKubeConfig, startKubernetesSource } = await import('../sources/kubernetes.js');
+  const { loadKubeConfig, startKubernetesSource, kubernetesWatchMetrics, watchReadiness } =
+    await import('../sources/kubernetes.js');
   const kubeConfig = loadKubeConfig({ kubeconfigPath: flags.kubeconfig });
   const pods = flags.readinessGates
-    ? (await import('../readiness/index.js')).startPodGateIndex({
+    ? new (await import('../sources/kubernetes-pods.js')).PodGateIndex({
         kubeConfig,
         namespaces: flags.namespaces,
         logger: flags.logger,
-      })
+        timeouts: flags.timeouts,
+        metrics: kubernetesWatchMetrics(flags.registry),
+      }).start()
     : undefined;
   const source = await startKubernetesSource({
     store: flags.store,
@@ -46,10 +55,12 @@ export async function startKubernetesSourceFromConfig(
     ...(pods ? { modelDecorator: pods } : {}),
     logger: flags.logger,
     registry: flags.registry,
+    timeouts: flags.timeouts,
   });
   return {
     kubeConfig,
     pods,
+    readiness: () => watchReadiness([...source.health(), ...(pods?.health() ?? [])]),
     close: async () => {
       await source.close();
       await pods?.close();

@@ -148,8 +148,16 @@ async function runCommand<C extends CommandName>(
 }
 
 /**
+ * How long a long-running command may take to shut down after SIGTERM/SIGINT before the process exits
+ * anyway (code 1, one line on stderr). Closing is bounded part by part (xDS streams get 2 s), but a peer
+ * that never answers (a hung Kubernetes API) can hold sockets open; the process must still end.
+ */
+export const SHUTDOWN_BOUND_MS = 10_000;
+
+/**
  * While a long-running command runs, SIGTERM/SIGINT (or the caller's signal) ask it to shut down. A
- * second signal means the operator gave up waiting: exit at once.
+ * second signal means the operator gave up waiting: exit at once. Either way the process ends within
+ * SHUTDOWN_BOUND_MS of the first signal.
  */
 function listenForShutdown(controller: AbortController, io: CliIo, logger: Logger): () => void {
   let signals = 0;
@@ -160,6 +168,13 @@ function listenForShutdown(controller: AbortController, io: CliIo, logger: Logge
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     logger.info({ event: 'cli.signal', signal }, `${signal} received, shutting down`);
+    // Unref'd: it never keeps a process alive that has finished, and fires if something else does.
+    setTimeout(() => {
+      io.stderr.write(
+        `readygate: shutdown did not finish within ${SHUTDOWN_BOUND_MS / 1000} s of ${signal}; exiting\n`,
+      );
+      process.exit(1);
+    }, SHUTDOWN_BOUND_MS).unref();
     controller.abort();
   };
   const onAbort = (): void => {

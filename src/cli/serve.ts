@@ -7,7 +7,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { debugRoutes } from '../admin/debug-routes.js';
 import { createRegistry, registerControlPlaneMetrics } from '../admin/metrics.js';
-import { startAdminServer } from '../admin/server.js';
+import { startAdminServer, type Readiness } from '../admin/server.js';
 import type { ServeConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
 import { startExtprocServer } from '../extproc/server.js';
@@ -50,6 +50,9 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       xdsAddress: config.xdsAddress.address,
       translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
       logger,
+      // Never answer from a source that has not seen the world once: an Envoy told "nothing" before the
+      // first sync (an API outage during a restart) would drop every cluster it has.
+      holdUntilSynced: true,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
@@ -85,10 +88,17 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     const admin = await startAdminServer({
       address: config.adminAddress.address,
       registry,
-      readiness: () =>
-        store.synced
-          ? { ready: true }
-          : { ready: false, reason: 'waiting for the first complete view from the source' },
+      readiness: () => {
+        const sourceReadiness = source.readiness?.() ?? { ready: true };
+        if (!store.synced) {
+          const why = sourceReadiness.ready ? '' : ` (${sourceReadiness.reason ?? ''})`;
+          return {
+            ready: false,
+            reason: `waiting for the first complete view from the source; xDS requests are held until then${why}`,
+          };
+        }
+        return sourceReadiness;
+      },
       routes: {
         ...debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
         ...readiness.routes,
@@ -115,7 +125,12 @@ async function startSource(
   store: EndpointStore,
   logger: Logger,
   registry: Registry,
-): Promise<{ close(): Promise<void>; kubeConfig?: KubeConfig; pods?: PodGateIndex | undefined }> {
+): Promise<{
+  close(): Promise<void>;
+  kubeConfig?: KubeConfig;
+  pods?: PodGateIndex | undefined;
+  readiness?: () => Readiness;
+}> {
   if (config.source.kind === 'file') {
     if (config.readinessGates) {
       logger.warn(
@@ -133,6 +148,11 @@ async function startSource(
     namespaces: config.namespaces,
     serviceSelector: config.serviceSelector,
     readinessGates: config.readinessGates,
+    timeouts: {
+      responseMs: config.kubernetesRequestTimeout,
+      listMs: config.kubernetesListTimeout,
+      silenceMs: config.kubernetesWatchSilence,
+    },
   });
 }
 

@@ -8,13 +8,20 @@
  *
  * Only pods carrying the gate are kept; every other pod is ignored after one look at its spec.
  */
-import { CoreV1Api, type KubeConfig, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { EndpointModel, ServiceKey, ServiceModel } from '../model/types.js';
 import { serviceKey } from '../model/types.js';
 import { objectKey } from './kubernetes-translate.js';
-import { DEFAULT_BACKOFF, ResourceWatcher, type BackoffOptions } from './kubernetes-watch.js';
+import {
+  DEFAULT_BACKOFF,
+  ResourceWatcher,
+  type BackoffOptions,
+  type ResourceWatcherMetrics,
+  type WatchHealth,
+  type WatchTimeouts,
+} from './kubernetes-watch.js';
 
 /** The readiness-gate condition type readygate owns. Pods opt in with `spec.readinessGates`. */
 export const READINESS_GATE_CONDITION = 'readygate.io/envoy-synced';
@@ -139,6 +146,12 @@ export function readPod(pod: PodShape): PodReading {
  * Service model, and say which Services to rebuild when what the decorator knows changes.
  */
 export interface ServiceModelDecorator {
+  /**
+   * False until what the decorator knows is complete (the pod index: every pod watch listed once). The
+   * source does not call itself synced before, so no endpoint goes out without its gate-pending mark.
+   * Absent = always complete. Listeners of `onInvalidate` hear an empty list when it turns true.
+   */
+  readonly listed?: boolean;
   decorate(model: ServiceModel): ServiceModel;
   onInvalidate(listener: (services: readonly ServiceKey[]) => void): () => void;
 }
@@ -149,8 +162,10 @@ export interface PodGateIndexOptions {
   readonly namespaces?: readonly string[] | undefined;
   readonly logger?: Logger | undefined;
   readonly backoff?: BackoffOptions | undefined;
-  /** Relist a pod watch silent for this long (client-node 1.4 watches can die silently). */
-  readonly watchdogMs?: number | undefined;
+  /** Deadlines of the pod list+watch loops (the source's, so both fail and recover alike). */
+  readonly timeouts?: WatchTimeouts | undefined;
+  /** The source's watch metrics (kubernetesWatchMetrics), so pods show up next to services. */
+  readonly metrics?: ResourceWatcherMetrics | undefined;
 }
 
 /** Gated pods by key, kept from a pod watch; implements the source's decorator seam. */
@@ -164,15 +179,11 @@ export class PodGateIndex implements ServiceModelDecorator {
   readonly #reportedInvalid = new Set<string>();
   readonly #watchers: ResourceWatcher<V1Pod>[] = [];
   readonly #logger: Logger;
-  readonly #watchdogMs: number;
-  #watchdog: NodeJS.Timeout | undefined;
 
   /** Without options: an index fed by hand (`upsert`/`remove`), for tests and file-based setups. */
   constructor(options?: PodGateIndexOptions) {
     this.#logger = (options?.logger ?? silentLogger).child({ component: 'pod-gates' });
-    this.#watchdogMs = options?.watchdogMs ?? 5 * 60_000;
     if (!options) return;
-    const core = options.kubeConfig.makeApiClient(CoreV1Api);
     const namespaces =
       options.namespaces && options.namespaces.length > 0 ? [...new Set(options.namespaces)] : [undefined];
     for (const namespace of namespaces) {
@@ -187,10 +198,6 @@ export class PodGateIndex implements ServiceModelDecorator {
                 ? '/api/v1/pods'
                 : `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
             labelSelector: undefined,
-            list: (): Promise<KubernetesListObject<V1Pod>> =>
-              namespace === undefined
-                ? core.listPodForAllNamespaces()
-                : core.listNamespacedPod({ namespace }),
           },
           hooks: {
             upsert: (pod) => {
@@ -212,6 +219,8 @@ export class PodGateIndex implements ServiceModelDecorator {
           },
           logger: this.#logger,
           backoff: options.backoff ?? DEFAULT_BACKOFF,
+          timeouts: options.timeouts,
+          metrics: options.metrics,
         }),
       );
     }
@@ -220,22 +229,15 @@ export class PodGateIndex implements ServiceModelDecorator {
   /** Starts the pod watches (no-op for a hand-fed index). */
   start(): this {
     for (const watcher of this.#watchers) watcher.start();
-    if (this.#watchers.length > 0) {
-      const every = Math.max(50, Math.min(this.#watchdogMs / 4, 30_000));
-      this.#watchdog = setInterval(() => {
-        const now = Date.now();
-        for (const watcher of this.#watchers) {
-          if (!watcher.restarting && now - watcher.lastActivityAt > this.#watchdogMs)
-            watcher.relist('watchdog: watch silent');
-        }
-      }, every);
-      this.#watchdog.unref();
-    }
     return this;
   }
 
+  /** Per pod watch: can changes arrive? (for /readyz; empty for a hand-fed index) */
+  health(): WatchHealth[] {
+    return this.#watchers.map((w) => w.health);
+  }
+
   async close(): Promise<void> {
-    clearInterval(this.#watchdog);
     await Promise.all(this.#watchers.map((w) => w.close()));
   }
 
@@ -326,6 +328,8 @@ export class PodGateIndex implements ServiceModelDecorator {
       if ((namespace === undefined || key.startsWith(`${namespace}/`)) && !present.has(key)) this.remove(key);
     }
     for (const pod of pods) this.upsert(pod);
+    // The source waits for the first complete pod view before its own first sync: tell it.
+    if (this.listed) for (const listener of this.#invalidateListeners) listener([]);
   }
 
   #track(service: ServiceKey, pods: Set<string>): void {

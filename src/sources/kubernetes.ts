@@ -7,15 +7,7 @@
  * therefore push nothing unless something really changed. Nothing reaches the store before every watcher
  * has completed its first list, so a half-listed cluster never looks like empty Services.
  */
-import {
-  CoreV1Api,
-  DiscoveryV1Api,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -30,16 +22,18 @@ import {
 } from './kubernetes-translate.js';
 import {
   DEFAULT_BACKOFF,
+  DEFAULT_WATCH_TIMEOUTS,
   ResourceWatcher,
   type BackoffOptions,
+  type RelistReason,
   type ResourceWatcherMetrics,
+  type WatchHealth,
+  type WatchTimeouts,
   type WatchedResource,
 } from './kubernetes-watch.js';
 
 export { loadKubeConfig, type LoadKubeConfigOptions } from './kubernetes-config.js';
-
-/** Default watchdog bound: a watch silent this long is relisted (client-node 1.4 has no watch timeout). */
-export const DEFAULT_WATCHDOG_MS = 5 * 60_000;
+export { DEFAULT_WATCH_TIMEOUTS, type WatchHealth, type WatchTimeouts } from './kubernetes-watch.js';
 
 export interface KubernetesSourceOptions {
   store: EndpointStore;
@@ -49,8 +43,8 @@ export interface KubernetesSourceOptions {
   /** Kubernetes label selector on Services; slices of Services it excludes are ignored. */
   labelSelector?: string;
   logger?: Logger;
-  /** Relist a watch that has shown no sign of life (event or reconnect) for this long. */
-  watchdogMs?: number;
+  /** Deadlines of the list+watch loop (response head, whole list, watch silence); see WatchTimeouts. */
+  timeouts?: Partial<WatchTimeouts>;
   registry?: Registry;
   /** Restart delays after a watch error. */
   backoff?: BackoffOptions;
@@ -65,6 +59,8 @@ export interface KubernetesSource {
   close(): Promise<void>;
   /** True once every watcher completed its first full list and the store holds the cluster's state. */
   readonly synced: boolean;
+  /** Per watch: can changes arrive? (for /readyz) */
+  health(): WatchHealth[];
 }
 
 export async function startKubernetesSource(options: KubernetesSourceOptions): Promise<KubernetesSource> {
@@ -117,16 +113,15 @@ class SliceIndex {
 class KubernetesSourceImpl implements KubernetesSource {
   readonly #store: EndpointStore;
   readonly #logger: Logger;
-  readonly #watchdogMs: number;
+  readonly #timeouts: WatchTimeouts;
   readonly #watchers: ResourceWatcher<KubernetesObject>[] = [];
   readonly #services = new Map<ServiceKey, V1Service>();
   readonly #slices = new SliceIndex();
   readonly #dirty = new Set<ServiceKey>();
   /** Last warnings logged per Service, so a problem is logged when it appears, not on every rebuild. */
   readonly #reported = new Map<ServiceKey, string>();
-  readonly #metrics: SourceMetrics | undefined;
+  readonly #metrics: KubernetesWatchMetrics | undefined;
   #flushScheduled: NodeJS.Immediate | undefined;
-  #watchdog: NodeJS.Timeout | undefined;
   #synced = false;
   #closed = false;
   readonly #decorator: ServiceModelDecorator | undefined;
@@ -138,19 +133,19 @@ class KubernetesSourceImpl implements KubernetesSource {
     this.#stopDecorator = this.#decorator?.onInvalidate((services) => {
       if (this.#closed) return;
       for (const key of services) this.#markDirty(key);
+      // An empty list = the decorator completed its first view (the pods): the first sync may be due.
+      if (!this.#synced && services.length === 0) this.#scheduleFlush();
     });
     this.#logger = (options.logger ?? silentLogger).child({ component: 'kubernetes-source' });
-    this.#watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS;
-    this.#metrics = options.registry ? new SourceMetrics(options.registry) : undefined;
+    this.#timeouts = { ...DEFAULT_WATCH_TIMEOUTS, ...options.timeouts };
+    this.#metrics = options.registry ? kubernetesWatchMetrics(options.registry) : undefined;
     const backoff = options.backoff ?? DEFAULT_BACKOFF;
-    const core = options.kubeConfig.makeApiClient(CoreV1Api);
-    const discovery = options.kubeConfig.makeApiClient(DiscoveryV1Api);
     const namespaces =
       options.namespaces && options.namespaces.length > 0 ? [...new Set(options.namespaces)] : [undefined];
     const serviceSelector = options.labelSelector?.trim() ? options.labelSelector.trim() : undefined;
 
     for (const namespace of namespaces) {
-      this.#add(options.kubeConfig, backoff, servicesIn(core, namespace, serviceSelector), {
+      this.#add<V1Service>(options.kubeConfig, backoff, servicesIn(namespace, serviceSelector), {
         upsert: (service) => {
           this.#onServiceUpsert(service);
         },
@@ -161,7 +156,7 @@ class KubernetesSourceImpl implements KubernetesSource {
           this.#onServicesListed(namespace, services);
         },
       });
-      this.#add(options.kubeConfig, backoff, endpointSlicesIn(discovery, namespace), {
+      this.#add<V1EndpointSlice>(options.kubeConfig, backoff, endpointSlicesIn(namespace), {
         upsert: (slice) => {
           this.#onSliceUpsert(slice);
         },
@@ -184,20 +179,18 @@ class KubernetesSourceImpl implements KubernetesSource {
     return this.#synced;
   }
 
+  health(): WatchHealth[] {
+    return this.#watchers.map((watcher) => watcher.health);
+  }
+
   start(): void {
     for (const watcher of this.#watchers) watcher.start();
-    // Check a few times per bound so a silent watch is relisted at most ~25% past it.
-    const every = Math.max(50, Math.min(this.#watchdogMs / 4, 30_000));
-    this.#watchdog = setInterval(() => {
-      this.#checkWatchdog();
-    }, every);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopDecorator?.();
-    clearInterval(this.#watchdog);
     if (this.#flushScheduled) clearImmediate(this.#flushScheduled);
     await Promise.all(this.#watchers.map((watcher) => watcher.close()));
     this.#metrics?.synced.set(0);
@@ -206,7 +199,7 @@ class KubernetesSourceImpl implements KubernetesSource {
   #add<T extends KubernetesObject>(
     kubeConfig: KubeConfig,
     backoff: BackoffOptions,
-    spec: WatchedResource<T>,
+    spec: WatchedResource,
     hooks: { upsert(object: T): void; delete(object: T): void; listed(objects: readonly T[]): void },
   ): void {
     // A bad object or a bug in one handler must not kill the watch (or the process): log and carry on.
@@ -238,6 +231,7 @@ class KubernetesSourceImpl implements KubernetesSource {
       },
       logger: this.#logger,
       backoff,
+      timeouts: this.#timeouts,
       metrics: this.#metrics,
     });
     this.#watchers.push(watcher);
@@ -301,6 +295,10 @@ class KubernetesSourceImpl implements KubernetesSource {
 
   #markDirty(key: ServiceKey): void {
     this.#dirty.add(key);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
     // Coalesce what arrives in the same tick (one list, one burst of watch events); no fixed debounce.
     this.#flushScheduled ??= setImmediate(() => {
       this.#flushScheduled = undefined;
@@ -318,6 +316,8 @@ class KubernetesSourceImpl implements KubernetesSource {
     if (this.#closed) return;
     if (!this.#synced) {
       if (!this.#watchers.every((watcher) => watcher.listed)) return;
+      // With readiness gates, the pods too: a gated endpoint sent before its pod is known goes out unmarked.
+      if (this.#decorator?.listed === false) return;
       // First complete view: replace whatever the store held, then report ready.
       const models: ServiceModel[] = [];
       for (const key of this.#services.keys()) {
@@ -362,26 +362,13 @@ class KubernetesSourceImpl implements KubernetesSource {
     }
     return result.model && this.#decorator ? this.#decorator.decorate(result.model) : result.model;
   }
-
-  #checkWatchdog(): void {
-    const now = Date.now();
-    for (const watcher of this.#watchers) {
-      if (watcher.restarting) continue;
-      if (now - watcher.lastActivityAt > this.#watchdogMs) watcher.relist('watchdog: watch silent');
-    }
-  }
 }
 
 function inScope(key: string, namespace: string | undefined): boolean {
   return namespace === undefined || key.startsWith(`${namespace}/`);
 }
 
-function servicesIn(
-  core: CoreV1Api,
-  namespace: string | undefined,
-  labelSelector: string | undefined,
-): WatchedResource<V1Service> {
-  const selector = labelSelector === undefined ? {} : { labelSelector };
+function servicesIn(namespace: string | undefined, labelSelector: string | undefined): WatchedResource {
   return {
     resource: 'services',
     namespace,
@@ -390,19 +377,11 @@ function servicesIn(
         ? '/api/v1/services'
         : `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`,
     labelSelector,
-    list: (): Promise<KubernetesListObject<V1Service>> =>
-      namespace === undefined
-        ? core.listServiceForAllNamespaces(selector)
-        : core.listNamespacedService({ namespace, ...selector }),
   };
 }
 
 /** Only slices that name a Service: others can never contribute endpoints. */
-function endpointSlicesIn(
-  discovery: DiscoveryV1Api,
-  namespace: string | undefined,
-): WatchedResource<V1EndpointSlice> {
-  const labelSelector = SERVICE_NAME_LABEL;
+function endpointSlicesIn(namespace: string | undefined): WatchedResource {
   return {
     resource: 'endpointslices',
     namespace,
@@ -410,11 +389,7 @@ function endpointSlicesIn(
       namespace === undefined
         ? '/apis/discovery.k8s.io/v1/endpointslices'
         : `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
-    labelSelector,
-    list: (): Promise<KubernetesListObject<V1EndpointSlice>> =>
-      namespace === undefined
-        ? discovery.listEndpointSliceForAllNamespaces({ labelSelector })
-        : discovery.listNamespacedEndpointSlice({ namespace, labelSelector }),
+    labelSelector: SERVICE_NAME_LABEL,
   };
 }
 
@@ -423,13 +398,29 @@ function metric<M extends Metric>(registry: Registry, name: string, create: () =
   return (registry.getSingleMetric(name) as M | undefined) ?? create();
 }
 
-class SourceMetrics implements ResourceWatcherMetrics {
-  readonly restarts: Counter<'resource' | 'namespace'>;
+const metricsByRegistry = new WeakMap<Registry, KubernetesWatchMetrics>();
+
+/** The watch metrics of a registry, one set shared by every watcher (the source's and the pod index's). */
+export function kubernetesWatchMetrics(registry: Registry): KubernetesWatchMetrics {
+  let metrics = metricsByRegistry.get(registry);
+  if (!metrics) {
+    metrics = new KubernetesWatchMetrics(registry);
+    metricsByRegistry.set(registry, metrics);
+  }
+  return metrics;
+}
+
+export class KubernetesWatchMetrics implements ResourceWatcherMetrics {
+  readonly restarts: Counter<'resource' | 'namespace' | 'reason'>;
   readonly relists: Counter<'resource' | 'namespace' | 'reason'>;
   readonly lists: Counter<'resource' | 'namespace'>;
   readonly events: Counter<'resource' | 'type'>;
   readonly lastActivity: Gauge<'resource' | 'namespace'>;
+  readonly eventAge: Gauge<'resource' | 'namespace'>;
+  readonly healthy: Gauge<'resource' | 'namespace'>;
   readonly synced: Gauge;
+  /** `resource\0namespace` → when the API last delivered something, for the age gauge. */
+  readonly #progressAt = new Map<string, { resource: string; namespace: string; at: number }>();
 
   constructor(registry: Registry) {
     this.restarts = metric(
@@ -438,8 +429,8 @@ class SourceMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_watch_restarts_total',
-          help: 'Kubernetes watches restarted after an error.',
-          labelNames: ['resource', 'namespace'],
+          help: 'New Kubernetes watch requests, by reason: failed (after a failed list or watch, with backoff), silent (re-establishing a watch that delivered nothing for --kubernetes-watch-silence).',
+          labelNames: ['resource', 'namespace', 'reason'],
           registers: [registry],
         }),
     );
@@ -449,7 +440,7 @@ class SourceMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_relists_total',
-          help: 'Kubernetes watches replaced by a fresh list (watchdog).',
+          help: 'Kubernetes watches replaced by a fresh list, by reason: gone (410 Gone), failed (a list failed or a watch could not be established).',
           labelNames: ['resource', 'namespace', 'reason'],
           registers: [registry],
         }),
@@ -460,7 +451,7 @@ class SourceMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_lists_total',
-          help: 'Complete lists of a Kubernetes resource (first sync, 410 Gone, watchdog relists).',
+          help: 'Complete lists of a Kubernetes resource (first sync and every relist).',
           labelNames: ['resource', 'namespace'],
           registers: [registry],
         }),
@@ -471,7 +462,7 @@ class SourceMetrics implements ResourceWatcherMetrics {
       () =>
         new Counter({
           name: 'readygate_kubernetes_events_total',
-          help: 'Objects added, updated or deleted as seen by the Kubernetes watches.',
+          help: 'Watch events received: objects added/updated (upsert), deleted (delete), and bookmarks.',
           labelNames: ['resource', 'type'],
           registers: [registry],
         }),
@@ -482,7 +473,36 @@ class SourceMetrics implements ResourceWatcherMetrics {
       () =>
         new Gauge({
           name: 'readygate_kubernetes_watch_last_activity_timestamp_seconds',
-          help: 'When a Kubernetes watch last showed life (event, reconnect or list), Unix seconds.',
+          help: 'When the Kubernetes API last delivered a complete list, a watch event or a bookmark for this watch, Unix seconds (reconnect attempts do not count).',
+          labelNames: ['resource', 'namespace'],
+          registers: [registry],
+        }),
+    );
+    const progressAt = this.#progressAt;
+    this.eventAge = metric(
+      registry,
+      'readygate_kubernetes_watch_event_age_seconds',
+      () =>
+        new Gauge({
+          name: 'readygate_kubernetes_watch_event_age_seconds',
+          help: 'Seconds since the Kubernetes API last delivered a complete list, a watch event or a bookmark for this watch. It grows on an idle resource too (the API sends bookmarks only every few minutes); readygate_kubernetes_watch_healthy says whether changes can arrive.',
+          labelNames: ['resource', 'namespace'],
+          registers: [registry],
+          collect() {
+            const now = Date.now();
+            for (const { resource, namespace, at } of progressAt.values()) {
+              this.set({ resource, namespace }, Math.max(0, (now - at) / 1000));
+            }
+          },
+        }),
+    );
+    this.healthy = metric(
+      registry,
+      'readygate_kubernetes_watch_healthy',
+      () =>
+        new Gauge({
+          name: 'readygate_kubernetes_watch_healthy',
+          help: '1 while this Kubernetes watch is established and changes can arrive; 0 while it is starting or failing (then /readyz is 503).',
           labelNames: ['resource', 'namespace'],
           registers: [registry],
         }),
@@ -499,11 +519,11 @@ class SourceMetrics implements ResourceWatcherMetrics {
     );
   }
 
-  restarted(resource: string, namespace: string | undefined): void {
-    this.restarts.inc({ resource, namespace: namespace ?? '*' });
+  restarted(resource: string, namespace: string | undefined, reason: 'failed' | 'silent'): void {
+    this.restarts.inc({ resource, namespace: namespace ?? '*', reason });
   }
 
-  relisted(resource: string, namespace: string | undefined, reason: string): void {
+  relisted(resource: string, namespace: string | undefined, reason: RelistReason): void {
     this.relists.inc({ resource, namespace: namespace ?? '*', reason });
   }
 
@@ -511,11 +531,32 @@ class SourceMetrics implements ResourceWatcherMetrics {
     this.lists.inc({ resource, namespace: namespace ?? '*' });
   }
 
-  event(resource: string, type: 'upsert' | 'delete'): void {
+  event(resource: string, type: 'upsert' | 'delete' | 'bookmark'): void {
     this.events.inc({ resource, type });
   }
 
-  active(resource: string, namespace: string | undefined, at: number): void {
-    this.lastActivity.set({ resource, namespace: namespace ?? '*' }, at / 1000);
+  progress(resource: string, namespace: string | undefined, at: number): void {
+    const scope = namespace ?? '*';
+    this.lastActivity.set({ resource, namespace: scope }, at / 1000);
+    this.#progressAt.set(`${resource}\0${scope}`, { resource, namespace: scope, at });
   }
+
+  health(resource: string, namespace: string | undefined, healthy: boolean): void {
+    this.healthy.set({ resource, namespace: namespace ?? '*' }, healthy ? 1 : 0);
+  }
+}
+
+/**
+ * Pure: /readyz's view of the watches. Ready unless a watch is failing; the reason names every failing
+ * watch, since when and why (`stale: endpointslices watch failing since … (HTTP 403: …)`).
+ */
+export function watchReadiness(health: readonly WatchHealth[]): { ready: boolean; reason?: string } {
+  const failing = health.filter((h) => h.failingSince !== undefined);
+  if (failing.length === 0) return { ready: true };
+  const parts = failing.map((h) => {
+    const scope = h.namespace === undefined ? '' : ` in ${h.namespace}`;
+    const since = new Date(h.failingSince ?? 0).toISOString();
+    return `${h.resource}${scope} watch failing since ${since} (${h.reason ?? 'unknown'})`;
+  });
+  return { ready: false, reason: `stale: ${parts.join('; ')}` };
 }

@@ -90,6 +90,8 @@ export const PUSH_ORDER: readonly TypeUrl[] = [
 
 export interface ResourceCacheEvents {
   change: [CacheChange];
+  /** `release()` ended a hold: streams send what they held back. */
+  released: [];
 }
 
 export interface ResourceRef {
@@ -122,6 +124,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
   /** Per type, name → version of every resource, made when first asked after a change (versionTable). */
   readonly #versionTables = new Map<string, ReadonlyMap<string, string>>();
   #override: DraftOverride | undefined;
+  #held = false;
   /**
    * Shared response bodies of the current cache state, keyed by the one resource they carry or, for a
    * type's whole set, by the type URL. A push of one change builds its body once instead of once per
@@ -132,6 +135,27 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
     { versionInfo: string; body: SharedResponseBody }
   >();
   readonly #deltaBodies = new Map<CachedResource, SharedResponseBody>();
+
+  /**
+   * True while streams must answer nothing: the sources have not delivered their first complete view, so
+   * what the cache holds (usually nothing) is not the world, and an Envoy that got it would drop every
+   * cluster it has. Requests are still accepted; Envoy keeps its last good config meanwhile.
+   */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /** Starts holding every response back (see `held`). */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Ends the hold; every stream then sends what it owes from the cache as it is now. */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    this.emit('released');
+  }
 
   get(typeUrl: string, name: string): CachedResource | undefined {
     return this.#byType.get(typeUrl as TypeUrl)?.get(name);

@@ -28,6 +28,12 @@ export interface ControlPlaneOptions {
   readonly logger?: Logger;
   /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
   readonly maxBytesInFlight?: number;
+  /**
+   * Answer no xDS request until the store is synced (every source delivered its first complete view):
+   * until then streams are accepted and held, so an Envoy keeps its last good config instead of being told
+   * that nothing exists. `serve` always sets it; tests that fill a store by hand leave it off.
+   */
+  readonly holdUntilSynced?: boolean;
 }
 
 export interface ControlPlane {
@@ -138,6 +144,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     options.translate ?? DEFAULT_TRANSLATE_OPTIONS,
     logger,
   );
+  // Every type (CDS, EDS, LDS, RDS) is fed by the one store, so one hold covers them all. It is released
+  // after the pipeline has turned the first complete view into resources, never before.
+  let releaseOnSync: (() => void) | undefined;
+  if (options.holdUntilSynced === true && !options.store.synced) {
+    cache.hold();
+    releaseOnSync = () => {
+      pipeline.flush();
+      cache.release();
+      logger.info({ event: 'xds.released' }, 'sources synced: answering xDS requests');
+    };
+    options.store.once('synced', releaseOnSync);
+  }
   const ads = new AdsService({
     cache,
     sync,
@@ -174,6 +192,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       pipeline.flush();
     },
     close: async () => {
+      if (releaseOnSync) options.store.off('synced', releaseOnSync);
       pipeline.close();
       ads.closeAll('readygate is shutting down');
       await server.close(2000);

@@ -67,6 +67,9 @@ export class AdsService {
     options.cache.on('change', (change: CacheChange) => {
       for (const stream of this.#streams.keys()) stream.handleCacheChange(change);
     });
+    options.cache.on('released', () => {
+      for (const stream of this.#streams.keys()) stream.onCacheReleased();
+    });
   }
 
   get streamCount(): number {

@@ -125,7 +125,8 @@ export abstract class XdsStreamBase {
 
   /** Sends what `typeUrl` needs now, or remembers to once the transport drains. */
   protected schedule(typeUrl: string): void {
-    if (this.#blocked || this.#waitingForBudget) {
+    // Held (sources not synced yet): remember the type; `onCacheReleased` sends it from the synced cache.
+    if (this.#blocked || this.#waitingForBudget || this.cache.held) {
       this.#dirty.add(typeUrl);
       return;
     }
@@ -152,6 +153,11 @@ export abstract class XdsStreamBase {
 
   resume(): void {
     this.#blocked = false;
+    this.#flushDirty();
+  }
+
+  /** The cache stopped holding responses back: send everything requested meanwhile. */
+  onCacheReleased(): void {
     this.#flushDirty();
   }
 

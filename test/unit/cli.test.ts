@@ -94,6 +94,20 @@ const badInputs: BadInput[] = [
     args: ['serve', '--admin-address', '[::1:80'],
     stderr: '--admin-address: "[::1:80" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
   },
+  // Issue 15: a namespace list that names nothing must not widen the watch to every namespace.
+  {
+    args: ['serve', '--namespace', ''],
+    stderr: '--namespace: "" names no namespace; leave the option out to watch every namespace',
+  },
+  {
+    args: ['serve', '--namespace', ','],
+    stderr: '--namespace: "," names no namespace; leave the option out to watch every namespace',
+  },
+  {
+    args: ['serve'],
+    env: { READYGATE_NAMESPACE: ',,' },
+    stderr: 'READYGATE_NAMESPACE: ",," names no namespace; leave the option out to watch every namespace',
+  },
   {
     args: ['serve', '--verbose'],
     stderr: 'unknown flag --verbose for readygate serve (see readygate serve --help)',

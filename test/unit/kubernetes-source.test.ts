@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import test from 'ava';
+import { Registry } from 'prom-client';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { EndpointStore } from '../../src/model/store.js';
@@ -20,7 +21,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-test('no reachable API: a clear log line naming the server, never synced, quiet after close()', async (t) => {
+test('no reachable API: one warn line per watch naming the server, retries go on, quiet after close()', async (t) => {
   const port = await closedPort();
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromOptions({
@@ -40,23 +41,32 @@ test('no reachable API: a clear log line naming the server, never synced, quiet 
     }),
   );
   const store = new EndpointStore();
+  const registry = new Registry();
   const source = await startKubernetesSource({
     store,
     kubeConfig,
     logger,
+    registry,
     backoff: { initialMs: 20, maxMs: 40 },
   });
+  const retries = async (): Promise<number> =>
+    (
+      (await registry.getSingleMetric('readygate_kubernetes_watch_restarts_total')?.get())?.values ?? []
+    ).reduce((sum, v) => sum + v.value, 0);
   const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline && lines.length < 4) await new Promise((resolve) => setTimeout(resolve, 20));
+  while (Date.now() < deadline && (await retries()) < 10)
+    await new Promise((resolve) => setTimeout(resolve, 20));
   await source.close();
+  t.true((await retries()) >= 10, 'retries keep going');
+  // One warning per watch when it starts failing, not one per retry (repeated at most once a minute).
+  t.is(lines.length, 2, lines.join(''));
   const logged = lines.length;
-  t.true(logged >= 4, 'retries keep going (and keep saying why)');
-  const first = JSON.parse(lines[0] ?? '{}') as { msg?: string; server?: string };
+  const first = JSON.parse(lines[0] ?? '{}') as { msg?: string; server?: string; reason?: string };
   t.is(first.server, `https://127.0.0.1:${port}`);
   t.regex(
     first.msg ?? '',
     new RegExp(
-      `cannot list (services|endpointslices) from the Kubernetes API at https://127\\.0\\.0\\.1:${port}`,
+      `(services|endpointslices) watch \\(all namespaces\\) failing against the Kubernetes API at https://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`,
     ),
   );
   t.regex(first.msg ?? '', /--source file:PATH/);
