@@ -58,7 +58,8 @@ async function fetchJson(
       headers: { accept: 'application/json' },
     });
   } catch (error) {
-    throw unknown(`cannot read ${what} at ${base}${path}: ${errorMessage(error)}`, error);
+    // No path: the four reads run in parallel, and which one fails first is chance.
+    throw unknown(`cannot reach ${what} at ${base}: ${errorMessage(error)}`, error);
   }
   if (answer.status !== 200) {
     // A 404 on /debug/* usually means the URL is some other server's (Envoy's admin given as readygate's).
@@ -132,13 +133,13 @@ export async function runStatus(config: StatusConfig, context: CommandContext): 
       }
     }),
   );
-  const envoy = await readEnvoy(config.envoyAdmin, deadline);
   const answered = replicas.filter((r): r is { url: string; docs: ReadygateDocuments } => 'docs' in r);
   const failed = replicas.filter((r): r is { url: string; error: string } => 'error' in r);
   if (urls.length > 0 && answered.length === 0) {
     // Nothing to compare with: one line, like any unreachable admin.
     throw unknown(failed.map((r) => r.error).join('; '));
   }
+  const envoy = await readEnvoy(config.envoyAdmin, deadline);
   const picked = replicaOfNode(
     answered.map((r) => r.docs),
     envoyNodeId(envoy),
@@ -153,8 +154,8 @@ export async function runStatus(config: StatusConfig, context: CommandContext): 
         ...report.notes,
         ...failed.map((r) =>
           picked === -1
-            ? `readygate replica ${r.url} did not answer (${r.error}): this Envoy may stream from it.`
-            : `readygate replica ${r.url} did not answer (${r.error}); not needed for this Envoy.`,
+            ? `${r.error} (this Envoy may stream from that replica).`
+            : `${r.error} (not needed: this Envoy streams from ${reference?.url ?? '?'}).`,
         ),
       ],
     };
