@@ -6,7 +6,7 @@ import type { AdminRouteHandler } from '../admin/server.js';
 import { parseDuration, parsePodRef } from '../config.js';
 import { MAX_DRAIN_WAIT_MS, waitForDrain } from '../drain/wait.js';
 import type { SyncStatus } from '../xds/sync-status.js';
-import { askPeers, type PeerList } from './peers.js';
+import { askPeers, DEFAULT_PEER_TIMEOUT_MS, type PeerList } from './peers.js';
 import type { ReadinessGateController } from './readiness-gate-controller.js';
 import type { PodKey, RoutingHistory } from './routing-history.js';
 import { drainVerdict, gateVerdict } from './verdicts.js';
@@ -36,6 +36,14 @@ export interface SourcePods {
 const PEER_POLL_MS = 200;
 
 export const DEFAULT_DRAIN_WAIT_MS = 30_000;
+
+/**
+ * A peer question never outlives the caller's wait (the CLI stops listening at its --timeout): at
+ * most the time left, at most DEFAULT_PEER_TIMEOUT_MS, at least 100 ms so a last look is possible.
+ */
+function peerTimeout(remainingMs: number): number {
+  return Math.max(100, Math.min(DEFAULT_PEER_TIMEOUT_MS, remainingMs));
+}
 
 export function readinessAdminRoutes(sources: ReadinessRouteSources): Record<string, AdminRouteHandler> {
   const { sync, history } = sources;
@@ -72,7 +80,7 @@ export function readinessAdminRoutes(sources: ReadinessRouteSources): Record<str
       if (!knows(key)) {
         // A pod nobody knows would be "drained" at once: a typo in the preStop hook must fail instead.
         const peers = sources.peers
-          ? await askPeers(sources.peers, 'drain', key, Math.max(500, Math.min(2000, budget)))
+          ? await askPeers(sources.peers, 'drain', key, peerTimeout(budget))
           : undefined;
         if (peers === undefined || (peers.unreachable.length === 0 && peers.knownBy.length === 0)) {
           return {
@@ -93,7 +101,7 @@ export function readinessAdminRoutes(sources: ReadinessRouteSources): Record<str
         // Local Envoys first (event-driven), then the other replicas' Envoys (polled: they are remote).
         for (;;) {
           const remaining = budget - (performance.now() - started);
-          const peers = await askPeers(sources.peers, 'drain', key, Math.max(500, Math.min(2000, remaining)));
+          const peers = await askPeers(sources.peers, 'drain', key, peerTimeout(remaining));
           waitingOn = [...new Set([...waitingOn, ...peers.waitingOn])].sort();
           nackedBy = [...new Set([...nackedBy, ...peers.nackedBy])].sort();
           if (!local.ok) break;
