@@ -180,6 +180,24 @@ const urlSchema = refined((text) => {
   const result = parseHttpUrl(text);
   return typeof result === 'string' ? { url: result } : result.problem;
 }).transform((value) => value.url);
+const urlListSchema = z.array(z.string()).transform((items, ctx): readonly string[] => {
+  const urls: string[] = [];
+  for (const item of items.map((text) => text.trim()).filter((text) => text !== '')) {
+    const result = parseHttpUrl(item);
+    if (typeof result !== 'string') {
+      ctx.issues.push({ code: 'custom', message: result.problem, input: items });
+      return z.NEVER;
+    }
+    if (!urls.includes(result)) urls.push(result);
+  }
+  return Object.freeze(urls);
+});
+/** A whole number 0..1000000, written in decimal. */
+const countSchema = refined((text) =>
+  /^\d{1,7}$/.test(text.trim()) && Number(text) <= 1_000_000
+    ? { count: Number(text) }
+    : `"${text}" is not a whole number from 0 to 1000000`,
+).transform((v) => v.count);
 const nonEmptyText = refined((text) =>
   text.trim() === '' ? `"${text}" must not be empty` : { text },
 ).transform((v) => v.text);
@@ -374,6 +392,15 @@ const serveOptions = {
     help: 'Set a gate True anyway when --gate-timeout passes (availability over certainty).',
     defaultText: 'off',
   }),
+  gateMinProxies: option({
+    flag: 'gate-min-proxies',
+    kind: 'string',
+    env: 'READYGATE_GATE_MIN_PROXIES',
+    schema: countSchema.prefault('1'),
+    valueName: 'N',
+    help: 'A gate turns True only once at least N connected Envoys (counted across all replicas) ACKed a version routing to the pod; 0 = no minimum.',
+    defaultText: '1',
+  }),
   leaseNamespace: option({
     flag: 'lease-namespace',
     kind: 'string',
@@ -443,11 +470,28 @@ const statusOptions = {
   }),
   controlPlane: option({
     flag: 'control-plane',
-    kind: 'string',
+    kind: 'list',
     env: 'READYGATE_CONTROL_PLANE',
-    schema: urlSchema.optional(),
-    valueName: 'URL',
-    help: "readygate's admin URL (e.g. http://127.0.0.1:9102), to compare what it sent with what Envoy has.",
+    schema: urlListSchema.prefault([]),
+    valueName: 'URL[,URL...]',
+    help: "readygate's admin URL (e.g. http://127.0.0.1:9102), to compare what it sent with what Envoy has. Repeat it (or use --peers-dns) for every replica: Envoy streams from one of them.",
+  }),
+  peersDns: option({
+    flag: 'peers-dns',
+    kind: 'string',
+    env: 'READYGATE_PEERS_DNS',
+    schema: hostPortSchema.optional(),
+    valueName: 'HOST:PORT',
+    help: 'Headless Service name and admin port of the readygate replicas (e.g. readygate-peers.readygate.svc:9102): ask every replica it resolves to, as with repeated --control-plane.',
+  }),
+  timeout: option({
+    flag: 'timeout',
+    kind: 'string',
+    env: 'READYGATE_STATUS_TIMEOUT',
+    schema: durationSchema.refine((ms) => ms > 0, { message: 'must be longer than 0s' }).prefault('5s'),
+    valueName: 'DURATION',
+    help: 'Give up (exit 3, unknown) when the admins have not all answered within this.',
+    defaultText: '5s',
   }),
   json: option({
     flag: 'json',

@@ -32,15 +32,37 @@ export const ErrorCode = {
   WAIT_TIMEOUT: 'RG_ERR_WAIT_TIMEOUT',
   /** No usable kubeconfig: not in a cluster, no --kubeconfig/KUBECONFIG/~/.kube/config, or it cannot be read. */
   KUBECONFIG_MISSING: 'RG_ERR_KUBECONFIG_MISSING',
+  /** drain-wait: no readygate replica has ever routed to (or been told of) the pod: a typo, or the wrong cluster. */
+  POD_UNKNOWN: 'RG_ERR_POD_UNKNOWN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/**
+ * Process exit codes of the CLI (docs/cli.md). `status` and `drain-wait` tell "could not check" apart
+ * from "checked, and it is wrong", so a script never takes an unreachable replica for agreement.
+ */
+export const ExitCode = {
+  OK: 0,
+  /** Checked and wrong: drift (status), Envoys still routing at the timeout (drain-wait), a failure. */
+  FAILED: 1,
+  /** Bad input: flags, env, config file, kubeconfig. */
+  USAGE: 2,
+  /** Could not check: an admin or replica unreachable or silent, an Envoy on no replica that answered. */
+  UNKNOWN: 3,
+  /** drain-wait: no replica knows the pod. */
+  POD_UNKNOWN: 4,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
 export class ReadygateError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The CLI's exit code when this ends a command; absent = by code (usage errors 2, others 1). */
+  readonly exitCode: ExitCode | undefined;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; exitCode?: ExitCode }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ReadygateError';
     this.code = code;
+    this.exitCode = options?.exitCode;
   }
 }
 

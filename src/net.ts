@@ -1,7 +1,10 @@
 /**
  * Address parsing shared by every listener (--xds-address, --admin-address, --address) and the config
- * validation, so a flag and a library caller accept exactly the same addresses.
+ * validation, so a flag and a library caller accept exactly the same addresses; and `httpGet`, the one
+ * way readygate's commands and peer queries call an admin endpoint, with a deadline that holds.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { ErrorCode, ReadygateError } from './errors.js';
 
@@ -42,4 +45,116 @@ export function parseHostPort(text: string): HostPort {
 
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** An answer read whole by `httpGet`. */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+export interface HttpGetOptions {
+  /** The whole exchange (connect, send, headers, body) must finish within this; then the socket is destroyed. */
+  readonly deadlineMs: number;
+  /** Ends the request early (shutdown); the promise rejects with "aborted". */
+  readonly signal?: AbortSignal | undefined;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  /** Larger bodies are refused rather than buffered without bound. */
+  readonly maxBodyBytes?: number | undefined;
+}
+
+/** Enough for a large Envoy /config_dump; an admin answer beyond it is not one readygate can use. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * GET `url` and read the whole body, with a deadline that holds. Every outbound admin call readygate's
+ * commands and peer queries make goes through here.
+ *
+ * Why not fetch with AbortSignal.timeout: on Node 20 a signal built with AbortSignal.any over
+ * AbortSignal.timeout stopped firing once garbage collection ran (the timeout signal is only weakly
+ * held), so a server that accepts and never answers hung `drain-wait` and `status` for minutes. Here the
+ * deadline is a plain setTimeout owned by the request: an active timer is held by the event loop itself
+ * and fires whatever the GC does; it destroys the socket, which ends every stage (connect, headers, body).
+ *
+ * Rejects with a ReadygateError (ADMIN_UNREACHABLE) whose message is only the problem
+ * (`ECONNREFUSED`, `no complete answer within 3000 ms`, `aborted`), for the caller to put in its sentence.
+ */
+export function httpGet(url: URL | string, options: HttpGetOptions): Promise<HttpAnswer> {
+  const target = typeof url === 'string' ? new URL(url) : url;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const { signal } = options;
+  return new Promise<HttpAnswer>((resolve, reject) => {
+    let settled = false;
+    const finish = (outcome: { answer: HttpAnswer } | { problem: string; cause?: unknown }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      if ('answer' in outcome) resolve(outcome.answer);
+      else {
+        request.destroy();
+        reject(
+          new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, outcome.problem, {
+            ...(outcome.cause === undefined ? {} : { cause: outcome.cause }),
+          }),
+        );
+      }
+    };
+    const onAbort = (): void => {
+      finish({ problem: 'aborted' });
+    };
+    const timer = setTimeout(
+      () => {
+        finish({ problem: `no complete answer within ${options.deadlineMs} ms` });
+      },
+      Math.max(0, options.deadlineMs),
+    );
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const request = send(target, { method: 'GET', headers: options.headers ?? {}, agent: false });
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      finish({ problem: typeof error.code === 'string' ? error.code : error.message, cause: error });
+    });
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBodyBytes) {
+          finish({ problem: `answer larger than ${maxBodyBytes} bytes` });
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('error', (error) => {
+        finish({ problem: `answer broke off (${error.message})`, cause: error });
+      });
+      response.on('aborted', () => {
+        finish({ problem: 'answer broke off' });
+      });
+      response.on('end', () => {
+        finish({
+          answer: { status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') },
+        });
+      });
+    });
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    request.end();
+  });
+}
+
+/**
+ * `promise`, or a ReadygateError (ADMIN_UNREACHABLE) naming `what` once `ms` pass: for steps without a
+ * deadline of their own (DNS). Like `httpGet`, a plain timer, which garbage collection cannot cancel.
+ */
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, `${what}: no answer within ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([promise, expired]).finally(() => {
+    clearTimeout(timer);
+  });
 }

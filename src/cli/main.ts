@@ -60,6 +60,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     return await dispatch(argv, cli, { ...COMMAND_RUNNERS, ...options.commands });
   } catch (error) {
     cli.stderr.write(`readygate: ${oneLine(errorMessage(error))}\n`);
+    if (isReadygateError(error) && error.exitCode !== undefined) return error.exitCode;
     return isReadygateError(error) && USAGE_ERRORS.includes(error.code) ? 2 : 1;
   }
 }

@@ -58,7 +58,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
 
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
-    const { startReadiness, dnsPeers } = await import('../readiness/index.js');
+    const { startReadiness, dnsPeers, storePods } = await import('../readiness/index.js');
     const gates = config.readinessGates && source.kubeConfig !== undefined;
     const readiness = await startReadiness({
       cache: plane.cache,
@@ -72,8 +72,10 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
             gateTimeoutMs: config.gateTimeout,
             flipOnTimeout: config.gateFlipOnTimeout,
             leaseNamespace: config.leaseNamespace,
+            gateMinProxies: config.gateMinProxies,
           }
         : {}),
+      sourcePods: storePods(store),
       ...(config.peersDns
         ? { peers: dnsPeers({ name: config.peersDns.host, port: config.peersDns.port }) }
         : {}),

@@ -6,15 +6,21 @@
  *
  * The waiting happens in readygate (admin `GET /drain-wait`), which hears every ACK as it arrives; this
  * command only long-polls it, retrying while readygate is unreachable (a replica restarting) until the
- * deadline.
+ * deadline. The deadline holds whatever the server does (src/net.ts `httpGet`): a replica that accepts
+ * and never answers costs the timeout, not the pod's whole grace period.
+ *
+ * Exit codes (docs/cli.md): 0 drained; 1 Envoys still routing at the timeout; 2 bad flags; 3 readygate
+ * never answered; 4 no replica knows the pod (a typo must not pass for "drained").
  */
 import type { DrainWaitConfig } from '../config.js';
 import type { CommandContext } from '../cli/context.js';
-import { ErrorCode, ReadygateError, errorMessage } from '../errors.js';
+import { ErrorCode, ExitCode, ReadygateError, errorMessage } from '../errors.js';
+import { httpGet } from '../net.js';
 
 interface DrainWaitBody {
   pod?: string;
   drained?: boolean;
+  unknown?: boolean;
   waitedMs?: number;
   waitingOn?: string[];
   nackedBy?: string[];
@@ -22,6 +28,11 @@ interface DrainWaitBody {
 }
 
 const RETRY_MS = 250;
+/**
+ * readygate is asked to answer this much before our deadline, so its 504 (naming the Envoys still
+ * routing) arrives in time instead of being cut off with the socket.
+ */
+const ANSWER_MARGIN_MS = 300;
 
 export async function runDrainWait(config: DrainWaitConfig, context: CommandContext): Promise<number> {
   const pod = `${config.pod.namespace}/${config.pod.name}`;
@@ -34,49 +45,81 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
     if (remaining <= 0) break;
     const url = new URL('/drain-wait', config.controlPlane);
     url.searchParams.set('pod', pod);
-    url.searchParams.set('timeout', `${Math.max(1, Math.ceil(remaining))}ms`);
+    url.searchParams.set('timeout', `${Math.max(1, Math.ceil(remaining - ANSWER_MARGIN_MS))}ms`);
+    let status: number;
+    let body: DrainWaitBody;
     try {
-      const response = await fetch(url, {
-        signal: AbortSignal.any([AbortSignal.timeout(remaining + 2000), context.shutdown]),
+      const answer = await httpGet(url, {
+        deadlineMs: remaining,
+        signal: context.shutdown,
+        headers: { accept: 'application/json' },
       });
-      const body = (await response.json()) as DrainWaitBody;
-      if (response.status === 200 && body.drained === true) {
-        context.stdout.write(
-          `${pod} is drained from every Envoy (waited ${((Date.now() - started) / 1000).toFixed(1)}s)\n`,
-        );
-        return 0;
-      }
-      if (response.status === 504) {
-        last = body;
-        lastError = undefined;
-        continue;
-      }
-      throw new ReadygateError(
-        ErrorCode.ADMIN_UNREACHABLE,
-        `${url.origin}/drain-wait answered ${response.status}: ${body.error ?? JSON.stringify(body)}`,
-      );
+      status = answer.status;
+      body = parseBody(answer.body);
     } catch (error) {
-      if (error instanceof ReadygateError) throw error;
       lastError = errorMessage(error);
       context.logger.debug({ err: lastError }, 'drain-wait: control plane not answering; retrying');
       await sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
+      continue;
     }
-  }
-  const seconds = Math.round((Date.now() - started) / 100) / 10;
-  if (last === undefined && lastError !== undefined) {
+    if (status === 200 && body.drained === true) {
+      context.stdout.write(
+        `${pod} is drained from every Envoy (waited ${((Date.now() - started) / 1000).toFixed(1)}s)\n`,
+      );
+      return ExitCode.OK;
+    }
+    if (status === 404 && body.unknown === true) {
+      throw new ReadygateError(
+        ErrorCode.POD_UNKNOWN,
+        `drain-wait: ${body.error ?? `no readygate replica knows pod ${pod}`} (check --pod: namespace and name)`,
+        { exitCode: ExitCode.POD_UNKNOWN },
+      );
+    }
+    if (status === 504) {
+      last = body;
+      lastError = undefined;
+      continue;
+    }
+    if (status === 503) {
+      // Not synced yet (a replica just started): it cannot say anything about the pod; ask again.
+      lastError = `${url.origin}/drain-wait answered 503: ${body.error ?? 'not ready'}`;
+      await sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
+      continue;
+    }
     throw new ReadygateError(
       ErrorCode.ADMIN_UNREACHABLE,
-      `drain-wait gave up after ${seconds}s: readygate at ${config.controlPlane} did not answer (${lastError})`,
+      `${url.origin}/drain-wait answered ${status}: ${body.error ?? JSON.stringify(body)}`,
+      { exitCode: ExitCode.UNKNOWN },
     );
   }
-  const waiting = last?.waitingOn ?? [];
-  const nacked = last?.nackedBy ?? [];
+  const seconds = Math.round((Date.now() - started) / 100) / 10;
+  if (last === undefined) {
+    throw new ReadygateError(
+      ErrorCode.ADMIN_UNREACHABLE,
+      `drain-wait gave up after ${seconds}s: readygate at ${config.controlPlane} did not answer (${lastError ?? 'shut down while waiting'})`,
+      { exitCode: ExitCode.UNKNOWN },
+    );
+  }
+  const waiting = last.waitingOn ?? [];
+  const nacked = last.nackedBy ?? [];
   throw new ReadygateError(
     ErrorCode.WAIT_TIMEOUT,
     `drain-wait timed out after ${seconds}s: Envoys still routing new requests to ${pod}: ` +
       (waiting.length > 0 ? waiting.join(', ') : '(unknown)') +
       (nacked.length > 0 ? ` (rejecting config: ${nacked.join(', ')})` : ''),
+    { exitCode: ExitCode.FAILED },
   );
+}
+
+/** readygate's answers are JSON objects; anything else is an answer we cannot use. */
+function parseBody(text: string): DrainWaitBody {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (typeof parsed === 'object' && parsed !== null) return parsed;
+  } catch {
+    // fall through
+  }
+  return { error: `not a JSON object: ${text.slice(0, 200)}` };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -17,9 +17,10 @@ import type { AdminRouteHandler } from '../admin/server.js';
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { PodGateIndex } from '../sources/kubernetes-pods.js';
+import type { EndpointStore } from '../model/store.js';
 import type { ResourceCache } from '../xds/cache.js';
 import type { SyncStatus } from '../xds/sync-status.js';
-import { readinessAdminRoutes } from './admin-routes.js';
+import { readinessAdminRoutes, type SourcePods } from './admin-routes.js';
 import { LeaderElector, DEFAULT_LEASE_NAME } from './leader-election.js';
 import {
   ReadinessGateController,
@@ -30,7 +31,7 @@ import type { PeerList } from './peers.js';
 import { RoutingHistory } from './routing-history.js';
 
 export { READINESS_GATE_CONDITION, PodGateIndex } from '../sources/kubernetes-pods.js';
-export { readinessAdminRoutes } from './admin-routes.js';
+export { readinessAdminRoutes, type SourcePods } from './admin-routes.js';
 export { dnsPeers, staticPeers, type PeerList } from './peers.js';
 
 export interface StartReadinessOptions {
@@ -65,6 +66,10 @@ export interface StartReadinessOptions {
    * whenever more than one replica serves xDS: each Envoy streams from one replica only.
    */
   readonly peers?: PeerList | undefined;
+  /** See ReadinessGateControllerOptions.minProxies (default 1). */
+  readonly gateMinProxies?: number | undefined;
+  /** Pods the source names now (see ReadinessRouteSources.sourcePods): /drain-wait tells unknown pods by it. */
+  readonly sourcePods?: SourcePods | undefined;
   /** Replaces the pods/status writer (tests). */
   readonly patcher?: PodStatusPatcher | undefined;
 }
@@ -85,6 +90,27 @@ export function startPodGateIndex(options: {
   logger?: Logger | undefined;
 }): PodGateIndex {
   return new PodGateIndex(options).start();
+}
+
+/**
+ * The pods an endpoint store names now, whatever their conditions (targetRef kind Pod; the namespace
+ * defaults to the Service's, as in an EndpointSlice). A linear scan: asked once per /drain-wait request.
+ */
+export function storePods(store: EndpointStore): SourcePods {
+  return {
+    get synced() {
+      return store.synced;
+    },
+    has(pod) {
+      for (const service of store.services)
+        for (const endpoint of service.endpoints) {
+          const ref = endpoint.targetRef;
+          if (ref?.name === undefined || (ref.kind !== undefined && ref.kind !== 'Pod')) continue;
+          if (`${ref.namespace ?? service.namespace}/${ref.name}` === pod) return true;
+        }
+      return false;
+    },
+  };
 }
 
 export function startReadiness(options: StartReadinessOptions): Promise<Readiness> {
@@ -135,6 +161,7 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
       startupGraceMs: options.startupGraceMs ?? 5000,
       ...(options.resyncMs !== undefined ? { resyncMs: options.resyncMs } : {}),
       ...(options.peers ? { peers: options.peers } : {}),
+      ...(options.gateMinProxies !== undefined ? { minProxies: options.gateMinProxies } : {}),
     }).start();
     elector?.start();
     if (options.registry && elector) {
@@ -157,6 +184,7 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
     history,
     controller,
     peers: options.peers,
+    sourcePods: options.sourcePods,
     leadership: elector
       ? {
           get leader() {

@@ -11,6 +11,7 @@
 import { promises as dns } from 'node:dns';
 import { networkInterfaces } from 'node:os';
 import { errorMessage } from '../errors.js';
+import { httpGet } from '../net.js';
 import type { PodKey } from './routing-history.js';
 import type { Verdict } from './verdicts.js';
 
@@ -50,42 +51,61 @@ export interface PeerResult {
   readonly ok: boolean;
   readonly waitingOn: readonly string[];
   readonly nackedBy: readonly string[];
+  /** Envoys (node ids) on the peers whose ACKed version routes new requests to the pod (gate). */
+  readonly ackedBy: readonly string[];
   /** Peers that did not answer (named as `peer <url>` in waitingOn too). */
   readonly unreachable: readonly string[];
+  /** Peers whose history or source mentions the pod at all (drain-wait tells a typo from a drained pod). */
+  readonly knownBy: readonly string[];
 }
 
 interface PeerBody {
+  known?: boolean;
   gate?: Partial<Verdict>;
   drain?: Partial<Verdict>;
 }
 
+/** Per peer. A peer answers /debug/gates from memory; one that takes longer is stuck, not busy. */
+export const DEFAULT_PEER_TIMEOUT_MS = 2000;
+
 /**
  * Asks every peer for its local gate or drain verdict on `pod`. For the gate, a peer whose verdict is
- * `not-routed` has not built the pod into its EDS yet, which is not agreement either.
+ * `not-routed` has not built the pod into its EDS yet, which is not agreement either. Each question has
+ * a deadline that holds (src/net.ts `httpGet`): a peer that accepts and never answers is unreachable
+ * after `timeoutMs`, never a hang.
  */
 export async function askPeers(
   peers: PeerList,
   kind: 'gate' | 'drain',
   pod: PodKey,
-  timeoutMs = 2000,
+  timeoutMs = DEFAULT_PEER_TIMEOUT_MS,
 ): Promise<PeerResult> {
   let urls: readonly string[];
   try {
     urls = await peers();
   } catch (error) {
-    return { ok: false, waitingOn: [`peers: ${errorMessage(error)}`], nackedBy: [], unreachable: [] };
+    return {
+      ok: false,
+      waitingOn: [`peers: ${errorMessage(error)}`],
+      nackedBy: [],
+      ackedBy: [],
+      unreachable: [],
+      knownBy: [],
+    };
   }
   const answers = await Promise.all(
     urls.map(async (base) => {
       try {
         const url = new URL('/debug/gates', base);
         url.searchParams.set('pod', pod);
-        const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-        if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
-        const body = (await response.json()) as PeerBody;
+        const answer = await httpGet(url, { deadlineMs: timeoutMs, headers: { accept: 'application/json' } });
+        if (answer.status !== 200) throw new Error(`HTTP ${answer.status}`);
+        const body = JSON.parse(answer.body) as PeerBody;
         const verdict = body[kind];
         if (!verdict || typeof verdict.ok !== 'boolean') throw new Error('no verdict in the answer');
-        return { base, verdict };
+        // Peers from before `known` existed: a verdict that looked at clusters knows the pod.
+        const known = body.known ?? (body.drain?.clusters?.length ?? 0) > 0;
+        return { base, verdict, known };
       } catch (error) {
         return { base, error: errorMessage(error) };
       }
@@ -93,7 +113,9 @@ export async function askPeers(
   );
   const waitingOn = new Set<string>();
   const nackedBy = new Set<string>();
+  const ackedBy = new Set<string>();
   const unreachable: string[] = [];
+  const knownBy: string[] = [];
   let ok = true;
   for (const answer of answers) {
     if ('error' in answer) {
@@ -103,11 +125,20 @@ export async function askPeers(
       continue;
     }
     const { verdict } = answer;
+    if (answer.known) knownBy.push(answer.base);
     if (!verdict.ok) ok = false;
     if (!verdict.ok && (verdict.waitingOn?.length ?? 0) === 0)
       waitingOn.add(`peer ${answer.base} (${verdict.reason ?? 'not ready'})`);
     for (const node of verdict.waitingOn ?? []) waitingOn.add(node);
     for (const node of verdict.nackedBy ?? []) nackedBy.add(node);
+    for (const node of verdict.ackedBy ?? []) ackedBy.add(node);
   }
-  return { ok, waitingOn: [...waitingOn].sort(), nackedBy: [...nackedBy].sort(), unreachable };
+  return {
+    ok,
+    waitingOn: [...waitingOn].sort(),
+    nackedBy: [...nackedBy].sort(),
+    ackedBy: [...ackedBy].sort(),
+    unreachable,
+    knownBy,
+  };
 }

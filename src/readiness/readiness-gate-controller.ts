@@ -1,6 +1,7 @@
 /**
  * Sets the `readygate.io/envoy-synced` condition True on a gated pod once every Envoy that should know the
- * pod has ACKed an EDS version routing to it (src/readiness/verdicts.ts `gateVerdict`). Never sets it
+ * pod has ACKed an EDS version routing to it (src/readiness/verdicts.ts `gateVerdict`), and at least
+ * `minProxies` of them did, counted across replicas (`requireProxies`). Never sets it
  * back to False: once Envoys know a pod, later readiness is the kubelet's business through ContainersReady.
  *
  * Timeout policy (a deliberate choice, see docs/rollouts.md): when a pod has waited `timeoutMs` since its
@@ -23,7 +24,7 @@ import { statusOf } from '../sources/kubernetes-watch.js';
 import type { SyncStatus } from '../xds/sync-status.js';
 import { askPeers, type PeerList, type PeerResult } from './peers.js';
 import type { RoutingHistory } from './routing-history.js';
-import { gateVerdict, type Verdict } from './verdicts.js';
+import { gateVerdict, requireProxies, type Verdict } from './verdicts.js';
 
 export const GateReason = {
   SYNCED: 'EnvoysSynced',
@@ -64,9 +65,15 @@ export interface ReadinessGateControllerOptions {
    * True, since each Envoy streams from one replica only. Absent = this replica sees every Envoy.
    */
   readonly peers?: PeerList;
+  /**
+   * Envoys that must have ACKed a version routing to the pod, counted across all replicas (default 1):
+   * with no Envoy connected, "every Envoy agrees" is vacuous and must not turn a gate True.
+   */
+  readonly minProxies?: number;
 }
 
 export const DEFAULT_GATE_TIMEOUT_MS = 120_000;
+export const DEFAULT_GATE_MIN_PROXIES = 1;
 
 interface PodState {
   /** Local time the pod was first seen with ready containers (the timeout clock; skew-free). */
@@ -200,7 +207,10 @@ export class ReadinessGateController {
         };
         this.#state.set(pod.key, state);
       }
-      const verdict = this.#withPeers(pod, state, gateVerdict(pod.key, history, streams), now);
+      const verdict = requireProxies(
+        this.#withPeers(pod, state, gateVerdict(pod.key, history, streams), now),
+        this.#options.minProxies ?? DEFAULT_GATE_MIN_PROXIES,
+      );
       state.verdict = verdict;
       if (inGrace) continue;
       if (verdict.ok) {
@@ -227,7 +237,9 @@ export class ReadinessGateController {
           `readiness gate of ${pod.key} timed out after ${Math.round(this.#timeoutMs / 1000)}s waiting for ` +
             (verdict.reason === 'not-routed'
               ? 'the pod to appear in a cluster'
-              : `Envoys: ${verdict.waitingOn.join(', ')}`),
+              : verdict.reason === 'too-few-proxies'
+                ? `Envoys: ${this.#tooFew(verdict)}`
+                : `Envoys: ${verdict.waitingOn.join(', ')}`),
         );
       }
       if (!leader) continue;
@@ -235,13 +247,13 @@ export class ReadinessGateController {
         this.#write(pod, state, now, {
           status: 'True',
           reason: GateReason.TIMEOUT,
-          message: waitingMessage(verdict, true),
+          message: waitingMessage(verdict, true, this.#options.minProxies ?? DEFAULT_GATE_MIN_PROXIES),
         });
       } else {
         this.#write(pod, state, now, {
           status: 'False',
           reason: GateReason.TIMEOUT,
-          message: waitingMessage(verdict, false),
+          message: waitingMessage(verdict, false, this.#options.minProxies ?? DEFAULT_GATE_MIN_PROXIES),
         });
       }
     }
@@ -270,7 +282,12 @@ export class ReadinessGateController {
       ok: peer.result.ok,
       waitingOn: [...new Set([...local.waitingOn, ...peer.result.waitingOn])].sort(),
       nackedBy: [...new Set([...local.nackedBy, ...peer.result.nackedBy])].sort(),
+      ackedBy: [...new Set([...local.ackedBy, ...peer.result.ackedBy])].sort(),
     };
+  }
+
+  #tooFew(verdict: Verdict): string {
+    return tooFewText(verdict, this.#options.minProxies ?? DEFAULT_GATE_MIN_PROXIES);
   }
 
   #write(pod: GatedPod, state: PodState, now: number, condition: GateCondition): void {
@@ -330,15 +347,21 @@ export class ReadinessGateController {
 }
 
 function syncedMessage(verdict: Verdict): string {
-  return `every subscribed Envoy ACKed an EDS version routing to the pod (clusters: ${verdict.clusters.join(', ')})`;
+  return `every subscribed Envoy (${verdict.ackedBy.length}) ACKed an EDS version routing to the pod (clusters: ${verdict.clusters.join(', ')})`;
 }
 
-function waitingMessage(verdict: Verdict, flipped: boolean): string {
+function tooFewText(verdict: Verdict, minProxies: number): string {
+  return `${verdict.ackedBy.length} connected Envoy(s) ACKed the pod, --gate-min-proxies wants ${minProxies}`;
+}
+
+function waitingMessage(verdict: Verdict, flipped: boolean, minProxies: number): string {
   const what =
     verdict.reason === 'not-routed'
       ? 'the pod is in no cluster readygate serves'
-      : `waiting on Envoys: ${verdict.waitingOn.join(', ')}` +
-        (verdict.nackedBy.length > 0 ? ` (rejecting config: ${verdict.nackedBy.join(', ')})` : '');
+      : verdict.reason === 'too-few-proxies'
+        ? tooFewText(verdict, minProxies)
+        : `waiting on Envoys: ${verdict.waitingOn.join(', ')}` +
+          (verdict.nackedBy.length > 0 ? ` (rejecting config: ${verdict.nackedBy.join(', ')})` : '');
   return `${flipped ? 'timed out, set True by policy (flipOnTimeout)' : 'timed out, still waiting'}: ${what}`.slice(
     0,
     1000,

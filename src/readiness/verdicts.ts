@@ -8,6 +8,8 @@
  * "Should know": a stream subscribed to the cluster's EDS resource, or holding a wildcard/named CDS
  * subscription that covers the cluster (such a client subscribes to its EDS right after accepting the
  * cluster, and one that rejected the cluster never will, which must hold the gate rather than release it).
+ *
+ * "Every Envoy" is vacuously true with none connected; `requireProxies` closes that hole for the gate.
  */
 import { TypeUrl } from '../xds/resource-types.js';
 import type { StreamSyncState } from '../xds/sync-status.js';
@@ -22,9 +24,20 @@ export interface Verdict {
   readonly waitingOn: readonly string[];
   /** Of those, the ones whose latest CDS or EDS response was rejected. */
   readonly nackedBy: readonly string[];
+  /**
+   * Gate only: Envoys (node ids) whose ACKed version routes new requests to the pod. Counted against
+   * --gate-min-proxies across replicas (`requireProxies`), so no Envoy at all is never agreement.
+   */
+  readonly ackedBy: readonly string[];
   /** Why `ok` is false when no Envoy is to blame. */
-  readonly reason?: 'not-routed';
+  readonly reason?: VerdictReason;
 }
+
+/**
+ * `not-routed`: the pod is in no cluster readygate serves. `too-few-proxies`: fewer Envoys than
+ * --gate-min-proxies have ACKed it (none connected, or all still catching up elsewhere).
+ */
+export type VerdictReason = 'not-routed' | 'too-few-proxies';
 
 /** A stream's name in verdicts: its node id, or a placeholder that still tells streams apart. */
 export function streamName(stream: StreamSyncState): string {
@@ -52,7 +65,8 @@ function ackedVersion(stream: StreamSyncState, cluster: string): string | undefi
 function verdict(
   clusters: readonly string[],
   waiting: readonly StreamSyncState[],
-  reason?: 'not-routed',
+  acked: readonly StreamSyncState[],
+  reason?: VerdictReason,
 ): Verdict {
   const waitingOn = [...new Set(waiting.map(streamName))].sort();
   const nackedBy = [...new Set(waiting.filter(isNacking).map(streamName))].sort();
@@ -61,8 +75,18 @@ function verdict(
     clusters,
     waitingOn,
     nackedBy,
+    ackedBy: [...new Set(acked.map(streamName))].sort(),
     ...(reason ? { reason } : {}),
   };
+}
+
+/**
+ * The gate's last condition: an otherwise-ok verdict stays not ok while fewer than `minProxies` Envoys
+ * have ACKed the pod. Pass the verdict already joined across replicas: each Envoy streams from one.
+ */
+export function requireProxies(joined: Verdict, minProxies: number): Verdict {
+  if (!joined.ok || joined.ackedBy.length >= minProxies) return joined;
+  return { ...joined, ok: false, reason: 'too-few-proxies' };
 }
 
 /**
@@ -77,20 +101,26 @@ export function gateVerdict(
   streams: readonly StreamSyncState[],
 ): Verdict {
   const clusters = history.currentHealthyClusters(pod);
-  if (clusters.length === 0) return verdict(clusters, [], 'not-routed');
+  if (clusters.length === 0) return verdict(clusters, [], [], 'not-routed');
   const waiting: StreamSyncState[] = [];
+  const acked: StreamSyncState[] = [];
   for (const stream of streams) {
+    let expected = false;
+    let behind = false;
     for (const cluster of clusters) {
       if (!expectsCluster(stream, cluster)) continue;
+      expected = true;
       const version = ackedVersion(stream, cluster);
       const routing = version === undefined ? undefined : history.summary(cluster, version)?.get(pod);
       if (routing !== 'HEALTHY') {
-        waiting.push(stream);
+        behind = true;
         break;
       }
     }
+    if (behind) waiting.push(stream);
+    else if (expected) acked.push(stream);
   }
-  return verdict(clusters, waiting);
+  return verdict(clusters, waiting, acked);
 }
 
 /**
@@ -120,5 +150,5 @@ export function drainVerdict(
       }
     }
   }
-  return verdict(clusters, waiting);
+  return verdict(clusters, waiting, []);
 }

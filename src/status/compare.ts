@@ -48,12 +48,17 @@ export const Verdict = {
   UNKNOWN_TO_READYGATE: 'UNKNOWN_TO_READYGATE',
   /** No --control-plane: nothing to compare with, and no NACK evidence either. */
   NOT_COMPARED: 'NOT_COMPARED',
+  /**
+   * Hosts agree, but this Envoy has no stream on any readygate replica asked, so which version it holds
+   * cannot be checked: not "in sync" (exit 3, unknown).
+   */
+  UNVERIFIED: 'UNVERIFIED',
 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
 /** Verdicts that make `status` exit 1. */
 export function isDrift(verdict: Verdict): boolean {
-  return verdict !== Verdict.IN_SYNC && verdict !== Verdict.NOT_COMPARED;
+  return verdict !== Verdict.IN_SYNC && verdict !== Verdict.NOT_COMPARED && verdict !== Verdict.UNVERIFIED;
 }
 
 export interface EnvoyHost {
@@ -173,6 +178,11 @@ export interface StatusReport {
   readonly notes: readonly string[];
   /** Any cluster drifting, or a NACK that is not tied to one cluster. */
   readonly drift: boolean;
+  /**
+   * No drift found, but compared with readygate without finding this Envoy's stream: its versions were
+   * not checked, so it is not known to be in sync (`status` exits 3).
+   */
+  readonly unknown: boolean;
 }
 
 /** `<namespace>/<service>:<port>`: only such clusters are readygate's business (design.md, fixed). */
@@ -497,6 +507,8 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
       clusters,
       notes,
       drift: cdsRejected > 0 || clusters.some((c) => isDrift(c.verdict)),
+      // Envoy-only mode claims nothing about sync ("not compared"), so it is not "unknown" either.
+      unknown: false,
     };
   }
 
@@ -510,7 +522,7 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
     );
   if (!entry)
     notes.push(
-      `Envoy node "${node.id}" has no stream on this control plane: it is not receiving readygate's updates from it. Versions cannot be checked; hosts are compared as they stand.`,
+      `Envoy node "${node.id}" has no stream on the readygate replica(s) asked: versions cannot be checked, hosts are compared as they stand. With several replicas, ask them all (--control-plane repeated, or --peers-dns).`,
     );
   const cds = typeView(entry?.types[TypeUrl.CLUSTER]);
   const eds = typeView(entry?.types[TypeUrl.ENDPOINT]);
@@ -594,11 +606,12 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
         );
         return Verdict.HOSTS_DIFFER;
       }
-      return Verdict.IN_SYNC;
+      return entry === undefined ? Verdict.UNVERIFIED : Verdict.IN_SYNC;
     }
   });
 
   const nodeNack = cds?.lastNack?.current === true || eds?.lastNack?.current === true;
+  const drift = nodeNack || clusters.some((c) => isDrift(c.verdict));
   return {
     node,
     controlPlane: {
@@ -610,8 +623,34 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
     },
     clusters,
     notes,
-    drift: nodeNack || clusters.some((c) => isDrift(c.verdict)),
+    drift,
+    unknown: !drift && entry === undefined,
   };
+}
+
+/** The node id Envoy reports in /server_info ('' when it has none). */
+export function envoyNodeId(envoy: EnvoyDocuments): string {
+  return str(obj(obj(envoy.serverInfo)['node'])['id']) ?? '';
+}
+
+/**
+ * Of several replicas' documents, the one this Envoy streams from: the replica holding a stream with its
+ * node id, the most recently connected when several do (an Envoy that moved keeps no stream on the old
+ * one for long). -1 when none does.
+ */
+export function replicaOfNode(replicas: readonly ReadygateDocuments[], nodeId: string): number {
+  let best = -1;
+  let bestConnected = '';
+  replicas.forEach((replica, index) => {
+    const { entry } = matchStream(replica.syncz, nodeId);
+    if (!entry) return;
+    const connected = typeof entry.connectedAt === 'string' ? entry.connectedAt : '';
+    if (best === -1 || connected > bestConnected) {
+      best = index;
+      bestConnected = connected;
+    }
+  });
+  return best;
 }
 
 function byAddress(a: { address: string }, b: { address: string }): number {

@@ -117,6 +117,8 @@ export function summary(report: StatusReport): string {
       ? `${total} cluster(s) in Envoy; NACKs found${drifting.length > 0 ? ` for ${drifting.join(', ')}` : ''}: exit 1.`
       : `${total} cluster(s) in Envoy, no NACKs (not compared with readygate: no --control-plane).`;
   }
+  if (report.unknown)
+    return `${total} cluster(s); sync UNKNOWN: this Envoy has no stream on the readygate replica(s) asked.`;
   if (!report.drift) return `${total} cluster(s), all in sync.`;
   if (drifting.length === 0) return `${total} cluster(s); Envoy rejected readygate's latest response: drift.`;
   return `${total} cluster(s), ${drifting.length} drifting: ${drifting.join(', ')}.`;

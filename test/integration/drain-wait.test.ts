@@ -2,7 +2,8 @@
  * `readygate drain-wait` end to end: the real CLI against readygate's admin server, a real Envoy, and a raw
  * xDS client playing a stuck proxy. drain-wait must return only after the Envoy ACKed the version where the
  * pod is DRAINING (checked against sync status and Envoy's own /clusters), and at its timeout exit 1
- * naming the client that never ACKed.
+ * naming the client that never ACKed. A pod no replica knows exits 4 at once (never "drained"); an
+ * admin that accepts and never answers costs exactly --timeout (exit 3), with GC forced meanwhile.
  */
 import anyTest, { type TestFn } from 'ava';
 import { Registry } from 'prom-client';
@@ -16,6 +17,7 @@ import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-proce
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { READY, SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
+import { runCliUnderGc, startSilentServer } from '../helpers/silent-server.js';
 import { XdsTestClient } from '../helpers/xds-client.js';
 
 interface Context {
@@ -210,3 +212,57 @@ test.serial('times out with exit 1 naming the proxy that never ACKed the drainin
   ]);
   t.is(await again.run, 0, again.out());
 });
+
+test.serial('a pod no replica knows: exit 4 at once with a clear line, through the built CLI', async (t) => {
+  const { admin, envoy } = t.context;
+  const controlPlane = `http://127.0.0.1:${admin.port}`;
+  const inProcess = cli(['--pod', 'default/olb', '--timeout', '20s', '--control-plane', controlPlane]);
+  t.is(await inProcess.run, 4);
+  t.is(
+    inProcess.out(),
+    'readygate: drain-wait: no readygate replica knows pod default/olb: no endpoint of it in any Service or EDS version it serves (check --pod: namespace and name)\n',
+  );
+  const built = await runCliUnderGc([
+    'drain-wait',
+    '--pod',
+    'other/old',
+    '--timeout',
+    '20s',
+    '--control-plane',
+    controlPlane,
+  ]);
+  t.is(built.code, 4, built.stderr);
+  t.true(
+    built.elapsedMs < 10_000,
+    `answered at once, not at the 20 s timeout (${Math.round(built.elapsedMs)} ms)`,
+  );
+  t.regex(built.stderr, /no readygate replica knows pod other\/old/);
+  t.not(await envoyHealth(envoy, '127.0.0.3'), undefined, 'the real pods are still served');
+});
+
+test.serial(
+  'an admin that accepts and never answers: exit 3 at --timeout 3s, GC forced meanwhile',
+  async (t) => {
+    const silent = await startSilentServer();
+    t.teardown(() => silent.close());
+    const run = await runCliUnderGc([
+      'drain-wait',
+      '--pod',
+      'default/old',
+      '--timeout',
+      '3s',
+      '--control-plane',
+      silent.url,
+    ]);
+    t.is(run.code, 3, run.stderr);
+    // Node's own start (~0.3-1 s on a loaded machine) is inside elapsedMs; the deadline itself is 3 s.
+    t.true(run.elapsedMs >= 3000 && run.elapsedMs < 6000, `exited after ${Math.round(run.elapsedMs)} ms`);
+    t.true(run.majorGcs >= 10, `${run.majorGcs} major GCs ran during the wait`);
+    t.regex(
+      run.stderr,
+      /^readygate: drain-wait gave up after 3(\.\d)?s: readygate at http:\/\/127\.0\.0\.1:\d+ did not answer \(no complete answer within \d+ ms\)\n$/,
+    );
+    t.is(run.stdout, '');
+    t.is(silent.accepted(), 1, 'one long poll, held open until the deadline');
+  },
+);

@@ -5,6 +5,10 @@
  *
  * No kubelet: the test patches pod status the way one would (ContainersReady True, Ready False while
  * readygate's gate is unmet) and writes the EndpointSlices itself (ready=false, as the controller would).
+ *
+ * One more readygate, alone in its own namespace with no Envoy connected, shows that "every Envoy
+ * agrees" with no Envoy at all is not agreement (--gate-min-proxies, default 1): its gate stays False
+ * until a real Envoy connects and ACKs.
  */
 import anyTest, { type TestFn } from 'ava';
 import { CoordinationV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
@@ -387,5 +391,144 @@ test.serial(
     });
     const tookMs = performance.now() - started;
     t.true(tookMs < 2500, `took over in ${Math.round(tookMs)} ms (retry 250 ms, lease 3 s)`);
+  },
+);
+
+test.serial(
+  'no Envoy connected: the gate stays False (default --gate-min-proxies 1), and turns True once one ACKs',
+  async (t) => {
+    const { admin, readygate } = t.context;
+    const ns = 'e2e-alone';
+    await admin.namespace(ns);
+    // A readygate of its own: source, pod index, control plane and gate controller for this namespace
+    // only, so the Envoys of the replicas above cannot vouch for its pods.
+    const store = new EndpointStore();
+    const pods = startPodGateIndex({ kubeConfig: readygate, namespaces: [ns] });
+    t.teardown(() => pods.close());
+    const source = await startKubernetesSource({
+      store,
+      kubeConfig: readygate,
+      namespaces: [ns],
+      modelDecorator: pods,
+    });
+    t.teardown(() => source.close());
+    await waitForStore(store, (s) => s.synced, 15_000);
+    const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
+    t.teardown(() => plane.close());
+    const writes: GateCondition[] = [];
+    const real = kubernetesPodStatusPatcher(readygate);
+    const alone = await startReadiness({
+      cache: plane.cache,
+      sync: plane.sync,
+      kubeConfig: readygate,
+      pods,
+      leaderElection: false,
+      startupGraceMs: 0,
+      resyncMs: 200,
+      gateTimeoutMs: 1500,
+      patcher: async (pod, condition) => {
+        writes.push(condition);
+        await real(pod, condition);
+      },
+    });
+    t.teardown(() => alone.close());
+
+    const pod = { name: 'lonely-1', ip: '10.40.0.31' };
+    await admin.apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { namespace: ns, name: pod.name, labels: { app: 'lonely' } },
+      spec: {
+        containers: [{ name: 'app', image: 'example.invalid/app:1' }],
+        readinessGates: [{ conditionType: READINESS_GATE_CONDITION }],
+      },
+    });
+    const now = new Date().toISOString();
+    await admin.core.patchNamespacedPodStatus(
+      {
+        name: pod.name,
+        namespace: ns,
+        body: {
+          status: {
+            phase: 'Running',
+            podIP: pod.ip,
+            podIPs: [{ ip: pod.ip }],
+            conditions: [
+              { type: 'ContainersReady', status: 'True', lastTransitionTime: now },
+              { type: 'Ready', status: 'False', reason: 'ReadinessGatesNotReady', lastTransitionTime: now },
+            ],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    await admin.apply(
+      service({ namespace: ns, name: 'lonely', ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
+    );
+    await admin.apply(
+      endpointSlice({
+        namespace: ns,
+        name: 'lonely-1',
+        service: 'lonely',
+        ports: [{ name: 'http', port: 8080 }],
+        endpoints: [
+          {
+            addresses: [pod.ip],
+            conditions: { ready: false, serving: false, terminating: false },
+            targetRef: { kind: 'Pod', namespace: ns, name: pod.name },
+          },
+        ],
+      }),
+    );
+    const cluster = `${ns}/lonely:http`;
+    await waitUntil(() => alone.history.currentHealthyClusters(`${ns}/${pod.name}`).includes(cluster), {
+      timeoutMs: 15_000,
+      description: 'readygate serves the gated pod',
+    });
+    // The gate timeout (1.5 s) passes with no Envoy: written False, saying why.
+    await waitUntil(() => writes.length > 0, { timeoutMs: 15_000, description: 'the timeout write' });
+    t.like(writes[0], { status: 'False', reason: 'EnvoySyncTimeout' });
+    t.regex(writes[0]?.message ?? '', /0 connected Envoy\(s\) ACKed the pod, --gate-min-proxies wants 1/);
+    const read = async (): Promise<{ status?: string; message?: string } | undefined> =>
+      (await admin.core.readNamespacedPodStatus({ name: pod.name, namespace: ns })).status?.conditions?.find(
+        (c) => c.type === READINESS_GATE_CONDITION,
+      );
+    await waitUntil(async () => (await read())?.status === 'False', {
+      timeoutMs: 10_000,
+      description: 'False on the pod',
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    t.is((await read())?.status, 'False', 'still False with no Envoy');
+    t.false(writes.some((w) => w.status === 'True'));
+
+    // A real Envoy connects and ACKs: the gate turns True, written once.
+    const connectedAt = performance.now();
+    const envoy = await startEnvoy({
+      bootstrap: gatewayBootstrap({
+        xdsPort: plane.port,
+        listenerPort: await freePort(),
+        nodeId: 'envoy-late',
+        apiType: 'GRPC',
+      }),
+    });
+    t.teardown(() => envoy.stop());
+    await waitUntil(async () => (await read())?.status === 'True', {
+      timeoutMs: 20_000,
+      description: 'gate True once an Envoy ACKed',
+    });
+    t.log(`gate True ${Math.round(performance.now() - connectedAt)} ms after starting the Envoy`);
+    const trueWrites = writes.filter((w) => w.status === 'True');
+    t.is(trueWrites.length, 1);
+    t.is(trueWrites[0]?.reason, 'EnvoysSynced');
+    t.regex(trueWrites[0]?.message ?? '', /every subscribed Envoy \(1\) ACKed/);
+    const version = plane.sync.streams
+      .find((st) => st.nodeId === 'envoy-late')
+      ?.types.get(TypeUrl.ENDPOINT)
+      ?.versions.ackedVersion(cluster);
+    t.is(
+      alone.history.summary(cluster, version ?? '')?.get(`${ns}/${pod.name}`),
+      'HEALTHY',
+      'the Envoy ACKed a version routing to the pod',
+    );
   },
 );

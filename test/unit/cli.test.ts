@@ -323,6 +323,12 @@ const thrown: [string, unknown, number, string][] = [
     'cannot reach Envoy',
   ],
   [
+    'an error carrying its exit code (status/drain-wait "unknown")',
+    new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, 'no answer', { exitCode: 3 }),
+    3,
+    'no answer',
+  ],
+  [
     'an unexpected multi-line error',
     new TypeError('boom\n    at somewhere (x.js:1:1)'),
     1,

@@ -137,6 +137,7 @@ test('serve defaults', (t) => {
     readinessGates: false,
     gateTimeout: 120_000,
     gateFlipOnTimeout: false,
+    gateMinProxies: 1,
     leaseNamespace: undefined,
     peersDns: undefined,
     extproc: false,
@@ -155,7 +156,9 @@ test('defaults of the other commands', (t) => {
   });
   t.deepEqual(buildConfig('status', { args: ['--envoy-admin', 'http://127.0.0.1:9901'] }), {
     envoyAdmin: 'http://127.0.0.1:9901',
-    controlPlane: undefined,
+    controlPlane: [],
+    peersDns: undefined,
+    timeout: 5000,
     json: false,
     logLevel: 'info',
   });

@@ -2,14 +2,18 @@
  * drain-wait over a real admin server: the long poll answers on the ACK that makes the pod drained, the
  * CLI body exits 0 then, and at its timeout fails naming the Envoy that has not ACKed.
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import test from 'ava';
 import { Registry } from 'prom-client';
 import { startAdminServer } from '../../src/admin/server.js';
 import type { CommandContext } from '../../src/cli/context.js';
 import { runDrainWait } from '../../src/drain/command.js';
-import { ErrorCode, isReadygateError } from '../../src/errors.js';
+import { ErrorCode, ExitCode, isReadygateError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { readinessAdminRoutes } from '../../src/readiness/admin-routes.js';
+import { staticPeers } from '../../src/readiness/peers.js';
 import { RoutingHistory } from '../../src/readiness/routing-history.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { SyncStatus } from '../../src/xds/sync-status.js';
@@ -81,7 +85,7 @@ test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed;
   const { context: ctx } = context();
   const error = await t.throwsAsync(
     runDrainWait(
-      { pod: { namespace: 'ns', name: 'old' }, timeout: 300, controlPlane: url, logLevel: 'info' } as never,
+      { pod: { namespace: 'ns', name: 'old' }, timeout: 1500, controlPlane: url, logLevel: 'info' } as never,
       ctx,
     ),
   );
@@ -92,7 +96,9 @@ test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed;
   t.is(response.status, 504);
   t.deepEqual(((await response.json()) as { waitingOn: string[] }).waitingOn, ['stuck-envoy']);
   t.is((await fetch(`${url}/drain-wait?pod=not-a-pod`)).status, 400);
-  t.is((await fetch(`${url}/drain-wait?pod=ns/never-seen&timeout=5s`)).status, 200, 'unknown pod: drained');
+  const unknown = await fetch(`${url}/drain-wait?pod=ns/never-seen&timeout=5s`);
+  t.is(unknown.status, 404, 'a pod no replica knows is not "drained"');
+  t.like(await unknown.json(), { pod: 'ns/never-seen', unknown: true });
   await admin.close();
 });
 
@@ -110,4 +116,87 @@ test('control plane unreachable for the whole wait: ADMIN_UNREACHABLE', async (t
     ),
   );
   t.true(isReadygateError(error, ErrorCode.ADMIN_UNREACHABLE));
+});
+
+test('a pod no replica knows: POD_UNKNOWN (exit 4) at once, naming the pod; never "drained"', async (t) => {
+  const { admin, envoy, url } = await setup();
+  envoy('envoy-a');
+  const { context: ctx, out } = context();
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    runDrainWait(
+      {
+        pod: { namespace: 'ns', name: 'typo' },
+        timeout: 10_000,
+        controlPlane: url,
+        logLevel: 'info',
+      } as never,
+      ctx,
+    ),
+  );
+  t.true(isReadygateError(error, ErrorCode.POD_UNKNOWN));
+  t.is(isReadygateError(error) ? error.exitCode : undefined, ExitCode.POD_UNKNOWN);
+  t.regex(error.message, /no readygate replica knows pod ns\/typo/);
+  t.true(performance.now() - started < 2000, 'answered at once, not at the timeout');
+  t.deepEqual(out, []);
+  await admin.close();
+});
+
+test('a pod only a peer knows, or only the source names, is not unknown', async (t) => {
+  const sync = new SyncStatus();
+  const peerHistory = new RoutingHistory();
+  peerHistory.record(WEB, 'v1', new Map([['ns/elsewhere', 'DRAINING']]));
+  const peer = await startAdminServer({
+    address: '127.0.0.1:0',
+    registry: new Registry(),
+    readiness: () => ({ ready: true }),
+    routes: readinessAdminRoutes({ sync: new SyncStatus(), history: peerHistory }),
+  });
+  const sourcePods = { synced: true, has: (pod: string) => pod === 'ns/never-ready' };
+  const admin = await startAdminServer({
+    address: '127.0.0.1:0',
+    registry: new Registry(),
+    readiness: () => ({ ready: true }),
+    routes: readinessAdminRoutes({
+      sync,
+      history: new RoutingHistory(),
+      peers: staticPeers([`http://127.0.0.1:${peer.port}`]),
+      sourcePods,
+    }),
+  });
+  const url = `http://127.0.0.1:${admin.port}`;
+  t.is((await fetch(`${url}/drain-wait?pod=ns/elsewhere&timeout=1s`)).status, 200, 'the peer knows it');
+  t.is((await fetch(`${url}/drain-wait?pod=ns/never-ready&timeout=1s`)).status, 200, 'the source names it');
+  t.is((await fetch(`${url}/drain-wait?pod=ns/nobody&timeout=1s`)).status, 404);
+  sourcePods.synced = false;
+  const early = await fetch(`${url}/drain-wait?pod=ns/nobody&timeout=1s`);
+  t.is(early.status, 503, 'before the first sync nothing can be called unknown');
+  await admin.close();
+  await peer.close();
+});
+
+test('an admin that accepts and never answers: exit 3 (unknown) at --timeout, with GC during the wait', async (t) => {
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const pressure = setInterval(gc, 50);
+  const { context: ctx } = context();
+  const started = performance.now();
+  const error = await t.throwsAsync(
+    runDrainWait(
+      { pod: { namespace: 'ns', name: 'old' }, timeout: 1500, controlPlane: url, logLevel: 'info' } as never,
+      ctx,
+    ),
+  );
+  const elapsed = performance.now() - started;
+  clearInterval(pressure);
+  t.true(isReadygateError(error, ErrorCode.ADMIN_UNREACHABLE));
+  t.is(isReadygateError(error) ? error.exitCode : undefined, ExitCode.UNKNOWN);
+  t.regex(error.message, /did not answer \(no complete answer within \d+ ms\)/);
+  t.true(elapsed >= 1490 && elapsed < 2500, `gave up after ${elapsed} ms`);
+  for (const socket of sockets) socket.destroy();
+  await new Promise((resolve) => silent.close(resolve));
 });

@@ -5,6 +5,9 @@ import {
   ReadinessGateController,
   type GateCondition,
 } from '../../src/readiness/readiness-gate-controller.js';
+import { startAdminServer } from '../../src/admin/server.js';
+import { readinessAdminRoutes } from '../../src/readiness/admin-routes.js';
+import type { PeerList } from '../../src/readiness/peers.js';
 import { RoutingHistory } from '../../src/readiness/routing-history.js';
 import { PodGateIndex, READINESS_GATE_CONDITION, type GatedPod } from '../../src/sources/kubernetes-pods.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
@@ -14,7 +17,17 @@ import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'ns/web:http';
 
-function setup(options: { timeoutMs?: number; flipOnTimeout?: boolean; leader?: { leader: boolean } } = {}) {
+function setup(
+  options: {
+    timeoutMs?: number;
+    flipOnTimeout?: boolean;
+    leader?: { leader: boolean };
+    minProxies?: number;
+    peers?: PeerList;
+    /** false: no Envoy is connected to this replica. */
+    envoy?: boolean;
+  } = {},
+) {
   const pods = new PodGateIndex();
   const history = new RoutingHistory();
   const sync = new SyncStatus();
@@ -33,6 +46,8 @@ function setup(options: { timeoutMs?: number; flipOnTimeout?: boolean; leader?: 
     ...(options.leader ? { leadership: options.leader } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.flipOnTimeout !== undefined ? { flipOnTimeout: options.flipOnTimeout } : {}),
+    ...(options.minProxies !== undefined ? { minProxies: options.minProxies } : {}),
+    ...(options.peers ? { peers: options.peers } : {}),
   }).start();
   pods.upsert({
     metadata: { namespace: 'ns', name: 'p', uid: 'u' },
@@ -41,15 +56,19 @@ function setup(options: { timeoutMs?: number; flipOnTimeout?: boolean; leader?: 
   });
   history.record(WEB, 'v1', new Map());
   history.record(WEB, 'v2', new Map([['ns/p', 'HEALTHY']]));
-  const stream = sync.open('delta', 'peer');
-  stream.nodeId = 'envoy-a';
-  stream.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
-  ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v1');
-  /** The ACK of v2 (sync emits 'ack', which schedules an evaluation). */
-  const ackV2 = () => {
-    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v2');
+  /** Connects one more Envoy subscribed to WEB that ACKed v1; returns its ACK of v2. */
+  const connect = (nodeId: string) => {
+    const stream = sync.open('delta', 'peer');
+    stream.nodeId = nodeId;
+    stream.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
+    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v1');
+    return () => {
+      ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v2');
+    };
   };
-  return { pods, controller, writes, registry, ackV2 };
+  /** The ACK of v2 (sync emits 'ack', which schedules an evaluation). */
+  const ackV2 = options.envoy === false ? () => undefined : connect('envoy-a');
+  return { pods, controller, writes, registry, ackV2, connect };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -107,4 +126,60 @@ test('timeout with flipOnTimeout: written True with reason EnvoySyncTimeout', as
     { status: 'True', reason: 'EnvoySyncTimeout' },
   );
   controller.close();
+});
+
+test('no Envoy connected: the gate stays False (too-few-proxies), and turns True once one ACKs', async (t) => {
+  const { controller, writes, connect } = setup({ envoy: false, timeoutMs: 150 });
+  await waitUntil(() => writes.length === 1, { timeoutMs: 2000, description: 'timeout write' });
+  t.is(writes[0]?.condition.status, 'False', 'no Envoy is never agreement');
+  t.regex(
+    writes[0]?.condition.message ?? '',
+    /0 connected Envoy\(s\) ACKed the pod, --gate-min-proxies wants 1/,
+  );
+  t.is(controller.views()[0]?.verdict?.reason, 'too-few-proxies');
+  connect('envoy-late')();
+  await waitUntil(() => writes.length === 2, { timeoutMs: 2000, description: 'True after one ACK' });
+  t.is(writes[1]?.condition.status, 'True');
+  controller.close();
+});
+
+test('--gate-min-proxies 2: one ACK is not enough; a second Envoy ACKing turns it True', async (t) => {
+  const { controller, writes, ackV2, connect } = setup({ minProxies: 2 });
+  const ackB = connect('envoy-b');
+  ackV2();
+  await sleep(150);
+  t.deepEqual(writes, [], 'one of two Envoys ACKed');
+  t.deepEqual(controller.views()[0]?.verdict?.waitingOn, ['envoy-b']);
+  ackB();
+  await waitUntil(() => writes.length === 1, { timeoutMs: 2000, description: 'True after the second ACK' });
+  t.is(writes[0]?.condition.status, 'True');
+  t.regex(writes[0]?.condition.message ?? '', /every subscribed Envoy \(2\) ACKed/);
+  controller.close();
+});
+
+test('the minimum counts Envoys across replicas: none here, one ACKed on a peer → True', async (t) => {
+  // The peer is a real admin server with readygate's routes over its own sync state and history.
+  const peerSync = new SyncStatus();
+  const peerHistory = new RoutingHistory();
+  peerHistory.record(WEB, 'v2', new Map([['ns/p', 'HEALTHY']]));
+  const peer = await startAdminServer({
+    address: '127.0.0.1:0',
+    registry: new Registry(),
+    readiness: () => ({ ready: true }),
+    routes: readinessAdminRoutes({ sync: peerSync, history: peerHistory }),
+  });
+  const peers: PeerList = () => Promise.resolve([`http://127.0.0.1:${peer.port}`]);
+  const { controller, writes } = setup({ envoy: false, peers });
+  await sleep(200);
+  t.deepEqual(writes, [], 'no Envoy on either replica');
+  t.is(controller.views()[0]?.verdict?.reason, 'too-few-proxies');
+  const remote = peerSync.open('sotw', 'peer');
+  remote.nodeId = 'envoy-remote';
+  remote.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
+  ackVersion(peerSync, remote, TypeUrl.ENDPOINT, WEB, 'v2');
+  await waitUntil(() => writes.length === 1, { timeoutMs: 3000, description: 'True via the peer' });
+  t.is(writes[0]?.condition.status, 'True');
+  t.regex(writes[0]?.condition.message ?? '', /every subscribed Envoy \(1\) ACKed/);
+  controller.close();
+  await peer.close();
 });

@@ -6,7 +6,7 @@ import test from 'ava';
 import { EndpointStore } from '../../src/model/store.js';
 import type { EndpointModel } from '../../src/model/types.js';
 import { RoutingHistory, summarizeAssignment, type PodRouting } from '../../src/readiness/routing-history.js';
-import { drainVerdict, gateVerdict } from '../../src/readiness/verdicts.js';
+import { drainVerdict, gateVerdict, requireProxies } from '../../src/readiness/verdicts.js';
 import { TranslationPipeline } from '../../src/xds/control-plane.js';
 import { ResourceCache } from '../../src/xds/cache.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
@@ -76,7 +76,7 @@ interface Row {
 const both = { eds: [WEB, API], cds: true };
 const rows: Row[] = [
   {
-    title: 'no Envoy connected: gate ok (nobody to wait for), old pod drained',
+    title: 'no Envoy connected: local gate ok (nobody to wait for; requireProxies holds it), old pod drained',
     envoys: {},
     gate: { ok: true, waitingOn: [] },
     drainOld: { ok: true, waitingOn: [] },
@@ -274,4 +274,24 @@ test('follow: the history is built from what the cache really encoded, and follo
   t.is(notified, 3);
   stop();
   pipeline.close();
+});
+
+test('gate: ackedBy names the Envoys routing to the pod; requireProxies holds an ok verdict below the minimum', (t) => {
+  const sync = new SyncStatus();
+  const none = gateVerdict('default/new', history, sync.streams);
+  t.like(none, { ok: true, ackedBy: [] });
+  t.like(requireProxies(none, 1), { ok: false, reason: 'too-few-proxies' });
+  t.like(requireProxies(none, 0), { ok: true }, '0 = no minimum');
+  envoy(sync, 'b', { ...both, acked: { [WEB]: 'v3', [API]: 'a1' } });
+  envoy(sync, 'a', { ...both, acked: { [WEB]: 'v2', [API]: 'a1' } });
+  envoy(sync, 'unrelated', { eds: [] });
+  const two = gateVerdict('default/new', history, sync.streams);
+  t.deepEqual(two.ackedBy, ['a', 'b'], 'subscribed and routing; the unrelated Envoy is not counted');
+  t.like(requireProxies(two, 2), { ok: true });
+  t.like(requireProxies(two, 3), { ok: false, reason: 'too-few-proxies' });
+  envoy(sync, 'c', { ...both, acked: { [WEB]: 'v1', [API]: 'a1' } });
+  const behind = gateVerdict('default/new', history, sync.streams);
+  t.like(behind, { ok: false, waitingOn: ['c'] });
+  t.deepEqual(behind.ackedBy, ['a', 'b']);
+  t.is(requireProxies(behind, 1).reason, undefined, 'an Envoy behind is the reason, not the count');
 });

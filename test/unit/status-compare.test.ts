@@ -6,7 +6,9 @@ import test from 'ava';
 import {
   clusterStatPrefix,
   compareStatus,
+  envoyNodeId,
   isReadygateClusterName,
+  replicaOfNode,
   Verdict,
   type EnvoyDocuments,
   type ReadygateDocuments,
@@ -109,7 +111,7 @@ interface ReadygateSpec {
   cds?: Record<string, string>;
   eds?: Record<string, string>;
   /** Streams on readygate; default one stream for gw-1 that ACKed every current version. */
-  streams?: { nodeId: string; streamId: number; cds?: TypeSpec; eds?: TypeSpec }[];
+  streams?: { nodeId: string; streamId: number; connectedAt?: string; cds?: TypeSpec; eds?: TypeSpec }[];
 }
 
 function readygateDocs(spec: ReadygateSpec = {}): ReadygateDocuments {
@@ -153,7 +155,7 @@ function readygateDocs(spec: ReadygateSpec = {}): ReadygateDocuments {
       streamId: s.streamId,
       stream: 'sotw',
       peer: '127.0.0.1:40000',
-      connectedAt: '2026-01-01T00:00:00.000Z',
+      connectedAt: s.connectedAt ?? '2026-01-01T00:00:00.000Z',
       types: { [TypeUrl.CLUSTER]: typeEntry(s.cds, cds), [TypeUrl.ENDPOINT]: typeEntry(s.eds, eds) },
     })),
   };
@@ -176,6 +178,8 @@ interface Row {
   /** Substrings expected among the reasons of a cluster. */
   reasons?: Record<string, string[]>;
   notes?: string[];
+  /** Expected StatusReport.unknown (default false). */
+  unknown?: boolean;
 }
 
 const rows: Row[] = [
@@ -327,9 +331,21 @@ const rows: Row[] = [
       hosts: { [WEB]: webHosts, [API]: { '10.0.1.2:8080': 'HEALTHY' } },
       streams: [{ nodeId: 'someone-else', streamId: 7 }],
     },
-    verdicts: { [API]: Verdict.HOSTS_DIFFER, [WEB]: Verdict.IN_SYNC },
+    verdicts: { [API]: Verdict.HOSTS_DIFFER, [WEB]: Verdict.UNVERIFIED },
     drift: true,
-    notes: ['not connected to any control plane', 'Envoy node "gw-1" has no stream on this control plane'],
+    notes: [
+      'not connected to any control plane',
+      'Envoy node "gw-1" has no stream on the readygate replica(s) asked',
+    ],
+  },
+  {
+    title: 'no stream on the replica asked and hosts agree: UNVERIFIED, unknown (never "in sync")',
+    envoy: { active: { [WEB]: webHosts } },
+    readygate: { hosts: { [WEB]: webHosts }, streams: [{ nodeId: 'someone-else', streamId: 7 }] },
+    verdicts: { [WEB]: Verdict.UNVERIFIED },
+    drift: false,
+    unknown: true,
+    notes: ['ask them all (--control-plane repeated, or --peers-dns)'],
   },
   {
     title: 'several streams share the node id: the newest one is compared',
@@ -379,6 +395,7 @@ for (const row of rows) {
     const report = compareStatus(envoyDocs(row.envoy), row.readygate && readygateDocs(row.readygate));
     t.deepEqual(verdicts(report), row.verdicts);
     t.is(report.drift, row.drift);
+    t.is(report.unknown, row.unknown ?? false);
     for (const [cluster, expected] of Object.entries(row.reasons ?? {})) {
       const reasons = report.clusters.find((c) => c.name === cluster)?.reasons.join('\n') ?? '';
       for (const text of expected)
@@ -496,4 +513,32 @@ test('format: in sync and Envoy-only summaries', (t) => {
       '1 cluster(s) in Envoy, no NACKs (not compared with readygate: no --control-plane).\n',
     ),
   );
+});
+
+test('format: an Envoy on no replica asked is summarised as UNKNOWN, not in sync', (t) => {
+  const report = compareStatus(
+    envoyDocs({ active: { [WEB]: webHosts } }),
+    readygateDocs({ hosts: { [WEB]: webHosts }, streams: [{ nodeId: 'someone-else', streamId: 7 }] }),
+  );
+  const text = formatReport(report, { envoy: 'e', controlPlane: 'c' });
+  t.true(
+    text.endsWith(
+      '1 cluster(s); sync UNKNOWN: this Envoy has no stream on the readygate replica(s) asked.\n',
+    ),
+    text,
+  );
+  t.false(text.includes('in sync.'));
+});
+
+test("replicaOfNode: the replica holding the node's stream, the latest connected when several do", (t) => {
+  const on = (nodeId: string, connectedAt: string) =>
+    readygateDocs({ hosts: {}, streams: [{ nodeId, streamId: 1, connectedAt }] });
+  const a = on('gw-1', '2026-12-04T10:00:00.000Z');
+  const b = on('gw-2', '2026-12-04T10:00:00.000Z');
+  const c = on('gw-1', '2026-12-04T11:00:00.000Z');
+  t.is(replicaOfNode([b, a], 'gw-1'), 1);
+  t.is(replicaOfNode([a, b, c], 'gw-1'), 2);
+  t.is(replicaOfNode([b], 'gw-1'), -1);
+  t.is(replicaOfNode([], 'gw-1'), -1);
+  t.is(envoyNodeId(envoyDocs({ active: {} })), 'gw-1');
 });
