@@ -52,7 +52,12 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       logger,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
-    registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
+    registerControlPlaneMetrics(registry, {
+      sync: plane.sync,
+      cache: plane.cache,
+      store,
+      http2Limits: plane.http2Limits,
+    });
 
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
     const { startReadiness, dnsPeers } = await import('../readiness/index.js');
