@@ -48,6 +48,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     const plane = await startControlPlane({
       store,
       xdsAddress: config.xdsAddress.address,
+      http2Limits: { maxConnections: config.xdsMaxConnections },
       translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
       logger,
     });
