@@ -912,11 +912,17 @@ export class Http2ServerConnection {
   #onHeaderBlock(block: HeaderBlockInProgress): void {
     let fields: HeaderField[];
     try {
-      fields = this.#decoder.decode(Buffer.concat(block.fragments, block.bytes));
+      const [only] = block.fragments;
+      const whole =
+        block.fragments.length === 1 && only !== undefined
+          ? only
+          : Buffer.concat(block.fragments, block.bytes);
+      fields = this.#decoder.decode(whole, this.#limits.maxHeaderListBytes);
     } catch (error) {
       if (error instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, error.message);
       throw error;
     }
+    const oversized = this.#decoder.oversized;
     const { streamId } = block;
     const existing = this.#streams.get(streamId);
     if (existing !== undefined) {
@@ -963,7 +969,7 @@ export class Http2ServerConnection {
     );
     this.#streams.set(streamId, stream);
     clearTimeout(this.#timer);
-    if (headerListBytes(fields) > this.#limits.maxHeaderListBytes) {
+    if (oversized) {
       stream.respond([[':status', '431']], true);
       return;
     }
@@ -1210,11 +1216,4 @@ function contentLength(fields: readonly HeaderField[]): number | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1 || !/^[0-9]{1,15}$/.test(values[0] ?? '')) return NaN;
   return Number(values[0]);
-}
-
-/** RFC 9113 §6.5.2: each field counts its octets plus 32. */
-function headerListBytes(fields: readonly HeaderField[]): number {
-  let bytes = 0;
-  for (const [name, value] of fields) bytes += name.length + value.length + 32;
-  return bytes;
 }

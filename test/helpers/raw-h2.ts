@@ -35,11 +35,13 @@ export class RawH2Client {
   goaway: { code: number; at: number } | undefined;
   closedAt: number | undefined;
   readonly connected: Promise<void>;
+  readonly reads: boolean;
   #input: Buffer = Buffer.alloc(0);
 
   /** With `read: false` the socket is never read: the server's bytes pile up in the kernel. */
   constructor(port: number, options: { read?: boolean; keepFrames?: boolean } = {}) {
     const keepFrames = options.keepFrames ?? true;
+    this.reads = options.read !== false;
     this.socket = net.connect(port, '127.0.0.1');
     this.socket.setNoDelay(true);
     this.connected = new Promise((resolve) => {
@@ -114,7 +116,7 @@ export class RawH2Client {
 }
 
 /** A gRPC request's HEADERS frame for `path`. */
-export function requestFrame(streamId: number, path: string, flags = Flags.END_HEADERS): Buffer {
+export function requestFrame(streamId: number, path: string, flags: number = Flags.END_HEADERS): Buffer {
   const fields: HeaderField[] = [
     [':method', 'POST'],
     [':scheme', 'http'],
