@@ -174,6 +174,11 @@ function refined<T>(parse: (text: string) => T | string): z.ZodType<T, string> {
 
 const hostPortSchema = refined(checkHostPort);
 const durationSchema = refined(parseDuration);
+const connectionCountSchema = refined((text): { count: number } | string =>
+  /^[1-9][0-9]{0,6}$/.test(text.trim())
+    ? { count: Number(text.trim()) }
+    : `"${text}" is not a whole number of connections from 1 to 9999999`,
+).transform((v) => v.count);
 const sourceSchema = refined(parseSource);
 const podSchema = refined(parsePodRef);
 const urlSchema = refined((text) => {
@@ -253,6 +258,8 @@ export interface OptionDef<Out = unknown> {
   readonly readableFile?: boolean;
   /** No default: resolution fails with "--flag is required" when no layer sets it. */
   readonly required?: boolean;
+  /** A count: the config file may give it as a YAML number. */
+  readonly acceptsNumber?: boolean;
 }
 
 function option<Out>(def: OptionDef<Out>): OptionDef<Out> {
@@ -287,6 +294,16 @@ const serveOptions = {
     valueName: 'HOST:PORT',
     help: 'Where the ADS gRPC server (CDS/EDS for Envoy, LDS/RDS for proxyless gRPC) listens.',
     defaultText: '127.0.0.1:18000',
+  }),
+  xdsMaxConnections: option({
+    flag: 'xds-max-connections',
+    kind: 'string',
+    env: 'READYGATE_XDS_MAX_CONNECTIONS',
+    schema: connectionCountSchema.prefault('10000'),
+    valueName: 'N',
+    help: 'Connections the ADS port accepts at once (one per Envoy); more are closed as they arrive. See docs/security.md.',
+    defaultText: '10000',
+    acceptsNumber: true,
   }),
   adminAddress: option({
     flag: 'admin-address',
@@ -827,6 +844,7 @@ function configValue(def: OptionDef, value: unknown, label: string): RawValue {
     if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value;
     throw configInvalid(`${label}: expected a list of strings, got ${describe(value)}`);
   }
+  if (def.acceptsNumber === true && typeof value === 'number') return String(value);
   if (typeof value !== 'string') throw configInvalid(`${label}: expected a string, got ${describe(value)}`);
   return value;
 }

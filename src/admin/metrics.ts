@@ -3,6 +3,7 @@
  * protocol code carries no metric calls of its own.
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, Registry } from 'prom-client';
+import { Http2Limit, type Http2LimitReports } from '../http2/limits.js';
 import type { EndpointStore } from '../model/store.js';
 import { PUSH_ORDER, type ResourceCache } from '../xds/cache.js';
 import { shortTypeName } from '../xds/resource-types.js';
@@ -19,9 +20,20 @@ export function createRegistry(): Registry {
 
 export function registerControlPlaneMetrics(
   registry: Registry,
-  sources: { sync: SyncStatus; cache: ResourceCache; store: EndpointStore },
+  sources: { sync: SyncStatus; cache: ResourceCache; store: EndpointStore; http2Limits?: Http2LimitReports },
 ): void {
   const { sync, cache, store } = sources;
+  const limitExceeded = new Counter({
+    name: 'readygate_http2_limit_exceeded_total',
+    help: 'ADS connections cut off for crossing an HTTP/2 limit (docs/security.md), by limit.',
+    labelNames: ['limit'],
+    registers: [registry],
+  });
+  // Every limit shows, at 0 until crossed, so an alert can watch a series that exists.
+  for (const limit of Object.values(Http2Limit)) limitExceeded.inc({ limit }, 0);
+  sources.http2Limits?.on('exceeded', (limit) => {
+    limitExceeded.inc({ limit });
+  });
   new Gauge({
     name: 'readygate_xds_connected_proxies',
     help: 'ADS streams open, by protocol variant.',

@@ -48,6 +48,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     const plane = await startControlPlane({
       store,
       xdsAddress: config.xdsAddress.address,
+      http2Limits: { maxConnections: config.xdsMaxConnections },
       translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
       logger,
       // Never answer from a source that has not seen the world once: an Envoy told "nothing" before the
@@ -55,7 +56,12 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       holdUntilSynced: true,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
-    registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
+    registerControlPlaneMetrics(registry, {
+      sync: plane.sync,
+      cache: plane.cache,
+      store,
+      http2Limits: plane.http2Limits,
+    });
 
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
     const { startReadiness, dnsPeers, storePods } = await import('../readiness/index.js');

@@ -33,6 +33,7 @@ import {
   writeFrameHeader,
 } from './frames.js';
 import { encodeHeaderBlock, type HeaderField, HpackDecoder, HpackError } from './hpack.js';
+import { Http2Limit, type Http2LimitName, type Http2Limits, TokenBucket } from './limits.js';
 
 export interface Http2ConnectionOptions {
   readonly maxConcurrentStreams: number;
@@ -40,8 +41,8 @@ export interface Http2ConnectionOptions {
   readonly receiveWindowBytes: number;
   /** The largest frame payload we accept (SETTINGS_MAX_FRAME_SIZE). */
   readonly maxFrameBytes: number;
-  /** The largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE); larger gets 431. */
-  readonly maxHeaderListBytes: number;
+  /** What the peer may make us do before it is cut off (limits.ts, docs/security.md). */
+  readonly limits: Http2Limits;
 }
 
 /** What the connection tells its owner. */
@@ -50,6 +51,11 @@ export interface Http2ConnectionEvents {
   onStream(stream: Http2ServerStream, headers: readonly HeaderField[]): void;
   /** The connection was ended for a protocol violation (ours to send, or the peer's GOAWAY with an error). */
   onProtocolError?(message: string): void;
+  /**
+   * The peer crossed one of the limits and the connection is being cut off (GOAWAY, then the socket is
+   * destroyed); called at most once per connection.
+   */
+  onLimitExceeded?(limit: Http2LimitName, message: string): void;
   /** The socket is closed and every stream has been closed. */
   onClose(): void;
 }
@@ -73,8 +79,11 @@ const STREAM_HIGH_WATER_BYTES = 16 * 1024;
 const MIN_HEADER_BLOCK_LIMIT = 64 * 1024;
 /** Streams we reset whose in-flight frames are ignored rather than answered (RFC 9113 §5.4.2). */
 const REMEMBERED_RESETS = 128;
-/** The HPACK table size we advertise (the protocol's default). */
-const HEADER_TABLE_BYTES = 4096;
+/**
+ * How long a connection we cut off may take to read our GOAWAY before its socket is destroyed: a peer
+ * that never reads would otherwise hold it open.
+ */
+const GOAWAY_GRACE_MS = 500;
 
 const NO_HANDLERS: Http2StreamHandlers = {
   onData: () => undefined,
@@ -99,6 +108,15 @@ class ConnectionError extends Error {
   constructor(code: number, message: string) {
     super(message);
     this.code = code;
+  }
+}
+
+/** The peer crossed a limit: GOAWAY(ENHANCE_YOUR_CALM), reported as the limit it crossed. */
+class LimitExceeded extends ConnectionError {
+  readonly limit: Http2LimitName;
+  constructor(limit: Http2LimitName, message: string) {
+    super(ErrorCode.ENHANCE_YOUR_CALM, message);
+    this.limit = limit;
   }
 }
 
@@ -258,13 +276,14 @@ interface HeaderBlockInProgress {
   readonly selfDependent: boolean;
   readonly fragments: Buffer[];
   bytes: number;
+  continuations: number;
 }
 
 export class Http2ServerConnection {
   readonly #socket: Socket;
   readonly #options: Http2ConnectionOptions;
   readonly #events: Http2ConnectionEvents;
-  readonly #decoder = new HpackDecoder(HEADER_TABLE_BYTES);
+  readonly #decoder: HpackDecoder;
   readonly #streams = new Map<number, Http2ServerStream>();
   /** Streams with queued data or trailers, in the order they asked to send. */
   readonly #sending = new Set<Http2ServerStream>();
@@ -293,16 +312,51 @@ export class Http2ServerConnection {
   #pingAnswered: (() => void) | undefined;
   #pingCounter = 0;
 
+  // What the peer has spent of its limits (limits.ts).
+  readonly #limits: Http2Limits;
+  readonly #pings: TokenBucket;
+  readonly #settingsFrames: TokenBucket;
+  readonly #streamResets: TokenBucket;
+  readonly #newStreams: TokenBucket;
+  /** Control frames written since the socket last had nothing buffered. */
+  #queuedControlFrames = 0;
+  #consecutiveEmptyFrames = 0;
+  #streamsOpened = 0;
+  #priorityFrames = 0;
+  #windowUpdateFrames = 0;
+  #dataFramesSent = 0;
+  /** The preface timeout until the first SETTINGS, then the idle timeout while no stream is open. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
   constructor(socket: Socket, options: Http2ConnectionOptions, events: Http2ConnectionEvents) {
     this.#socket = socket;
     this.#options = options;
     this.#events = events;
     this.#receiveWindow = options.receiveWindowBytes;
+    const limits = options.limits;
+    this.#limits = limits;
+    this.#decoder = new HpackDecoder(limits.headerTableBytes);
+    const now = Date.now();
+    this.#pings = new TokenBucket(limits.pings, now);
+    this.#settingsFrames = new TokenBucket(limits.settings, now);
+    this.#streamResets = new TokenBucket(limits.streamResets, now);
+    this.#newStreams = new TokenBucket(limits.newStreams, now);
+    this.#timer = setTimeout(() => {
+      this.#cutOff(
+        new LimitExceeded(
+          Http2Limit.PREFACE_TIMEOUT,
+          `no preface and SETTINGS within ${limits.prefaceTimeoutMs} ms`,
+        ),
+      );
+    }, limits.prefaceTimeoutMs);
+    this.#timer.unref();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.#onData(chunk);
     });
     socket.on('drain', () => {
+      // Reading stopped while our output was backed up (#onData); it resumes as the peer reads.
+      if (!this.#ended) socket.resume();
       this.flush();
     });
     // Errors (a reset by the peer, a write after it left) end the connection through 'close'.
@@ -316,7 +370,8 @@ export class Http2ServerConnection {
           [Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams],
           [Setting.INITIAL_WINDOW_SIZE, options.receiveWindowBytes],
           [Setting.MAX_FRAME_SIZE, options.maxFrameBytes],
-          [Setting.MAX_HEADER_LIST_SIZE, options.maxHeaderListBytes],
+          [Setting.MAX_HEADER_LIST_SIZE, limits.maxHeaderListBytes],
+          [Setting.HEADER_TABLE_SIZE, limits.headerTableBytes],
           [Setting.ENABLE_PUSH, 0],
         ]),
         // The connection's window is not a setting; it only grows by WINDOW_UPDATE.
@@ -355,6 +410,7 @@ export class Http2ServerConnection {
 
   /** Drops the connection now; its streams are closed before this returns. */
   destroy(): void {
+    clearTimeout(this.#timer);
     this.#ended = true;
     this.#closeAllStreams();
     this.#socket.destroy();
@@ -369,7 +425,7 @@ export class Http2ServerConnection {
 
   resetStream(stream: Http2ServerStream, code: number): void {
     if (!this.#streams.has(stream.id)) return;
-    this.#write(encodeRstStream(stream.id, code));
+    this.#writeControl(encodeRstStream(stream.id, code));
     this.#recentResets.push(stream.id);
     if (this.#recentResets.length > REMEMBERED_RESETS) this.#recentResets.shift();
     this.closeStream(stream);
@@ -380,6 +436,7 @@ export class Http2ServerConnection {
     this.#sending.delete(stream);
     stream.markClosed();
     this.#endIfIdle();
+    if (this.#streams.size === 0) this.#armIdleTimer();
   }
 
   wantsToSend(stream: Http2ServerStream): void {
@@ -453,6 +510,7 @@ export class Http2ServerConnection {
   #sendEnd(stream: Http2ServerStream, trailers: Buffer | null): void {
     if (trailers === null) {
       this.#write(encodeFrame(FrameType.DATA, Flags.END_STREAM, stream.id));
+      this.#dataFramesSent += 1;
     } else {
       const block = this.#withTableSizeUpdate(trailers);
       this.#writeHeaderBlock(stream.id, block, Flags.END_HEADERS | Flags.END_STREAM);
@@ -479,6 +537,7 @@ export class Http2ServerConnection {
         if (length > 0) this.#socket.write(item.buffer.subarray(item.at, item.at + length));
       }
       item.at += length;
+      this.#dataFramesSent += 1;
       this.#sendWindow -= length;
       stream.tookFromQueue(length);
       if (item.at === item.end) {
@@ -513,6 +572,52 @@ export class Http2ServerConnection {
 
   #write(bytes: Buffer): void {
     if (!this.#socket.destroyed) this.#socket.write(bytes);
+  }
+
+  /**
+   * A frame we owe the peer for something it sent. They are counted while the socket holds unsent
+   * bytes, so that a peer that provokes them faster than it reads is stopped (#parse) before they pile up.
+   */
+  #writeControl(bytes: Buffer): void {
+    if (this.#socket.writableLength === 0) this.#queuedControlFrames = 0;
+    this.#queuedControlFrames += 1;
+    // Past the cap the connection is cut off after this frame (#parse); nothing more is owed.
+    if (this.#queuedControlFrames <= this.#limits.maxOutboundControlFrames) this.#write(bytes);
+  }
+
+  /** A new stream refused with RST_STREAM; it counts against the peer's stream resets. */
+  #refuseStream(streamId: number, code: number): void {
+    this.#spendStreamReset();
+    this.#writeControl(encodeRstStream(streamId, code));
+  }
+
+  #spendStreamReset(): void {
+    if (!this.#streamResets.take(Date.now())) {
+      this.#exceeded(
+        Http2Limit.STREAM_RESETS,
+        `stream resets beyond ${this.#describe(this.#limits.streamResets)}`,
+      );
+    }
+  }
+
+  #exceeded(limit: Http2LimitName, message: string): never {
+    throw new LimitExceeded(limit, message);
+  }
+
+  #describe(rate: { burst: number; perSecond: number }): string {
+    return `a burst of ${rate.burst} and ${rate.perSecond} per second`;
+  }
+
+  #armIdleTimer(): void {
+    if (this.#ended || !this.#settingsSeen) return;
+    clearTimeout(this.#timer);
+    const idleMs = this.#limits.idleTimeoutMs;
+    this.#timer = setTimeout(() => {
+      if (this.#streams.size > 0 || this.#ended) return;
+      this.#events.onLimitExceeded?.(Http2Limit.IDLE_TIMEOUT, `no stream open for ${idleMs} ms`);
+      this.#cutOff(new ConnectionError(ErrorCode.NO_ERROR, 'idle'));
+    }, idleMs);
+    this.#timer.unref();
   }
 
   #endIfIdle(): void {
@@ -552,10 +657,19 @@ export class Http2ServerConnection {
       }
     } catch (error) {
       if (!(error instanceof ConnectionError)) throw error;
-      this.#fail(error.code, error.message);
+      this.#cutOff(error);
     }
     this.flush();
     this.#socket.uncork();
+    this.#pauseWhileBackedUp();
+  }
+
+  /**
+   * Stops reading while the peer does not read what we already owe it: whatever it sends meanwhile
+   * waits in its own buffers, not ours. 'drain' resumes.
+   */
+  #pauseWhileBackedUp(): void {
+    if (this.#socket.writableNeedDrain && !this.#ended) this.#socket.pause();
   }
 
   /** Handles every whole frame in `input`; returns where the first incomplete one starts. */
@@ -586,6 +700,12 @@ export class Http2ServerConnection {
       if (end > input.length) break;
       this.#onFrame(header, input.subarray(at + FRAME_HEADER_BYTES, end));
       at = end;
+      if (this.#queuedControlFrames > this.#limits.maxOutboundControlFrames) {
+        this.#exceeded(
+          Http2Limit.OUTBOUND_CONTROL_FRAMES,
+          `over ${this.#limits.maxOutboundControlFrames} control frames owed and not yet sent`,
+        );
+      }
     }
     return at;
   }
@@ -597,6 +717,7 @@ export class Http2ServerConnection {
     if (this.#block !== undefined && frame.type !== FrameType.CONTINUATION) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
     }
+    this.#countEmpty(frame.type, frame.flags, payload.length);
     switch (frame.type) {
       case FrameType.DATA:
         this.#onDataFrame(frame.flags, frame.streamId, payload);
@@ -629,6 +750,27 @@ export class Http2ServerConnection {
         return;
       default:
       // Unknown frame types are ignored (RFC 9113 §4.1).
+    }
+  }
+
+  /**
+   * Envoy's rule: DATA, HEADERS and CONTINUATION frames that carry nothing and end nothing cost work
+   * and no window; only so many in a row. Only such frames with a payload reset the count.
+   */
+  #countEmpty(type: number, flags: number, length: number): void {
+    const ends =
+      type === FrameType.CONTINUATION ? (flags & Flags.END_HEADERS) !== 0 : (flags & Flags.END_STREAM) !== 0;
+    if (type !== FrameType.DATA && type !== FrameType.HEADERS && type !== FrameType.CONTINUATION) return;
+    if (length > 0 || ends) {
+      if (length > 0) this.#consecutiveEmptyFrames = 0;
+      return;
+    }
+    this.#consecutiveEmptyFrames += 1;
+    if (this.#consecutiveEmptyFrames > this.#limits.maxConsecutiveEmptyFrames) {
+      this.#exceeded(
+        Http2Limit.EMPTY_FRAMES,
+        `over ${this.#limits.maxConsecutiveEmptyFrames} empty frames in a row`,
+      );
     }
   }
 
@@ -698,7 +840,7 @@ export class Http2ServerConnection {
     if (stream === undefined) {
       this.#unacknowledgedBytes += bytes;
       if (this.#unacknowledgedBytes >= window / 2) {
-        this.#write(encodeWindowUpdate(0, this.#unacknowledgedBytes));
+        this.#writeControl(encodeWindowUpdate(0, this.#unacknowledgedBytes));
         this.#receiveWindow += this.#unacknowledgedBytes;
         this.#unacknowledgedBytes = 0;
       }
@@ -706,7 +848,7 @@ export class Http2ServerConnection {
     }
     stream.unacknowledgedBytes += bytes;
     if (stream.unacknowledgedBytes >= window / 2) {
-      this.#write(encodeWindowUpdate(stream.id, stream.unacknowledgedBytes));
+      this.#writeControl(encodeWindowUpdate(stream.id, stream.unacknowledgedBytes));
       stream.receiveWindow += stream.unacknowledgedBytes;
       stream.unacknowledgedBytes = 0;
     }
@@ -730,6 +872,7 @@ export class Http2ServerConnection {
       selfDependent: dependsOn === streamId,
       fragments: [fragment],
       bytes: fragment.length,
+      continuations: 0,
     };
     this.#checkBlockSize(block.bytes);
     if ((flags & Flags.END_HEADERS) !== 0) {
@@ -741,8 +884,8 @@ export class Http2ServerConnection {
 
   /** Refused before decoding: a peer could otherwise make us hold and decode CONTINUATION without end. */
   #checkBlockSize(bytes: number): void {
-    if (bytes > Math.max(MIN_HEADER_BLOCK_LIMIT, 2 * this.#options.maxHeaderListBytes)) {
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block of over ${bytes} bytes`);
+    if (bytes > Math.max(MIN_HEADER_BLOCK_LIMIT, 2 * this.#limits.maxHeaderListBytes)) {
+      this.#exceeded(Http2Limit.HEADER_BLOCK_BYTES, `header block of over ${bytes} bytes`);
     }
   }
 
@@ -750,6 +893,13 @@ export class Http2ServerConnection {
     const block = this.#block;
     if (block === undefined || block.streamId !== streamId) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `unexpected CONTINUATION on stream ${streamId}`);
+    }
+    block.continuations += 1;
+    if (block.continuations > this.#limits.maxContinuationFrames) {
+      this.#exceeded(
+        Http2Limit.CONTINUATION_FLOOD,
+        `over ${this.#limits.maxContinuationFrames} CONTINUATION frames in one header block`,
+      );
     }
     block.fragments.push(payload);
     block.bytes += payload.length;
@@ -762,11 +912,17 @@ export class Http2ServerConnection {
   #onHeaderBlock(block: HeaderBlockInProgress): void {
     let fields: HeaderField[];
     try {
-      fields = this.#decoder.decode(Buffer.concat(block.fragments, block.bytes));
+      const [only] = block.fragments;
+      const whole =
+        block.fragments.length === 1 && only !== undefined
+          ? only
+          : Buffer.concat(block.fragments, block.bytes);
+      fields = this.#decoder.decode(whole, this.#limits.maxHeaderListBytes);
     } catch (error) {
       if (error instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, error.message);
       throw error;
     }
+    const oversized = this.#decoder.oversized;
     const { streamId } = block;
     const existing = this.#streams.get(streamId);
     if (existing !== undefined) {
@@ -787,6 +943,10 @@ export class Http2ServerConnection {
     this.#lastStreamId = streamId;
     // After our GOAWAY, new streams are ignored (RFC 9113 §6.8).
     if (this.#goawaySent || this.#peerGoaway) return;
+    if (!this.#newStreams.take(Date.now())) {
+      this.#exceeded(Http2Limit.NEW_STREAMS, `new streams beyond ${this.#describe(this.#limits.newStreams)}`);
+    }
+    this.#streamsOpened += 1;
     const declaredLength = contentLength(fields);
     if (
       block.selfDependent ||
@@ -794,11 +954,11 @@ export class Http2ServerConnection {
       Number.isNaN(declaredLength) ||
       (block.endStream && declaredLength !== undefined && declaredLength > 0)
     ) {
-      this.#write(encodeRstStream(streamId, ErrorCode.PROTOCOL_ERROR));
+      this.#refuseStream(streamId, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (this.#streams.size >= this.#options.maxConcurrentStreams) {
-      this.#write(encodeRstStream(streamId, ErrorCode.REFUSED_STREAM));
+      this.#refuseStream(streamId, ErrorCode.REFUSED_STREAM);
       return;
     }
     const stream = new Http2ServerStream(
@@ -808,7 +968,8 @@ export class Http2ServerConnection {
       { endStream: block.endStream, declaredLength },
     );
     this.#streams.set(streamId, stream);
-    if (headerListBytes(fields) > this.#options.maxHeaderListBytes) {
+    clearTimeout(this.#timer);
+    if (oversized) {
       stream.respond([[':status', '431']], true);
       return;
     }
@@ -818,14 +979,19 @@ export class Http2ServerConnection {
 
   #onPriorityFrame(streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+    this.#priorityFrames += 1;
+    const allowed = this.#limits.maxPriorityFramesPerStream * (1 + this.#streamsOpened);
+    if (this.#priorityFrames > allowed) {
+      this.#exceeded(Http2Limit.PRIORITY_FLOOD, `over ${allowed} PRIORITY frames for the streams opened`);
+    }
     if (payload.length !== 5) {
-      this.#write(encodeRstStream(streamId, ErrorCode.FRAME_SIZE_ERROR));
+      this.#writeControl(encodeRstStream(streamId, ErrorCode.FRAME_SIZE_ERROR));
       return;
     }
     if ((payload.readUInt32BE(0) & 0x7fffffff) === streamId) {
       const stream = this.#streams.get(streamId);
       if (stream) stream.reset(ErrorCode.PROTOCOL_ERROR);
-      else this.#write(encodeRstStream(streamId, ErrorCode.PROTOCOL_ERROR));
+      else this.#writeControl(encodeRstStream(streamId, ErrorCode.PROTOCOL_ERROR));
     }
   }
 
@@ -836,6 +1002,7 @@ export class Http2ServerConnection {
     if (this.#isIdle(streamId)) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
     }
+    this.#spendStreamReset();
     const stream = this.#streams.get(streamId);
     if (stream !== undefined) this.closeStream(stream);
   }
@@ -850,7 +1017,20 @@ export class Http2ServerConnection {
     if (payload.length % 6 !== 0) {
       throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length is not a multiple of 6');
     }
-    this.#settingsSeen = true;
+    if (payload.length / 6 > this.#limits.maxSettingsEntries) {
+      this.#exceeded(
+        Http2Limit.SETTINGS_FLOOD,
+        `SETTINGS with over ${this.#limits.maxSettingsEntries} entries`,
+      );
+    }
+    if (!this.#settingsFrames.take(Date.now())) {
+      this.#exceeded(Http2Limit.SETTINGS_FLOOD, `SETTINGS beyond ${this.#describe(this.#limits.settings)}`);
+    }
+    if (!this.#settingsSeen) {
+      this.#settingsSeen = true;
+      // The preface timeout ends here; the connection has no stream yet, so the idle timeout starts.
+      this.#armIdleTimer();
+    }
     for (let at = 0; at < payload.length; at += 6) {
       const id = payload.readUInt16BE(at);
       const value = payload.readUInt32BE(at + 2);
@@ -888,14 +1068,17 @@ export class Http2ServerConnection {
         // Settings we do not act on (concurrency, header list size) or do not know are ignored.
       }
     }
-    this.#write(encodeFrame(FrameType.SETTINGS, Flags.ACK, 0));
+    this.#writeControl(encodeFrame(FrameType.SETTINGS, Flags.ACK, 0));
   }
 
   #onPingFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING must be 8 bytes');
     if ((flags & Flags.ACK) === 0) {
-      this.#write(encodeFrame(FrameType.PING, Flags.ACK, 0, payload));
+      if (!this.#pings.take(Date.now())) {
+        this.#exceeded(Http2Limit.PING_FLOOD, `PINGs beyond ${this.#describe(this.#limits.pings)}`);
+      }
+      this.#writeControl(encodeFrame(FrameType.PING, Flags.ACK, 0, payload));
       return;
     }
     if (this.#pingPayload?.equals(payload)) {
@@ -910,9 +1093,11 @@ export class Http2ServerConnection {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
     if (payload.length < 8)
       throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY shorter than 8 bytes');
+    const first = !this.#peerGoaway;
     this.#peerGoaway = true;
     const code = payload.readUInt32BE(4);
-    if (code !== ErrorCode.NO_ERROR) {
+    // Reported once: a peer may send GOAWAY again, and each would be a log line.
+    if (code !== ErrorCode.NO_ERROR && first) {
       const debug = payload.subarray(8).toString('utf8');
       this.#events.onProtocolError?.(`peer sent GOAWAY ${errorCodeName(code)}${debug ? `: ${debug}` : ''}`);
     }
@@ -922,6 +1107,15 @@ export class Http2ServerConnection {
   #onWindowUpdateFrame(streamId: number, payload: Buffer): void {
     if (payload.length !== 4)
       throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE must be 4 bytes');
+    this.#windowUpdateFrames += 1;
+    const allowed =
+      5 + 2 * (this.#streamsOpened + this.#limits.maxWindowUpdatesPerDataFrameSent * this.#dataFramesSent);
+    if (this.#windowUpdateFrames > allowed) {
+      this.#exceeded(
+        Http2Limit.WINDOW_UPDATE_FLOOD,
+        `over ${allowed} WINDOW_UPDATE frames for the DATA frames sent and streams opened`,
+      );
+    }
     const increment = payload.readUInt32BE(0) & 0x7fffffff;
     if (streamId === 0) {
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
@@ -937,7 +1131,7 @@ export class Http2ServerConnection {
     const stream = this.#streams.get(streamId);
     if (increment === 0) {
       if (stream) stream.reset(ErrorCode.PROTOCOL_ERROR);
-      else this.#write(encodeRstStream(streamId, ErrorCode.PROTOCOL_ERROR));
+      else this.#writeControl(encodeRstStream(streamId, ErrorCode.PROTOCOL_ERROR));
       return;
     }
     // A closed stream's window no longer matters (RFC 9113 §6.9).
@@ -945,16 +1139,23 @@ export class Http2ServerConnection {
     if (!stream.adjustSendWindow(increment)) stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
   }
 
-  /** A connection error: GOAWAY with its code, every stream closed, the socket ended. */
-  #fail(code: number, message: string): void {
+  /**
+   * A connection error or a crossed limit: reported, GOAWAY with its code, every stream closed, the
+   * socket ended, and destroyed a moment later.
+   */
+  #cutOff(error: ConnectionError): void {
     if (this.#ended) return;
-    this.#events.onProtocolError?.(`${errorCodeName(code)}: ${message}`);
-    this.#write(encodeGoaway(this.#lastStreamId, code, message));
+    clearTimeout(this.#timer);
+    if (error instanceof LimitExceeded) this.#events.onLimitExceeded?.(error.limit, error.message);
+    else if (error.code !== ErrorCode.NO_ERROR) {
+      this.#events.onProtocolError?.(`${errorCodeName(error.code)}: ${error.message}`);
+    }
+    this.#write(encodeGoaway(this.#lastStreamId, error.code, error.message));
     this.#ended = true;
     this.#closeAllStreams();
     this.#socket.end();
     // A peer that never reads would keep the socket open; it gets a moment to read our GOAWAY.
-    setTimeout(() => this.#socket.destroy(), 1000).unref();
+    setTimeout(() => this.#socket.destroy(), GOAWAY_GRACE_MS).unref();
   }
 
   #closeAllStreams(): void {
@@ -965,6 +1166,7 @@ export class Http2ServerConnection {
   }
 
   #onSocketClose(): void {
+    clearTimeout(this.#timer);
     this.#ended = true;
     this.#closeAllStreams();
     this.#pingPayload = undefined;
@@ -1014,11 +1216,4 @@ function contentLength(fields: readonly HeaderField[]): number | undefined {
   if (values.length === 0) return undefined;
   if (values.length > 1 || !/^[0-9]{1,15}$/.test(values[0] ?? '')) return NaN;
   return Number(values[0]);
-}
-
-/** RFC 9113 §6.5.2: each field counts its octets plus 32. */
-function headerListBytes(fields: readonly HeaderField[]): number {
-  let bytes = 0;
-  for (const [name, value] of fields) bytes += name.length + value.length + 32;
-  return bytes;
 }

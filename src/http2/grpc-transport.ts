@@ -14,6 +14,7 @@ import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
 import type { HeaderField } from './hpack.js';
+import { Http2Limit, type Http2LimitName, type Http2Limits, resolveHttp2Limits } from './limits.js';
 
 /** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
 export const GrpcStatus = {
@@ -255,6 +256,10 @@ export interface GrpcHttp2ServerOptions {
   readonly keepaliveTimeoutMs: number;
   /** A connection ended for breaking HTTP/2, or its peer reported it did. */
   readonly onProtocolError?: (peer: string, message: string) => void;
+  /** Flood and resource limits, over the defaults (limits.ts, docs/security.md). */
+  readonly limits?: Partial<Http2Limits>;
+  /** A peer crossed a limit and its connection is being cut off; at most once per connection. */
+  readonly onLimitExceeded?: (peer: string, limit: Http2LimitName, message: string) => void;
 }
 
 /**
@@ -268,16 +273,15 @@ const NOT_GRPC_BODY = Buffer.from(
   "This is readygate's xDS port: it answers gRPC only (POST, content-type application/grpc).\n",
 );
 
-/** gRPC requests carry a few short headers; this is far above them and far below abuse. */
-const MAX_HEADER_LIST_BYTES = 16 * 1024;
-
 export class GrpcHttp2Server {
   readonly #options: GrpcHttp2ServerOptions;
+  readonly #limits: Http2Limits;
   readonly #server: net.Server;
   readonly #connections = new Set<Http2ServerConnection>();
 
   constructor(options: GrpcHttp2ServerOptions) {
     this.#options = options;
+    this.#limits = resolveHttp2Limits(options.limits);
     this.#server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_BYTES }, (socket) => {
       this.#accept(socket);
     });
@@ -324,7 +328,13 @@ export class GrpcHttp2Server {
       socket.remoteAddress === undefined || socket.remotePort === undefined
         ? 'unknown'
         : formatHostPort(socket.remoteAddress, socket.remotePort);
-    const { keepaliveTimeMs, keepaliveTimeoutMs, onProtocolError } = this.#options;
+    const { keepaliveTimeMs, keepaliveTimeoutMs, onProtocolError, onLimitExceeded } = this.#options;
+    if (this.#connections.size >= this.#limits.maxConnections) {
+      // Closed before any HTTP/2 state exists: a connection costs nothing until it is let in.
+      onLimitExceeded?.(peer, Http2Limit.MAX_CONNECTIONS, `over ${this.#limits.maxConnections} connections`);
+      socket.destroy();
+      return;
+    }
     /** Bytes this connection's calls hold in messages still arriving. */
     const partial = { bytes: 0 };
     const connection = new Http2ServerConnection(
@@ -333,13 +343,14 @@ export class GrpcHttp2Server {
         maxConcurrentStreams: this.#options.maxConcurrentStreams,
         receiveWindowBytes: this.#options.receiveWindowBytes,
         maxFrameBytes: this.#options.maxFrameBytes,
-        maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
+        limits: this.#limits,
       },
       {
         onStream: (stream, headers) => {
           this.#route(stream, headers, peer, partial);
         },
         onProtocolError: (message) => onProtocolError?.(peer, message),
+        onLimitExceeded: (limit, message) => onLimitExceeded?.(peer, limit, message),
         onClose: () => {
           clearInterval(keepalive);
           this.#connections.delete(connection);

@@ -96,6 +96,7 @@ export class HpackDecoder {
 
   #block: Buffer = NO_BLOCK;
   #pos = 0;
+  #oversized = false;
 
   /** maxTableBytes: the SETTINGS_HEADER_TABLE_SIZE this endpoint advertises (4096 unless changed). */
   constructor(maxTableBytes: number) {
@@ -113,40 +114,57 @@ export class HpackDecoder {
     return this.#entries.slice().reverse();
   }
 
+  /** The last block decoded had more than its `maxListBytes`: the fields returned are cut short. */
+  get oversized(): boolean {
+    return this.#oversized;
+  }
+
   /**
    * Decodes one complete header block (HEADERS and CONTINUATION payloads joined, padding removed).
+   * Fields past `maxListBytes` (counted as RFC 9113 §6.5.2 does) are decoded, to keep the table in step
+   * with the peer's, but not returned: a block of one-byte references to a 4 KB table entry would
+   * otherwise make a list of hundreds of megabytes. `oversized` tells the caller.
    * After an HpackError the table may be half-updated; that is fine, since the error ends the connection.
    */
-  decode(block: Buffer): HeaderField[] {
+  decode(block: Buffer, maxListBytes = Infinity): HeaderField[] {
     this.#block = block;
     this.#pos = 0;
     const fields: HeaderField[] = [];
+    let listBytes = 0;
+    let dropped = 0;
+    const add = (field: HeaderField): void => {
+      listBytes += field[0].length + field[1].length + ENTRY_OVERHEAD;
+      if (dropped > 0 || listBytes > maxListBytes) dropped += 1;
+      else fields.push(field);
+    };
     try {
       while (this.#pos < block.length) {
         const first = block[this.#pos] ?? 0;
         if (first & 0x80) {
           const index = this.#integer(7);
           if (index === 0) throw new HpackError('hpack: indexed header field with index 0');
-          fields.push(this.#lookup(index));
+          add(this.#lookup(index));
         } else if (first & 0x40) {
           const field = this.#literal(6);
           this.#insert(field);
-          fields.push(field);
+          add(field);
         } else if (first & 0x20) {
           // RFC 7541 §4.2: size updates may only open a block, before any field.
-          if (fields.length > 0) {
+          // Every field adds at least 32 to listBytes.
+          if (listBytes > 0) {
             throw new HpackError('hpack: dynamic table size update after the first header field');
           }
           this.#resize(this.#integer(5));
         } else {
           // 0001xxxx (never indexed) and 0000xxxx (without indexing) decode alike: the difference only
           // binds whoever re-encodes the field, which this server never does.
-          fields.push(this.#literal(4));
+          add(this.#literal(4));
         }
       }
     } finally {
       // Not to keep a large block alive between requests.
       this.#block = NO_BLOCK;
+      this.#oversized = dropped > 0;
     }
     return fields;
   }

@@ -11,6 +11,7 @@ import type { ServiceKey, ServiceModel } from '../model/types.js';
 import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
 import { GrpcHttp2Server } from '../http2/grpc-transport.js';
+import { Http2LimitReports, type Http2Limits } from '../http2/limits.js';
 import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
 import {
@@ -34,6 +35,8 @@ export interface ControlPlaneOptions {
    * that nothing exists. `serve` always sets it; tests that fill a store by hand leave it off.
    */
   readonly holdUntilSynced?: boolean;
+  /** The ADS port's HTTP/2 flood and resource limits, over the defaults (docs/security.md). */
+  readonly http2Limits?: Partial<Http2Limits>;
 }
 
 export interface ControlPlane {
@@ -41,6 +44,8 @@ export interface ControlPlane {
   readonly port: number;
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
+  /** Connections cut off for crossing an HTTP/2 limit, for metrics. */
+  readonly http2Limits: Http2LimitReports;
   /** Applies pending model changes now instead of at the end of the tick (tests, benchmarks). */
   flush(): void;
   /** Ends all streams with UNAVAILABLE and stops the server. */
@@ -162,11 +167,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     logger,
     ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
   });
+  const http2Limits = new Http2LimitReports();
+  // One line per connection cut off, but a flood of connections must not become a flood of lines.
+  const lines = http2Limits.logBudget();
   const server = new GrpcHttp2Server({
     ...ADS_SERVER_SETTINGS,
     methods: ads.methods(),
+    ...(options.http2Limits === undefined ? {} : { limits: options.http2Limits }),
     onProtocolError: (peer, message) => {
+      if (lines.take() === undefined) return;
       logger.warn({ peer, message }, 'xds connection ended: HTTP/2 protocol error');
+    },
+    onLimitExceeded: (peer, limit, message) => {
+      http2Limits.report(limit, peer);
+      const suppressed = lines.take();
+      if (suppressed === undefined) return;
+      logger.warn(
+        { peer, limit, message, ...(suppressed > 0 ? { suppressedLines: suppressed } : {}) },
+        'xds connection cut off: HTTP/2 limit exceeded',
+      );
     },
   });
   const { host, port } = parseHostPort(options.xdsAddress);
@@ -188,6 +207,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     port: boundPort,
     cache,
     sync,
+    http2Limits,
     flush: () => {
       pipeline.flush();
     },

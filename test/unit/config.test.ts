@@ -125,6 +125,7 @@ test('serve defaults', (t) => {
   t.deepEqual(config, {
     source: { kind: 'kubernetes' },
     xdsAddress: { host: '127.0.0.1', port: 18000, address: '127.0.0.1:18000' },
+    xdsMaxConnections: 10_000,
     adminAddress: { host: '127.0.0.1', port: 9102, address: '127.0.0.1:9102' },
     kubeconfig: undefined,
     namespaces: [],
@@ -490,3 +491,14 @@ for (const command of COMMAND_NAMES) {
     t.true(help.includes('--config FILE'));
   });
 }
+
+test('--xds-max-connections: a whole number from 1, from a flag or a YAML number; anything else is refused', (t) => {
+  t.is(buildConfig('serve', { args: ['--xds-max-connections', '250'] }).xdsMaxConnections, 250);
+  const text = 'serve:\n  xds-max-connections: 500\n';
+  t.is(buildConfig('serve', { args: [], configFile: { path: 'c.yaml', text } }).xdsMaxConnections, 500);
+  for (const bad of ['0', '-1', '1.5', 'many', '100000000']) {
+    t.throws(() => buildConfig('serve', { args: [`--xds-max-connections=${bad}`] }), {
+      message: `--xds-max-connections: "${bad}" is not a whole number of connections from 1 to 9999999`,
+    });
+  }
+});

@@ -20,6 +20,7 @@ import {
   Setting,
 } from '../../src/http2/frames.js';
 import { encodeHeaderBlock, type HeaderField, HpackDecoder } from '../../src/http2/hpack.js';
+import { DEFAULT_HTTP2_LIMITS } from '../../src/http2/limits.js';
 import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 interface Frame {
@@ -246,7 +247,7 @@ test('write() reports a full queue, onWritten waits for the hand-off, onDrain fo
         maxConcurrentStreams: 10,
         receiveWindowBytes: 65_535,
         maxFrameBytes: 16_384,
-        maxHeaderListBytes: 16_384,
+        limits: DEFAULT_HTTP2_LIMITS,
       },
       {
         onStream: (opened) => {
