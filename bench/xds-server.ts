@@ -51,11 +51,11 @@ function serviceAt(index: number, variant: number): ServiceModel {
 const store = new EndpointStore();
 store.replaceAll(Array.from({ length: clusters }, (_, i) => serviceAt(i, 0)));
 store.markSynced();
-const budget = process.env['BENCH_MAX_BYTES_IN_FLIGHT'];
+const budget = process.env['BENCH_MAX_PENDING_BYTES'];
 const plane = await startControlPlane({
   store,
   xdsAddress: '127.0.0.1:0',
-  ...(budget === undefined ? {} : { maxBytesInFlight: Number(budget) }),
+  ...(budget === undefined ? {} : { maxPendingBytes: Number(budget) }),
 });
 // Metrics are on in `readygate serve`, and they listen to every push and ACK: count their cost too.
 registerControlPlaneMetrics(createRegistry(), { sync: plane.sync, cache: plane.cache, store });

@@ -7,7 +7,7 @@
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
  * BENCH_WARMUP_CHANGES (2, not counted), BENCH_MODES (sotw,delta), BENCH_FLOORS (tcp,node:http2; empty
  * for none, for quicker A/B runs), BENCH_STREAMS_PER_CONNECTION (1),
- * BENCH_MAX_BYTES_IN_FLIGHT, BENCH_PROFILE_DIR (a CPU profile of the change phase; with
+ * BENCH_MAX_PENDING_BYTES, BENCH_PROFILE_DIR (a CPU profile of the change phase; with
  * BENCH_PROFILE=heap, a sampled allocation profile instead),
  * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N). Every
  * wait is bounded; a stuck run fails instead of hanging.

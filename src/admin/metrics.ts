@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, Registry } from 'prom
 import type { EndpointStore } from '../model/store.js';
 import { PUSH_ORDER, type ResourceCache } from '../xds/cache.js';
 import { shortTypeName } from '../xds/resource-types.js';
+import type { AdsConnectionEvents } from '../xds/server.js';
 import type { SyncStatus } from '../xds/sync-status.js';
 
 /** Istio's pilot_proxy_convergence_time bucket edges, so dashboards compare like with like. */
@@ -19,9 +20,24 @@ export function createRegistry(): Registry {
 
 export function registerControlPlaneMetrics(
   registry: Registry,
-  sources: { sync: SyncStatus; cache: ResourceCache; store: EndpointStore },
+  sources: {
+    sync: SyncStatus;
+    cache: ResourceCache;
+    store: EndpointStore;
+    connections?: AdsConnectionEvents;
+  },
 ): void {
   const { sync, cache, store } = sources;
+  const closed = new Counter({
+    name: 'readygate_xds_connections_closed_total',
+    help: 'xDS client connections readygate closed: stalled (drained nothing for --xds-stall-timeout), queue (drained nothing while the send budget of all connections was used up).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const reason of ['stalled', 'queue']) closed.inc({ reason }, 0);
+  sources.connections?.on('closed', (e) => {
+    closed.inc({ reason: e.reason });
+  });
   new Gauge({
     name: 'readygate_xds_connected_proxies',
     help: 'ADS streams open, by protocol variant.',

@@ -52,7 +52,12 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       logger,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
-    registerControlPlaneMetrics(registry, { sync: plane.sync, cache: plane.cache, store });
+    registerControlPlaneMetrics(registry, {
+      sync: plane.sync,
+      cache: plane.cache,
+      store,
+      connections: plane.connections,
+    });
 
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
     const { startReadiness, dnsPeers } = await import('../readiness/index.js');

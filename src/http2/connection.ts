@@ -353,6 +353,20 @@ export class Http2ServerConnection {
     this.#endIfIdle();
   }
 
+  /**
+   * Ends the connection for its owner's reason (a peer that stopped reading): GOAWAY with `code`, every
+   * stream closed now, the socket destroyed once the GOAWAY has had a moment to leave, since a peer
+   * that does not read would hold an ended socket open.
+   */
+  abort(code: number, message: string): void {
+    if (this.#ended) return;
+    this.#write(encodeGoaway(this.#lastStreamId, code, message));
+    this.#ended = true;
+    this.#closeAllStreams();
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 1000).unref();
+  }
+
   /** Drops the connection now; its streams are closed before this returns. */
   destroy(): void {
     this.#ended = true;

@@ -11,7 +11,7 @@ import type { ServiceKey, ServiceModel } from '../model/types.js';
 import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
 import { GrpcHttp2Server } from '../http2/grpc-transport.js';
-import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
+import { ADS_SERVER_SETTINGS, type AdsConnectionEvents, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
 import {
   DEFAULT_TRANSLATE_OPTIONS,
@@ -26,8 +26,10 @@ export interface ControlPlaneOptions {
   readonly xdsAddress: string;
   readonly translate?: TranslateOptions;
   readonly logger?: Logger;
-  /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
-  readonly maxBytesInFlight?: number;
+  /** Send budgets and the stall bound (defaults in server.ts, reasons in send-budget.ts). */
+  readonly maxPendingBytesPerConnection?: number;
+  readonly maxPendingBytes?: number;
+  readonly maxStallMs?: number;
 }
 
 export interface ControlPlane {
@@ -35,6 +37,8 @@ export interface ControlPlane {
   readonly port: number;
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
+  /** Client connections readygate closed (stalled, queue full), for metrics. */
+  readonly connections: AdsConnectionEvents;
   /** Applies pending model changes now instead of at the end of the tick (tests, benchmarks). */
   flush(): void;
   /** Ends all streams with UNAVAILABLE and stops the server. */
@@ -142,7 +146,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache,
     sync,
     logger,
-    ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
+    ...definedOnly({
+      maxPendingBytesPerConnection: options.maxPendingBytesPerConnection,
+      maxPendingBytes: options.maxPendingBytes,
+      maxStallMs: options.maxStallMs,
+    }),
   });
   const server = new GrpcHttp2Server({
     ...ADS_SERVER_SETTINGS,
@@ -170,6 +178,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     port: boundPort,
     cache,
     sync,
+    connections: ads.events,
     flush: () => {
       pipeline.flush();
     },
@@ -178,5 +187,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ads.closeAll('readygate is shutting down');
       await server.close(2000);
     },
+  };
+}
+
+/** The entries whose value is set (exactOptionalPropertyTypes: an option is absent, not undefined). */
+function definedOnly<T extends object>(values: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
   };
 }

@@ -13,7 +13,7 @@ const addresses = (cla: Cla): string[] =>
 test('with a one-byte send budget every stream is still served, and ends on the latest state', async (t) => {
   // Every response exceeds the budget, so streams take turns: each waits for the previous write.
   const { store, client } = await startControlPlaneFixture(t, [service('web', [endpoint('127.0.0.2')])], {
-    maxBytesInFlight: 1,
+    maxPendingBytes: 1,
   });
   const streams = Array.from({ length: 5 }, () => client.sotw());
   streams.forEach((s, i) => {

@@ -1,0 +1,131 @@
+/**
+ * Bounds on what ADS responses may hold in memory before the network takes them, and the rule that
+ * says when a connection has stopped draining. Pure bookkeeping: no timers, no sockets; the ADS
+ * service (server.ts) calls in with the time.
+ *
+ * One process-wide budget used to bound every stream's unsent bytes. A client that never grants
+ * flow-control window (or a SIGSTOPped Envoy, whose socket fills) keeps its bytes unsent for ever, so
+ * a few such streams held the whole budget and no update reached anyone (issue 16). Now each
+ * connection has its own budget, a child of the process-wide one: a stuck connection exhausts its
+ * own, and only its own streams wait; the total still bounds a storm of connecting Envoys; and a
+ * connection that stops draining is closed (stallVerdict), which gives its bytes back.
+ */
+
+/**
+ * Bytes written to streams but not yet handed to the network. Streams over budget do not queue
+ * responses: they wait, and build their (latest) response once bytes drain, so a slow client gets the
+ * current state once instead of a backlog of versions.
+ */
+export class SendBudget {
+  readonly #maxBytes: number;
+  readonly #parent: SendBudget | undefined;
+  #inFlight = 0;
+  /** Counts releases: a stall check compares it between looks, with no clock read per write. */
+  #releases = 0;
+  readonly #waiting = new Set<() => void>();
+
+  /** With `parent`, bytes count against both, and a stream may send only while both have room. */
+  constructor(maxBytes: number, parent?: SendBudget) {
+    this.#maxBytes = maxBytes;
+    this.#parent = parent;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  get releases(): number {
+    return this.#releases;
+  }
+
+  /** Streams waiting on this budget itself (not on its parent). */
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  available(): boolean {
+    return this.#inFlight < this.#maxBytes && (this.#parent === undefined || this.#parent.available());
+  }
+
+  charge(bytes: number): void {
+    this.#inFlight += bytes;
+    this.#parent?.charge(bytes);
+  }
+
+  release(bytes: number): void {
+    if (bytes === 0) return;
+    this.#inFlight -= bytes;
+    this.#releases += 1;
+    // The parent first: its waiters are other connections' streams, which this release may unblock.
+    this.#parent?.release(bytes);
+    this.#wake();
+  }
+
+  /** Calls `resume` once bytes are available again (FIFO), waiting where the block is. */
+  waitFor(resume: () => void): void {
+    if (this.#parent !== undefined && this.#inFlight < this.#maxBytes) this.#parent.waitFor(resume);
+    else this.#waiting.add(resume);
+  }
+
+  cancel(resume: () => void): void {
+    this.#waiting.delete(resume);
+    this.#parent?.cancel(resume);
+  }
+
+  #wake(): void {
+    for (const resume of this.#waiting) {
+      if (this.#inFlight >= this.#maxBytes) return;
+      this.#waiting.delete(resume);
+      // Room here but none in the total: wait there, or nothing would wake it.
+      if (this.#parent !== undefined && !this.#parent.available()) this.#parent.waitFor(resume);
+      else resume();
+    }
+  }
+}
+
+/** Why readygate closed a client connection (the label of readygate_xds_connections_closed_total). */
+export type CloseReason = 'stalled' | 'queue';
+
+export interface DrainBounds {
+  /** A connection with bytes pending that hands nothing to the network for this long is closed. */
+  readonly maxStallMs: number;
+  /**
+   * The shorter bound that applies while the process-wide budget is exhausted and streams wait on it:
+   * then connections that do not drain are what keeps every other client waiting.
+   */
+  readonly pressureStallMs: number;
+}
+
+/** What the stall check remembers about one connection between looks. */
+export class DrainWatch {
+  #releasesSeen = -1;
+  /** When this connection was last seen making progress, or with nothing pending. */
+  #progressAt: number;
+
+  constructor(now: number) {
+    this.#progressAt = now;
+  }
+
+  /**
+   * Whether the connection must be closed now, and why. `budget` is the connection's own budget;
+   * `unansweredProbeMs` is how long a PING sent behind its written data has gone unanswered (0 if
+   * none is out): a peer that stopped reading with our bytes in its socket buffers drains nothing,
+   * though nothing is pending here. `underPressure`: the process-wide budget has streams waiting.
+   */
+  verdict(
+    now: number,
+    budget: SendBudget,
+    unansweredProbeMs: number,
+    underPressure: boolean,
+    bounds: DrainBounds,
+  ): CloseReason | undefined {
+    if (budget.inFlight === 0 || budget.releases !== this.#releasesSeen) {
+      this.#releasesSeen = budget.releases;
+      this.#progressAt = now;
+    }
+    const stuckMs = Math.max(now - this.#progressAt, unansweredProbeMs);
+    if (stuckMs >= bounds.maxStallMs) return 'stalled';
+    if (underPressure && budget.inFlight > 0 && stuckMs >= bounds.pressureStallMs) return 'queue';
+    return undefined;
+  }
+}
