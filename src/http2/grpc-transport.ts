@@ -223,6 +223,11 @@ export class GrpcPeerConnection {
     return 0;
   }
 
+  /** False once the connection is going away: its calls are about to close, or have. */
+  get open(): boolean {
+    return !this.#connection.ended;
+  }
+
   /** GOAWAY(ENHANCE_YOUR_CALM) with `message`, then the connection is destroyed; its calls close. */
   abort(message: string): void {
     this.#connection.abort(ErrorCode.ENHANCE_YOUR_CALM, message);
@@ -396,11 +401,17 @@ export class GrpcHttp2Server {
     this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.
     const keepalive = setInterval(() => {
+      let answered = false;
       const deadline = setTimeout(() => {
-        connection.destroy();
+        // Timers run before I/O: after an event-loop turn longer than the timeout, the answer may be
+        // waiting unread in the socket. Reading comes before setImmediate, so look once more then.
+        setImmediate(() => {
+          if (!answered) connection.destroy();
+        });
       }, keepaliveTimeoutMs);
       deadline.unref();
       const sent = connection.ping(() => {
+        answered = true;
         clearTimeout(deadline);
       });
       if (!sent) clearTimeout(deadline);
