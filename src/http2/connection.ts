@@ -353,6 +353,11 @@ export class Http2ServerConnection {
     this.#endIfIdle();
   }
 
+  /** True once the connection is closing or closed: its streams are about to close, or have. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
   /**
    * Ends the connection for its owner's reason (a peer that stopped reading): GOAWAY with `code`, every
    * stream closed now, the socket destroyed once the GOAWAY has had a moment to leave, since a peer

@@ -23,6 +23,9 @@ export class SendBudget {
   /** Counts releases: a stall check compares it between looks, with no clock read per write. */
   #releases = 0;
   readonly #waiting = new Set<() => void>();
+  /** Waits handed to the parent (the waiter → what the parent holds), to cancel there. */
+  readonly #delegated = new Map<() => void, () => void>();
+  #retired = false;
 
   /** With `parent`, bytes count against both, and a stream may send only while both have room. */
   constructor(maxBytes: number, parent?: SendBudget) {
@@ -63,21 +66,51 @@ export class SendBudget {
 
   /** Calls `resume` once bytes are available again (FIFO), waiting where the block is. */
   waitFor(resume: () => void): void {
-    if (this.#parent !== undefined && this.#inFlight < this.#maxBytes) this.#parent.waitFor(resume);
+    if (this.#retired) return;
+    if (this.#parent !== undefined && this.#inFlight < this.#maxBytes) this.#delegate(resume);
     else this.#waiting.add(resume);
   }
 
   cancel(resume: () => void): void {
     this.#waiting.delete(resume);
-    this.#parent?.cancel(resume);
+    const delegated = this.#delegated.get(resume);
+    if (delegated !== undefined) {
+      this.#delegated.delete(resume);
+      this.#parent?.cancel(delegated);
+    } else {
+      this.#parent?.cancel(resume);
+    }
+  }
+
+  /**
+   * The connection is going away: nothing waiting on it is resumed. Without this, each of its streams
+   * closing gave its bytes back and woke the next, which built a response for a dead connection.
+   * Releases still reach the parent, where they wake other connections' streams.
+   */
+  retire(): void {
+    this.#retired = true;
+    this.#waiting.clear();
+    for (const delegated of this.#delegated.values()) this.#parent?.cancel(delegated);
+    this.#delegated.clear();
+  }
+
+  #delegate(resume: () => void): void {
+    if (this.#delegated.has(resume)) return;
+    const delegated = (): void => {
+      this.#delegated.delete(resume);
+      resume();
+    };
+    this.#delegated.set(resume, delegated);
+    this.#parent?.waitFor(delegated);
   }
 
   #wake(): void {
+    if (this.#retired) return;
     for (const resume of this.#waiting) {
       if (this.#inFlight >= this.#maxBytes) return;
       this.#waiting.delete(resume);
       // Room here but none in the total: wait there, or nothing would wake it.
-      if (this.#parent !== undefined && !this.#parent.available()) this.#parent.waitFor(resume);
+      if (this.#parent !== undefined && !this.#parent.available()) this.#delegate(resume);
       else resume();
     }
   }

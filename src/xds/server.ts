@@ -174,6 +174,7 @@ export class AdsService {
           : `closing xds connection from ${connection.peer}: it drained nothing for ${bounds.pressureStallMs} ms while the send budget of all connections is used up`,
       );
       this.#connections.delete(connection);
+      state.budget.retire();
       connection.abort(
         reason === 'stalled'
           ? 'readygate: the connection drained nothing for too long'
@@ -274,6 +275,8 @@ export class AdsService {
         if (ended) return;
         ended = true;
         stream.detach();
+        // Its other streams close next: none of them may build a response meanwhile.
+        if (!call.connection.open) budget.retire();
         // Writes the connection never took are not coming back through their callbacks.
         budget.release(unsent);
         unsent = 0;
