@@ -50,6 +50,9 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       xdsAddress: config.xdsAddress.address,
       translate: { ...DEFAULT_TRANSLATE_OPTIONS, eligibility },
       logger,
+      maxStallMs: config.xdsStallTimeout,
+      maxPendingBytesPerConnection: config.xdsMaxPendingPerConnection,
+      maxPendingBytes: config.xdsMaxPending,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, {
