@@ -401,6 +401,11 @@ export class GrpcHttp2Server {
     this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.
     const keepalive = setInterval(() => {
+      // A drain probe holds the connection's one PING slot; unanswered, it counts as the keepalive's.
+      if (client.probeDrain(performance.now(), false) >= keepaliveTimeoutMs) {
+        connection.destroy();
+        return;
+      }
       let answered = false;
       const deadline = setTimeout(() => {
         // Timers run before I/O: after an event-loop turn longer than the timeout, the answer may be

@@ -4,11 +4,14 @@ import * as grpc from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import {
   GrpcFramingError,
+  GrpcHttp2Server,
   GrpcMessageReader,
   GrpcStatus,
   encodeGrpcMessage,
   frameMessage,
 } from '../../src/http2/grpc-transport.js';
+import { CONNECTION_PREFACE, encodeFrame, Flags, FrameType } from '../../src/http2/frames.js';
+import { encodeHeaderBlock } from '../../src/http2/hpack.js';
 import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 function framed(...messages: Buffer[]): Buffer {
@@ -244,6 +247,68 @@ test('a connection that stops answering pings is dropped after the keepalive tim
   const outcome = await Promise.race([closed.then(() => 'closed'), delay(3000).then(() => 'still open')]);
   t.is(outcome, 'closed');
   t.true(Date.now() - started >= 100, 'not before one ping interval and timeout have passed');
+});
+
+test('an unanswered drain probe holds the one PING slot, and the keepalive timeout still applies to it', async (t) => {
+  let probed = false;
+  const server = new GrpcHttp2Server({
+    maxConcurrentStreams: 10,
+    maxPartialBytesPerConnection: 1024 * 1024,
+    maxReceiveMessageBytes: 64 * 1024,
+    receiveWindowBytes: 256 * 1024,
+    maxFrameBytes: 64 * 1024,
+    keepaliveTimeMs: 300,
+    keepaliveTimeoutMs: 200,
+    methods: new Map([
+      [
+        ECHO,
+        (call) => ({
+          onMessage: (bytes) => {
+            call.write([bytes], () => undefined);
+            const now = performance.now();
+            call.connection.probeDrain(now, true);
+            probed = call.connection.probeDrain(now + 1, false) === 1;
+          },
+          onDrain: () => undefined,
+          onClose: () => undefined,
+        }),
+      ],
+    ]),
+  });
+  const port = await server.listen('127.0.0.1', 0);
+  t.teardown(() => server.close(100));
+  // A peer that opens a call, sends one message and then reads without answering anything.
+  const socket = net.connect(port, '127.0.0.1');
+  t.teardown(() => {
+    socket.destroy();
+  });
+  socket.on('error', () => undefined);
+  socket.resume();
+  const closed = new Promise<void>((resolve) =>
+    socket.on('close', () => {
+      resolve();
+    }),
+  );
+  const headers = encodeHeaderBlock([
+    [':method', 'POST'],
+    [':scheme', 'http'],
+    [':path', ECHO],
+    [':authority', 'test'],
+    ['content-type', 'application/grpc'],
+  ]);
+  socket.write(
+    Buffer.concat([
+      CONNECTION_PREFACE,
+      encodeFrame(FrameType.SETTINGS, 0, 0),
+      encodeFrame(FrameType.SETTINGS, Flags.ACK, 0),
+      encodeFrame(FrameType.HEADERS, Flags.END_HEADERS, 1, headers),
+      encodeFrame(FrameType.DATA, 0, 1, frameMessage([Buffer.from('hi')])),
+    ]),
+  );
+  const outcome = await Promise.race([closed.then(() => 'closed'), delay(3000).then(() => 'still open')]);
+  t.true(probed, 'the probe went out');
+  // Without the probe counting as the keepalive's PING, the keepalive could send none and never end it.
+  t.is(outcome, 'closed');
 });
 
 test('a connection that answers pings stays open across many keepalive intervals', async (t) => {
