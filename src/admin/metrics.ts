@@ -30,11 +30,11 @@ export function registerControlPlaneMetrics(
   const { sync, cache, store } = sources;
   const closed = new Counter({
     name: 'readygate_xds_connections_closed_total',
-    help: 'xDS client connections readygate closed: stalled (drained nothing for --xds-stall-timeout), queue (drained nothing while the send budget of all connections was used up).',
+    help: 'xDS client connections readygate closed; reason stalled: they drained nothing for --xds-stall-timeout.',
     labelNames: ['reason'],
     registers: [registry],
   });
-  for (const reason of ['stalled', 'queue']) closed.inc({ reason }, 0);
+  closed.inc({ reason: 'stalled' }, 0);
   sources.connections?.on('closed', (e) => {
     closed.inc({ reason: e.reason });
   });

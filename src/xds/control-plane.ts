@@ -37,7 +37,7 @@ export interface ControlPlane {
   readonly port: number;
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
-  /** Client connections readygate closed (stalled, queue full), for metrics. */
+  /** Client connections readygate closed because they stopped draining, for metrics. */
   readonly connections: AdsConnectionEvents;
   /** Applies pending model changes now instead of at the end of the tick (tests, benchmarks). */
   flush(): void;

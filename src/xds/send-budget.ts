@@ -7,8 +7,10 @@
  * flow-control window (or a SIGSTOPped Envoy, whose socket fills) keeps its bytes unsent for ever, so
  * a few such streams held the whole budget and no update reached anyone (issue 16). Now each
  * connection has its own budget, a child of the process-wide one: a stuck connection exhausts its
- * own, and only its own streams wait; the total still bounds a storm of connecting Envoys; and a
- * connection that stops draining is closed (stallVerdict), which gives its bytes back.
+ * own, and only its own streams wait. The total paces a storm of connecting Envoys, but a connection
+ * with nothing pending may always send: stuck connections that together hold the total delay no
+ * one whose bytes drain. A connection that stops draining is closed (DrainWatch), which gives its
+ * bytes back.
  */
 
 /**
@@ -27,7 +29,10 @@ export class SendBudget {
   readonly #delegated = new Map<() => void, () => void>();
   #retired = false;
 
-  /** With `parent`, bytes count against both, and a stream may send only while both have room. */
+  /**
+   * With `parent`, bytes count against both, and a stream may send while both have room, or while
+   * this budget holds nothing at all (see available()).
+   */
   constructor(maxBytes: number, parent?: SendBudget) {
     this.#maxBytes = maxBytes;
     this.#parent = parent;
@@ -46,8 +51,16 @@ export class SendBudget {
     return this.#waiting.size;
   }
 
+  /**
+   * Room here, and in the parent unless nothing is pending here: whoever holds the total, a
+   * connection whose last bytes drained sends its next response at once. That bounds pending memory
+   * by the total plus one response per connection.
+   */
   available(): boolean {
-    return this.#inFlight < this.#maxBytes && (this.#parent === undefined || this.#parent.available());
+    return (
+      this.#inFlight < this.#maxBytes &&
+      (this.#parent === undefined || this.#inFlight === 0 || this.#parent.available())
+    );
   }
 
   charge(bytes: number): void {
@@ -61,13 +74,23 @@ export class SendBudget {
     this.#releases += 1;
     // The parent first: its waiters are other connections' streams, which this release may unblock.
     this.#parent?.release(bytes);
+    if (this.#inFlight === 0 && this.#delegated.size > 0) {
+      // Nothing pending here any more: the parent no longer holds these back (available()).
+      const waiting = [...this.#delegated];
+      this.#delegated.clear();
+      for (const [resume, delegated] of waiting) {
+        this.#parent?.cancel(delegated);
+        resume();
+      }
+    }
     this.#wake();
   }
 
   /** Calls `resume` once bytes are available again (FIFO), waiting where the block is. */
   waitFor(resume: () => void): void {
     if (this.#retired) return;
-    if (this.#parent !== undefined && this.#inFlight < this.#maxBytes) this.#delegate(resume);
+    if (this.#parent !== undefined && this.#inFlight > 0 && this.#inFlight < this.#maxBytes)
+      this.#delegate(resume);
     else this.#waiting.add(resume);
   }
 
@@ -110,28 +133,20 @@ export class SendBudget {
       if (this.#inFlight >= this.#maxBytes) return;
       this.#waiting.delete(resume);
       // Room here but none in the total: wait there, or nothing would wake it.
-      if (this.#parent !== undefined && !this.#parent.available()) this.#delegate(resume);
+      if (this.#parent !== undefined && this.#inFlight > 0 && !this.#parent.available())
+        this.#delegate(resume);
       else resume();
     }
   }
 }
 
 /** Why readygate closed a client connection (the label of readygate_xds_connections_closed_total). */
-export type CloseReason = 'stalled' | 'queue';
-
-export interface DrainBounds {
-  /** A connection with bytes pending that hands nothing to the network for this long is closed. */
-  readonly maxStallMs: number;
-  /**
-   * The shorter bound that applies while the process-wide budget is exhausted and streams wait on it:
-   * then connections that do not drain are what keeps every other client waiting.
-   */
-  readonly pressureStallMs: number;
-}
+export type CloseReason = 'stalled';
 
 /** What the stall check remembers about one connection between looks. */
 export class DrainWatch {
-  #releasesSeen = -1;
+  /** A budget is new with its connection: no releases yet, and the clock starts at construction. */
+  #releasesSeen = 0;
   /** When this connection was last seen making progress, or with nothing pending. */
   #progressAt: number;
 
@@ -140,25 +155,22 @@ export class DrainWatch {
   }
 
   /**
-   * Whether the connection must be closed now, and why. `budget` is the connection's own budget;
-   * `unansweredProbeMs` is how long a PING sent behind its written data has gone unanswered (0 if
-   * none is out): a peer that stopped reading with our bytes in its socket buffers drains nothing,
-   * though nothing is pending here. `underPressure`: the process-wide budget has streams waiting.
+   * Whether the connection must be closed now, and why: it drained nothing for `maxStallMs`.
+   * `budget` is the connection's own budget: bytes pending there and no release since the last look
+   * that saw one is no progress. `unansweredProbeMs` is how long a PING sent behind its written data
+   * has gone unanswered (0 if none is out): a peer that stopped reading with our bytes in its socket
+   * buffers drains nothing, though nothing is pending here.
    */
   verdict(
     now: number,
     budget: SendBudget,
     unansweredProbeMs: number,
-    underPressure: boolean,
-    bounds: DrainBounds,
+    maxStallMs: number,
   ): CloseReason | undefined {
     if (budget.inFlight === 0 || budget.releases !== this.#releasesSeen) {
       this.#releasesSeen = budget.releases;
       this.#progressAt = now;
     }
-    const stuckMs = Math.max(now - this.#progressAt, unansweredProbeMs);
-    if (stuckMs >= bounds.maxStallMs) return 'stalled';
-    if (underPressure && budget.inFlight > 0 && stuckMs >= bounds.pressureStallMs) return 'queue';
-    return undefined;
+    return Math.max(now - this.#progressAt, unansweredProbeMs) >= maxStallMs ? 'stalled' : undefined;
   }
 }

@@ -59,7 +59,10 @@ export interface AdsServiceOptions {
    * connection's streams wait and then send their latest state (default 4 MiB).
    */
   readonly maxPendingBytesPerConnection?: number;
-  /** The same, over all connections: bounds what a storm of connecting Envoys holds (default 64 MiB). */
+  /**
+   * The same over all connections: paces a storm of connecting Envoys (default 64 MiB). A connection
+   * with nothing pending may send whatever the total holds, so stuck connections delay no one.
+   */
   readonly maxPendingBytes?: number;
   /** A connection that drains nothing for this long while it has bytes to take is closed (default 30 s). */
   readonly maxStallMs?: number;
@@ -68,11 +71,6 @@ export interface AdsServiceOptions {
 export const DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_STALL_MS = 30_000;
-/**
- * While the process-wide budget is exhausted, connections that drain nothing for this long (or
- * maxStallMs, if shorter) are closed: they are what every other client is waiting for.
- */
-const PRESSURE_STALL_MS = 1000;
 
 /** A client connection readygate closed, for metrics (readygate_xds_connections_closed_total). */
 export interface ConnectionClosedEvent {
@@ -147,17 +145,13 @@ export class AdsService {
 
   #closeStalled(): void {
     const now = performance.now();
-    const bounds = {
-      maxStallMs: this.#maxStallMs,
-      pressureStallMs: Math.min(this.#maxStallMs, PRESSURE_STALL_MS),
-    };
-    const underPressure = this.#total.waiting > 0;
+    const maxStallMs = this.#maxStallMs;
     for (const [connection, state] of this.#connections) {
-      // Probes at a quarter of the bound: a peer that stopped reading is closed within 1.25 × it.
+      // Probes at a quarter of the bound: a peer that stopped reading is closed within 1.35 × it.
       const probe = now >= state.nextProbeAt;
-      if (probe) state.nextProbeAt = now + bounds.maxStallMs / 4;
+      if (probe) state.nextProbeAt = now + maxStallMs / 4;
       const unanswered = connection.probeDrain(now, probe);
-      const reason = state.watch.verdict(now, state.budget, unanswered, underPressure, bounds);
+      const reason = state.watch.verdict(now, state.budget, unanswered, maxStallMs);
       if (reason === undefined) continue;
       const nodes = [...new Set([...state.streams].map((s) => s.nodeId).filter((id) => id !== ''))];
       this.#options.logger.warn(
@@ -169,17 +163,11 @@ export class AdsService {
           pendingBytes: state.budget.inFlight,
           streams: state.streams.size,
         },
-        reason === 'stalled'
-          ? `closing xds connection from ${connection.peer}: it drained nothing for ${bounds.maxStallMs} ms`
-          : `closing xds connection from ${connection.peer}: it drained nothing for ${bounds.pressureStallMs} ms while the send budget of all connections is used up`,
+        `closing xds connection from ${connection.peer}: it drained nothing for ${maxStallMs} ms`,
       );
       this.#connections.delete(connection);
       state.budget.retire();
-      connection.abort(
-        reason === 'stalled'
-          ? 'readygate: the connection drained nothing for too long'
-          : 'readygate: send queue full',
-      );
+      connection.abort('readygate: the connection drained nothing for too long');
       this.events.emit('closed', { peer: connection.peer, nodes, reason });
     }
   }

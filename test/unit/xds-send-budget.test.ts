@@ -66,35 +66,51 @@ test('a connection over its own budget waits; another connection under the same 
   t.is(total.inFlight, 0);
 });
 
-test('when the total is used up, streams wait on it in order and its releases wake them', (t) => {
+test('a connection with nothing pending may send whoever holds the total; one holding bytes waits for it', (t) => {
   const total = new SendBudget(20);
-  const a = new SendBudget(100, total);
-  const b = new SendBudget(100, total);
-  a.charge(25);
-  t.false(b.available());
+  const stuck = new SendBudget(100, total);
+  const drained = new SendBudget(100, total);
+  const busy = new SendBudget(100, total);
+  stuck.charge(25);
+  t.false(total.available());
+  t.true(drained.available(), 'nothing pending: its next response goes now');
+  busy.charge(1);
+  t.false(busy.available(), 'one response pending already: it waits its turn on the total');
   const resumed: string[] = [];
-  b.waitFor(() => resumed.push('b1'));
-  b.waitFor(() => resumed.push('b2'));
-  t.is(total.waiting, 2, 'b has room of its own, so it waits where the block is: the total');
-  t.is(b.waiting, 0);
-  a.release(10);
-  t.deepEqual(
-    resumed,
-    ['b1', 'b2'],
-    'both resumed in order once the total has room (they re-check when they send)',
-  );
+  busy.waitFor(() => resumed.push('busy-1'));
+  busy.waitFor(() => resumed.push('busy-2'));
+  t.is(total.waiting, 2, 'it has room of its own, so it waits where the block is: the total');
+  t.is(busy.waiting, 0);
+  stuck.release(10);
+  t.deepEqual(resumed, ['busy-1', 'busy-2'], 'resumed in order once the total has room (each re-checks)');
+});
+
+test('a connection waiting on the total is resumed as soon as its own bytes have all drained', (t) => {
+  const total = new SendBudget(20);
+  const stuck = new SendBudget(100, total);
+  const slow = new SendBudget(100, total);
+  stuck.charge(30);
+  slow.charge(5);
+  const resumed: string[] = [];
+  slow.waitFor(() => resumed.push('slow'));
+  t.is(total.waiting, 1);
+  slow.release(5);
+  t.deepEqual(resumed, ['slow'], 'the stuck connection still holds the total, which no longer applies');
+  t.is(total.waiting, 0);
 });
 
 test('a stream woken by its own budget while the total is full moves to wait on the total', (t) => {
   const total = new SendBudget(20);
   const conn = new SendBudget(10, total);
   const other = new SendBudget(100, total);
-  conn.charge(10);
+  conn.charge(6);
+  conn.charge(6);
   const resumed: string[] = [];
   conn.waitFor(() => resumed.push('conn'));
+  t.is(conn.waiting, 1);
   other.charge(30);
-  conn.release(10);
-  t.deepEqual(resumed, [], 'its own budget has room, the total does not');
+  conn.release(6);
+  t.deepEqual(resumed, [], 'its own budget has room, the total does not, and it still holds 6 bytes');
   t.is(total.waiting, 1);
   other.release(30);
   t.deepEqual(resumed, ['conn']);
@@ -102,80 +118,71 @@ test('a stream woken by its own budget while the total is full moves to wait on 
 
 test('a cancelled wait is never resumed, wherever it waited', (t) => {
   const total = new SendBudget(10);
-  const conn = new SendBudget(5, total);
+  const conn = new SendBudget(50, total);
   const other = new SendBudget(100, total);
   other.charge(10);
+  conn.charge(1);
   let resumed = 0;
   const resume = (): void => {
     resumed += 1;
   };
   conn.waitFor(resume);
+  t.is(total.waiting, 1);
   conn.cancel(resume);
-  other.release(10);
-  t.is(resumed, 0);
   t.is(total.waiting, 0);
+  other.release(10);
+  conn.release(1);
+  t.is(resumed, 0);
 });
 
 test('a retired budget resumes none of its waiters, here or on the total, and still gives bytes back', (t) => {
   const total = new SendBudget(10);
   const dying = new SendBudget(5, total);
   const other = new SendBudget(100, total);
+  const second = new SendBudget(100, total);
   const resumed: string[] = [];
   dying.charge(6);
   dying.waitFor(() => resumed.push('own'));
-  const second = new SendBudget(100, total);
   other.charge(10);
+  second.charge(1);
   second.waitFor(() => resumed.push('other connection'));
   dying.retire();
   dying.release(6);
-  t.deepEqual(resumed, [], 'the total is still full (10 of 10)');
+  t.deepEqual(resumed, [], 'the total is still full (11 of 10)');
   other.release(10);
   t.deepEqual(resumed, ['other connection']);
-  t.is(total.inFlight, 0);
+  t.is(total.inFlight, 1);
   dying.waitFor(() => resumed.push('late'));
   t.is(dying.waiting, 0);
 });
 
-const BOUNDS = { maxStallMs: 1000, pressureStallMs: 100 };
+const STALL_MS = 1000;
 
 test('a connection with bytes pending and no release for the bound is stalled; a release resets it', (t) => {
   const budget = new SendBudget(100);
   const watch = new DrainWatch(0);
   budget.charge(10);
-  t.is(watch.verdict(0, budget, 0, false, BOUNDS), undefined);
-  t.is(watch.verdict(999, budget, 0, false, BOUNDS), undefined);
+  t.is(watch.verdict(0, budget, 0, STALL_MS), undefined);
+  t.is(watch.verdict(999, budget, 0, STALL_MS), undefined);
   budget.charge(10);
   budget.release(10);
-  t.is(watch.verdict(1500, budget, 0, false, BOUNDS), undefined, 'a release is progress');
-  t.is(watch.verdict(2499, budget, 0, false, BOUNDS), undefined);
-  t.is(watch.verdict(2500, budget, 0, false, BOUNDS), 'stalled');
+  t.is(watch.verdict(1500, budget, 0, STALL_MS), undefined, 'a release is progress');
+  t.is(watch.verdict(2499, budget, 0, STALL_MS), undefined);
+  t.is(watch.verdict(2500, budget, 0, STALL_MS), 'stalled');
 });
 
-test('an idle connection is never stalled by time alone; its clock starts when bytes are pending', (t) => {
+test('an idle connection is never stalled by time alone; its clock starts at the last look with nothing pending', (t) => {
   const budget = new SendBudget(100);
   const watch = new DrainWatch(0);
-  t.is(watch.verdict(50_000, budget, 0, true, BOUNDS), undefined);
+  t.is(watch.verdict(50_000, budget, 0, STALL_MS), undefined);
   budget.charge(1);
-  t.is(watch.verdict(50_500, budget, 0, false, BOUNDS), undefined, 'pending for 500 ms only');
-  t.is(watch.verdict(51_000, budget, 0, false, BOUNDS), 'stalled');
+  t.is(watch.verdict(50_999, budget, 0, STALL_MS), undefined);
+  t.is(watch.verdict(51_000, budget, 0, STALL_MS), 'stalled');
 });
 
 test('an unanswered drain probe stalls a connection with nothing pending here', (t) => {
   const budget = new SendBudget(100);
   const watch = new DrainWatch(0);
-  t.is(watch.verdict(10, budget, 999, false, BOUNDS), undefined);
-  t.is(watch.verdict(10, budget, 1000, false, BOUNDS), 'stalled');
-});
-
-test('under pressure on the total, the shorter bound applies, and only to connections holding bytes', (t) => {
-  const budget = new SendBudget(100);
-  const watch = new DrainWatch(0);
-  t.is(watch.verdict(0, budget, 0, true, BOUNDS), undefined);
-  t.is(watch.verdict(200, budget, 500, true, BOUNDS), undefined, 'nothing held here: not the cause');
-  // The clock starts at the last look that found nothing pending (200).
-  budget.charge(5);
-  t.is(watch.verdict(250, budget, 0, true, BOUNDS), undefined);
-  t.is(watch.verdict(299, budget, 0, true, BOUNDS), undefined);
-  t.is(watch.verdict(300, budget, 0, false, BOUNDS), undefined, 'no pressure: the long bound');
-  t.is(watch.verdict(300, budget, 0, true, BOUNDS), 'queue');
+  t.is(watch.verdict(10, budget, 999, STALL_MS), undefined);
+  t.is(watch.verdict(10, budget, 1000, STALL_MS), 'stalled');
 });
