@@ -413,7 +413,7 @@ const serveOptions = {
     env: 'READYGATE_XDS_MAX_PENDING',
     schema: byteSizeSchema.prefault('64MiB'),
     valueName: 'SIZE',
-    help: 'The same over all xDS connections, to pace a storm of connecting Envoys; a connection with nothing pending may send regardless, so stuck connections delay no one.',
+    help: 'The same over all xDS connections, to pace a storm of connecting Envoys: beyond it streams wait their turn.',
     defaultText: '64MiB',
   }),
   logLevel: logLevelOption,

@@ -60,8 +60,8 @@ export interface AdsServiceOptions {
    */
   readonly maxPendingBytesPerConnection?: number;
   /**
-   * The same over all connections: paces a storm of connecting Envoys (default 64 MiB). A connection
-   * with nothing pending may send whatever the total holds, so stuck connections delay no one.
+   * The same over all connections: paces a storm of connecting Envoys (default 64 MiB); stuck
+   * connections can fill it only together, until they are closed at maxStallMs.
    */
   readonly maxPendingBytes?: number;
   /** A connection that drains nothing for this long while it has bytes to take is closed (default 30 s). */
