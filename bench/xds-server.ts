@@ -51,11 +51,13 @@ function serviceAt(index: number, variant: number): ServiceModel {
 const store = new EndpointStore();
 store.replaceAll(Array.from({ length: clusters }, (_, i) => serviceAt(i, 0)));
 store.markSynced();
-const budget = process.env['BENCH_MAX_BYTES_IN_FLIGHT'];
+const budget = process.env['BENCH_MAX_PENDING_BYTES'];
+const stallTimeout = process.env['BENCH_STALL_TIMEOUT_MS'];
 const plane = await startControlPlane({
   store,
   xdsAddress: '127.0.0.1:0',
-  ...(budget === undefined ? {} : { maxBytesInFlight: Number(budget) }),
+  ...(budget === undefined ? {} : { maxPendingBytes: Number(budget) }),
+  ...(stallTimeout === undefined ? {} : { maxStallMs: Number(stallTimeout) }),
 });
 // Metrics are on in `readygate serve`, and they listen to every push and ACK: count their cost too.
 registerControlPlaneMetrics(createRegistry(), { sync: plane.sync, cache: plane.cache, store });

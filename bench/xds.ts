@@ -7,10 +7,12 @@
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
  * BENCH_WARMUP_CHANGES (2, not counted), BENCH_MODES (sotw,delta), BENCH_FLOORS (tcp,node:http2; empty
  * for none, for quicker A/B runs), BENCH_STREAMS_PER_CONNECTION (1),
- * BENCH_MAX_BYTES_IN_FLIGHT, BENCH_PROFILE_DIR (a CPU profile of the change phase; with
+ * BENCH_MAX_PENDING_BYTES, BENCH_PROFILE_DIR (a CPU profile of the change phase; with
  * BENCH_PROFILE=heap, a sampled allocation profile instead),
- * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N). Every
- * wait is bounded; a stuck run fails instead of hanging.
+ * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N),
+ * BENCH_STALLED (10: each mode runs again with this many connections that never drain present,
+ * bench/xds-stalled.ts, reported side by side; 0 for none). Every wait is bounded; a stuck run fails
+ * instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -32,6 +34,7 @@ const changes = Number(process.env['BENCH_CHANGES'] ?? 50);
  */
 const warmupChanges = Number(process.env['BENCH_WARMUP_CHANGES'] ?? 2);
 const modes = (process.env['BENCH_MODES'] ?? 'sotw,delta').split(',');
+const stalledConnections = Number(process.env['BENCH_STALLED'] ?? 10);
 const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2')
   .split(',')
   .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2');
@@ -74,6 +77,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 interface ModeResult {
   mode: string;
+  /** Connections present that never drain (bench/xds-stalled.ts), and how many streams were open at the end. */
+  stalled: number;
+  streamsAtEnd: number;
   connectAllMs: number;
   changeToAllMs: { p50: number; p99: number; max: number };
   /** The warm-up changes, left out of every other figure. */
@@ -95,7 +101,7 @@ interface ModeResult {
 }
 
 async function runMode(mode: string): Promise<ModeResult> {
-  const { result, edsAckBytes } = await measureReadygate(mode);
+  const { result, edsAckBytes } = await measureReadygate(mode, 0);
   // After readygate and its load have exited, so the floors run on a quiet machine too.
   const pushBytes = Math.round(result.bytesPerChange / streams);
   const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
@@ -113,16 +119,28 @@ async function runMode(mode: string): Promise<ModeResult> {
 
 async function measureReadygate(
   mode: string,
+  stalled: number,
 ): Promise<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> {
   const env = {
     BENCH_STREAMS: String(streams),
     BENCH_CLUSTERS: String(clusters),
     BENCH_ENDPOINTS: String(endpoints),
     BENCH_MODE: mode,
+    // The stalled connections must stay for the whole run, not be closed at the 30 s default bound.
+    ...(stalled > 0 ? { BENCH_STALL_TIMEOUT_MS: String(3_600_000) } : {}),
   };
   const server = start('xds-server.ts', env);
+  let stalledLoad: ChildProcess | undefined;
   try {
     const ready = await next(server, 'ready', 60_000);
+    if (stalled > 0) {
+      stalledLoad = start('xds-stalled.ts', {
+        ...env,
+        BENCH_ADDRESS: String(ready['address']),
+        BENCH_STALLED: String(stalled),
+      });
+      await next(stalledLoad, 'stalled', 30_000);
+    }
     const load = start('xds-load.ts', { ...env, BENCH_ADDRESS: String(ready['address']) });
     try {
       const synced = await next(load, 'synced', 600_000);
@@ -162,6 +180,8 @@ async function measureReadygate(
       const live = await next(server, 'stats', 10_000);
       const result = {
         mode,
+        stalled,
+        streamsAtEnd: final['streams'] as number,
         connectAllMs: Math.round(synced['ms'] as number),
         changeToAllMs: {
           p50: round1(percentile(toAll, 50)),
@@ -189,6 +209,7 @@ async function measureReadygate(
       await stop(load);
     }
   } finally {
+    if (stalledLoad) await stop(stalledLoad);
     await stop(server);
   }
 }
@@ -213,6 +234,11 @@ for (const mode of modes) {
     `bench:xds ${mode}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
   );
   results.push(await runMode(mode));
+  if (stalledConnections > 0) {
+    console.error(`bench:xds ${mode} again, with ${stalledConnections} stalled connections present`);
+    const { result } = await measureReadygate(mode, stalledConnections);
+    results.push({ ...result, floors: { pushBytes: 0, ackBytes: 0 } });
+  }
 }
 const report = {
   machine: {
@@ -221,8 +247,8 @@ const report = {
     memGB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
   },
-  params: { streams, clusters, endpoints, changes },
-  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512 },
+  params: { streams, clusters, endpoints, changes, stalledConnections },
+  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512, stalledP99Ratio: 1.2 },
   results,
 };
 mkdirSync(path.join(here, 'results'), { recursive: true });
@@ -230,6 +256,8 @@ writeFileSync(path.join(here, 'results', 'xds.json'), JSON.stringify(report, nul
 console.table(
   results.map((r) => ({
     mode: r.mode,
+    'stalled conns': r.stalled,
+    'streams at end': r.streamsAtEnd,
     'connect all (ms)': r.connectAllMs,
     'change→all p50 (ms)': r.changeToAllMs.p50,
     'change→all p99 (ms)': r.changeToAllMs.p99,
@@ -248,3 +276,11 @@ console.table(
     'bare node:http2 CPU/change p50 (ms)': r.floors['node:http2']?.cpuMsPerRound.p50 ?? '-',
   })),
 );
+for (const stalledRun of results.filter((r) => r.stalled > 0)) {
+  const plain = results.find((r) => r.mode === stalledRun.mode && r.stalled === 0);
+  if (plain === undefined) continue;
+  const ratio = stalledRun.changeToAllMs.p99 / plain.changeToAllMs.p99;
+  console.error(
+    `${stalledRun.mode}: change→all p99 with ${stalledRun.stalled} stalled connections ${stalledRun.changeToAllMs.p99} ms vs ${plain.changeToAllMs.p99} ms without: ${ratio.toFixed(2)}× (target ≤ 1.2×)`,
+  );
+}

@@ -39,6 +39,24 @@ export function parseDuration(text: string): number | string {
   return Math.round(total);
 }
 
+const SIZE_UNIT_BYTES: Readonly<Record<string, number>> = {
+  '': 1,
+  B: 1,
+  KiB: 1024,
+  MiB: 2 ** 20,
+  GiB: 2 ** 30,
+};
+
+/** Byte sizes (`4MiB`, `512KiB`, `1048576`) as a positive whole number of bytes, at most 64 GiB. */
+export function parseByteSize(text: string): number | string {
+  const match = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(text.trim());
+  const bytes = match ? Number(match[1]) * (SIZE_UNIT_BYTES[match[2] ?? ''] ?? Number.NaN) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > 64 * 2 ** 30) {
+    return `"${text}" is not a size (examples: 4MiB, 512KiB, 1048576; at least 1 byte, at most 64GiB)`;
+  }
+  return bytes;
+}
+
 export function parseHttpUrl(text: string): string | { readonly problem: string } {
   let url: URL;
   try {
@@ -179,6 +197,7 @@ const connectionCountSchema = refined((text): { count: number } | string =>
     ? { count: Number(text.trim()) }
     : `"${text}" is not a whole number of connections from 1 to 9999999`,
 ).transform((v) => v.count);
+const byteSizeSchema = refined(parseByteSize);
 const sourceSchema = refined(parseSource);
 const podSchema = refined(parsePodRef);
 const urlSchema = refined((text) => {
@@ -450,6 +469,33 @@ const serveOptions = {
     valueName: 'HOST:PORT',
     help: 'Where the ext_proc gRPC server listens when --extproc is set.',
     defaultText: '127.0.0.1:18001',
+  }),
+  xdsStallTimeout: option({
+    flag: 'xds-stall-timeout',
+    kind: 'string',
+    env: 'READYGATE_XDS_STALL_TIMEOUT',
+    schema: durationSchema.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('30s'),
+    valueName: 'DURATION',
+    help: 'Close an xDS connection (GOAWAY, then drop) that takes none of the bytes it is sent for this long, e.g. a hung Envoy; it gets the full state when it reconnects.',
+    defaultText: '30s',
+  }),
+  xdsMaxPendingPerConnection: option({
+    flag: 'xds-max-pending-per-connection',
+    kind: 'string',
+    env: 'READYGATE_XDS_MAX_PENDING_PER_CONNECTION',
+    schema: byteSizeSchema.prefault('4MiB'),
+    valueName: 'SIZE',
+    help: "Bytes of responses one xDS connection may hold before the network takes them; beyond it that connection's streams wait and then send their latest state.",
+    defaultText: '4MiB',
+  }),
+  xdsMaxPending: option({
+    flag: 'xds-max-pending',
+    kind: 'string',
+    env: 'READYGATE_XDS_MAX_PENDING',
+    schema: byteSizeSchema.prefault('64MiB'),
+    valueName: 'SIZE',
+    help: 'The same over all xDS connections, to pace a storm of connecting Envoys: beyond it streams wait their turn.',
+    defaultText: '64MiB',
   }),
   logLevel: logLevelOption,
 } as const;

@@ -7,6 +7,7 @@ import { Http2Limit, type Http2LimitReports } from '../http2/limits.js';
 import type { EndpointStore } from '../model/store.js';
 import { PUSH_ORDER, type ResourceCache } from '../xds/cache.js';
 import { shortTypeName } from '../xds/resource-types.js';
+import type { AdsConnectionEvents } from '../xds/server.js';
 import type { SyncStatus } from '../xds/sync-status.js';
 
 /** Istio's pilot_proxy_convergence_time bucket edges, so dashboards compare like with like. */
@@ -20,7 +21,13 @@ export function createRegistry(): Registry {
 
 export function registerControlPlaneMetrics(
   registry: Registry,
-  sources: { sync: SyncStatus; cache: ResourceCache; store: EndpointStore; http2Limits?: Http2LimitReports },
+  sources: {
+    sync: SyncStatus;
+    cache: ResourceCache;
+    store: EndpointStore;
+    http2Limits?: Http2LimitReports;
+    connections?: AdsConnectionEvents;
+  },
 ): void {
   const { sync, cache, store } = sources;
   const limitExceeded = new Counter({
@@ -33,6 +40,16 @@ export function registerControlPlaneMetrics(
   for (const limit of Object.values(Http2Limit)) limitExceeded.inc({ limit }, 0);
   sources.http2Limits?.on('exceeded', (limit) => {
     limitExceeded.inc({ limit });
+  });
+  const closed = new Counter({
+    name: 'readygate_xds_connections_closed_total',
+    help: 'xDS client connections readygate closed; reason stalled: they drained nothing for --xds-stall-timeout.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  closed.inc({ reason: 'stalled' }, 0);
+  sources.connections?.on('closed', (e) => {
+    closed.inc({ reason: e.reason });
   });
   new Gauge({
     name: 'readygate_xds_connected_proxies',

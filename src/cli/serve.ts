@@ -54,6 +54,9 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       // Never answer from a source that has not seen the world once: an Envoy told "nothing" before the
       // first sync (an API outage during a restart) would drop every cluster it has.
       holdUntilSynced: true,
+      maxStallMs: config.xdsStallTimeout,
+      maxPendingBytesPerConnection: config.xdsMaxPendingPerConnection,
+      maxPendingBytes: config.xdsMaxPending,
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, {
@@ -61,6 +64,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       cache: plane.cache,
       store,
       http2Limits: plane.http2Limits,
+      connections: plane.connections,
     });
 
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.

@@ -408,6 +408,25 @@ export class Http2ServerConnection {
     this.#endIfIdle();
   }
 
+  /** True once the connection is closing or closed: its streams are about to close, or have. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Ends the connection for its owner's reason (a peer that stopped reading): GOAWAY with `code`, every
+   * stream closed now, the socket destroyed once the GOAWAY has had a moment to leave, since a peer
+   * that does not read would hold an ended socket open.
+   */
+  abort(code: number, message: string): void {
+    if (this.#ended) return;
+    this.#write(encodeGoaway(this.#lastStreamId, code, message));
+    this.#ended = true;
+    this.#closeAllStreams();
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 1000).unref();
+  }
+
   /** Drops the connection now; its streams are closed before this returns. */
   destroy(): void {
     clearTimeout(this.#timer);

@@ -13,6 +13,7 @@
 import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
+import { ErrorCode } from './frames.js';
 import type { HeaderField } from './hpack.js';
 import { Http2Limit, type Http2LimitName, type Http2Limits, resolveHttp2Limits } from './limits.js';
 
@@ -187,15 +188,64 @@ export interface BidiCallHandlers {
   onClose(): void;
 }
 
+/**
+ * A client connection as a method handler sees it: who it is, whether it still reads what it is sent,
+ * and a way to end it. One object per connection, shared by its calls.
+ */
+export class GrpcPeerConnection {
+  readonly peer: string;
+  readonly #connection: Http2ServerConnection;
+  /** Set by every write (one store, no clock read); a drain probe goes out only behind new data. */
+  wroteSinceProbe = false;
+  #probeSentAt: number | undefined;
+
+  constructor(connection: Http2ServerConnection, peer: string) {
+    this.#connection = connection;
+    this.peer = peer;
+  }
+
+  /**
+   * With `send`, sends a PING behind the data written since the last probe, unless one is out: its
+   * answer proves the peer has read that data. Returns how long the probe out has gone unanswered
+   * (0 if none). A peer that stopped reading (SIGSTOPped, say) with our bytes in its socket buffers
+   * leaves nothing pending here until those buffers fill, megabytes later; the probe notices sooner.
+   */
+  probeDrain(now: number, send: boolean): number {
+    if (this.#probeSentAt !== undefined) return now - this.#probeSentAt;
+    if (!send || !this.wroteSinceProbe) return 0;
+    // One PING at a time per connection: if the keepalive's is out, try again at the next look.
+    const sent = this.#connection.ping(() => {
+      this.#probeSentAt = undefined;
+    });
+    if (sent) {
+      this.wroteSinceProbe = false;
+      this.#probeSentAt = now;
+    }
+    return 0;
+  }
+
+  /** False once the connection is going away: its calls are about to close, or have. */
+  get open(): boolean {
+    return !this.#connection.ended;
+  }
+
+  /** GOAWAY(ENHANCE_YOUR_CALM) with `message`, then the connection is destroyed; its calls close. */
+  abort(message: string): void {
+    this.#connection.abort(ErrorCode.ENHANCE_YOUR_CALM, message);
+  }
+}
+
 /** One server side of a bidirectional-streaming call. */
 export class GrpcServerCall {
   readonly peer: string;
+  readonly connection: GrpcPeerConnection;
   readonly #stream: Http2ServerStream;
   #finished = false;
 
-  constructor(stream: Http2ServerStream, peer: string) {
+  constructor(stream: Http2ServerStream, connection: GrpcPeerConnection) {
     this.#stream = stream;
-    this.peer = peer;
+    this.connection = connection;
+    this.peer = connection.peer;
   }
 
   /** A method, not a getter: a message handler may finish the call between two reads. */
@@ -210,6 +260,7 @@ export class GrpcServerCall {
    */
   write(parts: readonly Buffer[], onWritten: () => void): boolean {
     if (this.#finished || this.#stream.closed) return true;
+    this.connection.wroteSinceProbe = true;
     return this.#stream.write(frameMessage(parts, DATA_FRAME_HEADROOM), true, onWritten);
   }
 
@@ -347,7 +398,7 @@ export class GrpcHttp2Server {
       },
       {
         onStream: (stream, headers) => {
-          this.#route(stream, headers, peer, partial);
+          this.#route(stream, headers, client, partial);
         },
         onProtocolError: (message) => onProtocolError?.(peer, message),
         onLimitExceeded: (limit, message) => onLimitExceeded?.(peer, limit, message),
@@ -357,14 +408,26 @@ export class GrpcHttp2Server {
         },
       },
     );
+    const client = new GrpcPeerConnection(connection, peer);
     this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.
     const keepalive = setInterval(() => {
-      const deadline = setTimeout(() => {
+      // A drain probe holds the connection's one PING slot; unanswered, it counts as the keepalive's.
+      if (client.probeDrain(performance.now(), false) >= keepaliveTimeoutMs) {
         connection.destroy();
+        return;
+      }
+      let answered = false;
+      const deadline = setTimeout(() => {
+        // Timers run before I/O: after an event-loop turn longer than the timeout, the answer may be
+        // waiting unread in the socket. Reading comes before setImmediate, so look once more then.
+        setImmediate(() => {
+          if (!answered) connection.destroy();
+        });
       }, keepaliveTimeoutMs);
       deadline.unref();
       const sent = connection.ping(() => {
+        answered = true;
         clearTimeout(deadline);
       });
       if (!sent) clearTimeout(deadline);
@@ -375,7 +438,7 @@ export class GrpcHttp2Server {
   #route(
     stream: Http2ServerStream,
     headers: readonly HeaderField[],
-    peer: string,
+    client: GrpcPeerConnection,
     partial: { bytes: number },
   ): void {
     const header = (name: string): string | undefined => headers.find(([key]) => key === name)?.[1];
@@ -416,7 +479,7 @@ export class GrpcHttp2Server {
       ['content-type', 'application/grpc'],
       ['grpc-accept-encoding', 'identity'],
     ]);
-    const call = new GrpcServerCall(stream, peer);
+    const call = new GrpcServerCall(stream, client);
     const handlers = handler(call);
     const reader = new GrpcMessageReader(this.#options.maxReceiveMessageBytes);
     const limit = this.#options.maxPartialBytesPerConnection;

@@ -12,7 +12,7 @@ import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
 import { GrpcHttp2Server } from '../http2/grpc-transport.js';
 import { Http2LimitReports, type Http2Limits } from '../http2/limits.js';
-import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
+import { ADS_SERVER_SETTINGS, type AdsConnectionEvents, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
 import {
   DEFAULT_TRANSLATE_OPTIONS,
@@ -27,8 +27,6 @@ export interface ControlPlaneOptions {
   readonly xdsAddress: string;
   readonly translate?: TranslateOptions;
   readonly logger?: Logger;
-  /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
-  readonly maxBytesInFlight?: number;
   /**
    * Answer no xDS request until the store is synced (every source delivered its first complete view):
    * until then streams are accepted and held, so an Envoy keeps its last good config instead of being told
@@ -37,6 +35,10 @@ export interface ControlPlaneOptions {
   readonly holdUntilSynced?: boolean;
   /** The ADS port's HTTP/2 flood and resource limits, over the defaults (docs/security.md). */
   readonly http2Limits?: Partial<Http2Limits>;
+  /** Send budgets and the stall bound (defaults in server.ts, reasons in send-budget.ts). */
+  readonly maxPendingBytesPerConnection?: number;
+  readonly maxPendingBytes?: number;
+  readonly maxStallMs?: number;
 }
 
 export interface ControlPlane {
@@ -46,6 +48,8 @@ export interface ControlPlane {
   readonly sync: SyncStatus;
   /** Connections cut off for crossing an HTTP/2 limit, for metrics. */
   readonly http2Limits: Http2LimitReports;
+  /** Client connections readygate closed because they stopped draining, for metrics. */
+  readonly connections: AdsConnectionEvents;
   /** Applies pending model changes now instead of at the end of the tick (tests, benchmarks). */
   flush(): void;
   /** Ends all streams with UNAVAILABLE and stops the server. */
@@ -165,7 +169,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache,
     sync,
     logger,
-    ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
+    ...definedOnly({
+      maxPendingBytesPerConnection: options.maxPendingBytesPerConnection,
+      maxPendingBytes: options.maxPendingBytes,
+      maxStallMs: options.maxStallMs,
+    }),
   });
   const http2Limits = new Http2LimitReports();
   // One line per connection cut off, but a flood of connections must not become a flood of lines.
@@ -208,6 +216,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache,
     sync,
     http2Limits,
+    connections: ads.events,
     flush: () => {
       pipeline.flush();
     },
@@ -217,5 +226,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ads.closeAll('readygate is shutting down');
       await server.close(2000);
     },
+  };
+}
+
+/** The entries whose value is set (exactOptionalPropertyTypes: an option is absent, not undefined). */
+function definedOnly<T extends object>(values: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
   };
 }

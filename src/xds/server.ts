@@ -7,13 +7,20 @@ import type { Logger } from '../log.js';
 import { codecFor } from '../protos/envoy-protos.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { DeltaStream } from './delta.js';
-import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from '../http2/grpc-transport.js';
+import { EventEmitter } from 'node:events';
+import {
+  type BidiCallHandlers,
+  type GrpcPeerConnection,
+  GrpcStatus,
+  type GrpcServerCall,
+} from '../http2/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
 import { decodeDiscoveryRequest, type LazyDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
 import { SharedSubscriptions } from './shared-subscriptions.js';
-import { SendBudget, type StreamTransport, type XdsStreamBase } from './stream-base.js';
-import type { StreamKind, SyncStatus } from './sync-status.js';
+import { type CloseReason, DrainWatch, SendBudget } from './send-budget.js';
+import type { StreamTransport, XdsStreamBase } from './stream-base.js';
+import type { StreamKind, StreamSyncState, SyncStatus } from './sync-status.js';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const SOTW_METHOD_PATH = `/${ADS_SERVICE}/StreamAggregatedResources`;
@@ -47,33 +54,81 @@ export interface AdsServiceOptions {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
-  /** Bytes written to all streams but not yet sent (default 8 MiB: measured lower RSS and a faster connect storm than 32 MiB). */
-  readonly maxBytesInFlight?: number;
+  /**
+   * Bytes written to one connection's streams and not yet handed to its socket; beyond it that
+   * connection's streams wait and then send their latest state (default 4 MiB).
+   */
+  readonly maxPendingBytesPerConnection?: number;
+  /**
+   * The same over all connections: paces a storm of connecting Envoys (default 64 MiB); stuck
+   * connections can fill it only together, until they are closed at maxStallMs.
+   */
+  readonly maxPendingBytes?: number;
+  /** A connection that drains nothing for this long while it has bytes to take is closed (default 30 s). */
+  readonly maxStallMs?: number;
 }
 
-const DEFAULT_MAX_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 4 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_STALL_MS = 30_000;
+
+/** A client connection readygate closed, for metrics (readygate_xds_connections_closed_total). */
+export interface ConnectionClosedEvent {
+  readonly peer: string;
+  readonly nodes: readonly string[];
+  readonly reason: CloseReason;
+}
+
+export class AdsConnectionEvents extends EventEmitter<{ closed: [ConnectionClosedEvent] }> {}
+
+/** One client connection's share of the send budget, its stall watch and its streams. */
+interface ConnectionState {
+  readonly budget: SendBudget;
+  readonly watch: DrainWatch;
+  readonly streams: Set<StreamSyncState>;
+  /** When the next drain probe (PING) may go out. */
+  nextProbeAt: number;
+}
 
 /** Owns the live ADS streams: fans cache changes out to them and ends them on shutdown. */
 export class AdsService {
+  readonly events = new AdsConnectionEvents();
   readonly #options: AdsServiceOptions;
   readonly #streams = new Map<XdsStreamBase, GrpcServerCall>();
-  readonly #budget: SendBudget;
+  readonly #total: SendBudget;
+  readonly #connections = new Map<GrpcPeerConnection, ConnectionState>();
   readonly #subscriptions = new SharedSubscriptions();
+  readonly #maxStallMs: number;
+  readonly #sweep: NodeJS.Timeout;
   #closing = false;
 
   constructor(options: AdsServiceOptions) {
     this.#options = options;
-    this.#budget = new SendBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
+    this.#total = new SendBudget(options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
+    this.#maxStallMs = options.maxStallMs ?? DEFAULT_MAX_STALL_MS;
     options.cache.on('change', (change: CacheChange) => {
       for (const stream of this.#streams.keys()) stream.handleCacheChange(change);
     });
     options.cache.on('released', () => {
       for (const stream of this.#streams.keys()) stream.onCacheReleased();
     });
+    // A tenth of the bound between looks: a stalled connection is closed within 1.1 × the bound.
+    this.#sweep = setInterval(
+      () => {
+        this.#closeStalled();
+      },
+      Math.min(1000, Math.max(50, this.#maxStallMs / 10)),
+    );
+    this.#sweep.unref();
   }
 
   get streamCount(): number {
     return this.#streams.size;
+  }
+
+  /** Bytes written to streams and not yet handed to the network, over all connections. */
+  get pendingBytes(): number {
+    return this.#total.inFlight;
   }
 
   /** The ADS methods, by HTTP/2 path, for the gRPC server. */
@@ -87,7 +142,56 @@ export class AdsService {
   /** Ends every stream with UNAVAILABLE so Envoys reconnect (to another replica) right away. */
   closeAll(message: string): void {
     this.#closing = true;
+    clearInterval(this.#sweep);
     for (const call of this.#streams.values()) call.finish(GrpcStatus.UNAVAILABLE, message);
+  }
+
+  #closeStalled(): void {
+    const now = performance.now();
+    const maxStallMs = this.#maxStallMs;
+    for (const [connection, state] of this.#connections) {
+      // Probes at a quarter of the bound: a peer that stopped reading is closed within 1.35 × it.
+      const probe = now >= state.nextProbeAt;
+      if (probe) state.nextProbeAt = now + maxStallMs / 4;
+      const unanswered = connection.probeDrain(now, probe);
+      const reason = state.watch.verdict(now, state.budget, unanswered, maxStallMs);
+      if (reason === undefined) continue;
+      const nodes = [...new Set([...state.streams].map((s) => s.nodeId).filter((id) => id !== ''))];
+      this.#options.logger.warn(
+        {
+          event: 'xds.connection_closed',
+          peer: connection.peer,
+          nodes,
+          reason,
+          pendingBytes: state.budget.inFlight,
+          streams: state.streams.size,
+        },
+        `closing xds connection from ${connection.peer}: it drained nothing for ${maxStallMs} ms`,
+      );
+      this.#connections.delete(connection);
+      state.budget.retire();
+      connection.abort('readygate: the connection drained nothing for too long');
+      this.events.emit('closed', { peer: connection.peer, nodes, reason });
+    }
+  }
+
+  /** The connection's state, created with its first call. */
+  #connectionState(connection: GrpcPeerConnection): ConnectionState {
+    let state = this.#connections.get(connection);
+    if (state === undefined) {
+      const now = performance.now();
+      state = {
+        budget: new SendBudget(
+          this.#options.maxPendingBytesPerConnection ?? DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
+          this.#total,
+        ),
+        watch: new DrainWatch(now),
+        streams: new Set(),
+        nextProbeAt: now,
+      };
+      this.#connections.set(connection, state);
+    }
+    return state;
   }
 
   #attach(call: GrpcServerCall, kind: StreamKind): BidiCallHandlers {
@@ -97,10 +201,12 @@ export class AdsService {
       return { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
     }
     const syncState = sync.open(kind, call.peer);
+    const connection = this.#connectionState(call.connection);
+    connection.streams.add(syncState);
     let ended = false;
     /** Bytes of this stream's writes not yet handed on; given back to the budget if the stream dies. */
     let unsent = 0;
-    const budget = this.#budget;
+    const { budget } = connection;
     const transport: StreamTransport = {
       send: (parts, length) => {
         if (ended) return true;
@@ -160,9 +266,15 @@ export class AdsService {
         if (ended) return;
         ended = true;
         stream.detach();
+        // Its other streams close next: none of them may build a response meanwhile.
+        if (!call.connection.open) budget.retire();
         // Writes the connection never took are not coming back through their callbacks.
         budget.release(unsent);
         unsent = 0;
+        connection.streams.delete(syncState);
+        if (connection.streams.size === 0 && this.#connections.get(call.connection) === connection) {
+          this.#connections.delete(call.connection);
+        }
         this.#streams.delete(stream);
         sync.close(syncState);
         logger.info({ stream: syncState.streamId, node: syncState.nodeId }, 'xds stream closed');

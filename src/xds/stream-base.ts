@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { PUSH_ORDER } from './cache.js';
 import type { EnvoyNode } from './messages.js';
+import { SendBudget } from './send-budget.js';
 import type { SharedSubscriptions } from './shared-subscriptions.js';
 import type { StreamSyncState, SyncStatus } from './sync-status.js';
 
@@ -27,54 +28,10 @@ export interface StreamContext {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
+  /** The budget of the stream's connection (a child of the process-wide one, send-budget.ts). */
   readonly budget?: SendBudget;
   /** Where SotW streams share equal subscriptions; a stream without one shares with nobody. */
   readonly subscriptions?: SharedSubscriptions;
-}
-
-/**
- * Bounds the bytes written to all streams but not yet handed to the network. Without it, N Envoys
- * connecting at once each get their full initial state buffered in memory at the same time; with it,
- * streams over budget wait and build their (latest) response when bytes drain.
- */
-export class SendBudget {
-  readonly #maxBytes: number;
-  #inFlight = 0;
-  readonly #waiting = new Set<() => void>();
-
-  constructor(maxBytes: number) {
-    this.#maxBytes = maxBytes;
-  }
-
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
-  available(): boolean {
-    return this.#inFlight < this.#maxBytes;
-  }
-
-  charge(bytes: number): void {
-    this.#inFlight += bytes;
-  }
-
-  release(bytes: number): void {
-    this.#inFlight -= bytes;
-    for (const resume of this.#waiting) {
-      if (!this.available()) return;
-      this.#waiting.delete(resume);
-      resume();
-    }
-  }
-
-  /** Calls `resume` once bytes are available again (FIFO). */
-  waitFor(resume: () => void): void {
-    this.#waiting.add(resume);
-  }
-
-  cancel(resume: () => void): void {
-    this.#waiting.delete(resume);
-  }
 }
 
 const UNLIMITED = new SendBudget(Number.POSITIVE_INFINITY);

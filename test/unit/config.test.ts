@@ -5,6 +5,7 @@ import {
   commandHelp,
   COMMAND_NAMES,
   optionEntries,
+  parseByteSize,
   parseDuration,
   parseHostPort,
   parseHttpUrl,
@@ -37,6 +38,27 @@ for (const [input, expected] of hostPorts) {
     const result = parseHostPort(input);
     if (expected instanceof RegExp) t.regex(result as string, expected);
     else t.deepEqual(result, expected);
+  });
+}
+
+const sizes: [string, number | RegExp][] = [
+  ['4MiB', 4 * 2 ** 20],
+  ['512KiB', 512 * 1024],
+  ['1048576', 1_048_576],
+  ['100B', 100],
+  ['1GiB', 2 ** 30],
+  ['0', /"0" is not a size/],
+  ['4MB', /is not a size/],
+  ['-1KiB', /is not a size/],
+  ['1.5MiB', /is not a size/],
+  ['65GiB', /at most 64GiB/],
+  ['', /is not a size/],
+];
+for (const [input, expected] of sizes) {
+  test(`parseByteSize(${JSON.stringify(input)})`, (t) => {
+    const result = parseByteSize(input);
+    if (expected instanceof RegExp) t.regex(result as string, expected);
+    else t.is(result, expected);
   });
 }
 
@@ -143,6 +165,9 @@ test('serve defaults', (t) => {
     peersDns: undefined,
     extproc: false,
     extprocAddress: { host: '127.0.0.1', port: 18001, address: '127.0.0.1:18001' },
+    xdsStallTimeout: 30_000,
+    xdsMaxPendingPerConnection: 4 * 2 ** 20,
+    xdsMaxPending: 64 * 2 ** 20,
     logLevel: 'info',
   });
   t.true(Object.isFrozen(config));
@@ -207,6 +232,20 @@ test('serve flags', (t) => {
   t.true(config.extproc);
   t.is(config.extprocAddress.port, 0);
   t.is(config.logLevel, 'debug');
+});
+
+test('serve: the xDS isolation limits from flags, and their bad values refused by name', (t) => {
+  const config = buildConfig('serve', {
+    args: ['--xds-stall-timeout', '2s', '--xds-max-pending-per-connection', '512KiB'],
+    env: { READYGATE_XDS_MAX_PENDING: '16MiB' },
+  });
+  t.is(config.xdsStallTimeout, 2000);
+  t.is(config.xdsMaxPendingPerConnection, 512 * 1024);
+  t.is(config.xdsMaxPending, 16 * 2 ** 20);
+  const tooShort = t.throws(() => buildConfig('serve', { args: ['--xds-stall-timeout', '10ms'] }));
+  t.regex(tooShort.message, /--xds-stall-timeout.*must be at least 100ms/);
+  const notASize = t.throws(() => buildConfig('serve', { args: ['--xds-max-pending', '4 MB'] }));
+  t.regex(notASize.message, /--xds-max-pending.*"4 MB" is not a size/);
 });
 
 test('precedence: flag > env > config file > default, per key', (t) => {

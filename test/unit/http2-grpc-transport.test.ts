@@ -4,11 +4,14 @@ import * as grpc from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import {
   GrpcFramingError,
+  GrpcHttp2Server,
   GrpcMessageReader,
   GrpcStatus,
   encodeGrpcMessage,
   frameMessage,
 } from '../../src/http2/grpc-transport.js';
+import { CONNECTION_PREFACE, encodeFrame, Flags, FrameType } from '../../src/http2/frames.js';
+import { encodeHeaderBlock } from '../../src/http2/hpack.js';
 import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 function framed(...messages: Buffer[]): Buffer {
@@ -182,10 +185,7 @@ test('an unknown method is UNIMPLEMENTED, an oversized message RESOURCE_EXHAUSTE
 
 test('raw HTTP/2: a non-gRPC request gets 415; a compressed message ends the call with INTERNAL', async (t) => {
   const { address } = await echoServer(t);
-  const session = http2.connect(`http://${address}`);
-  t.teardown(() => {
-    session.destroy();
-  });
+  const session = connectHttp2(t, address);
   const plain = session.request({ ':method': 'POST', ':path': ECHO, 'content-type': 'text/plain' });
   plain.end();
   const plainHeaders = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
@@ -208,10 +208,7 @@ test('raw HTTP/2: a non-gRPC request gets 415; a compressed message ends the cal
 
 test('raw HTTP/2: the receive windows and the largest frame accepted are the configured sizes', async (t) => {
   const { address } = await echoServer(t, { receiveWindowBytes: 300_000, maxFrameBytes: 100_000 });
-  const session = http2.connect(`http://${address}`);
-  t.teardown(() => {
-    session.destroy();
-  });
+  const session = connectHttp2(t, address);
   await new Promise((resolve) => session.once('remoteSettings', resolve));
   t.is(session.remoteSettings.initialWindowSize, 300_000);
   t.is(session.remoteSettings.maxFrameSize, 100_000);
@@ -252,20 +249,84 @@ test('a connection that stops answering pings is dropped after the keepalive tim
   t.true(Date.now() - started >= 100, 'not before one ping interval and timeout have passed');
 });
 
-test('a connection that answers pings stays open across many keepalive intervals', async (t) => {
-  const { address } = await echoServer(t, { keepaliveTimeMs: 20, keepaliveTimeoutMs: 50 });
-  const session = http2.connect(`http://${address}`);
-  t.teardown(() => {
-    session.destroy();
+test('an unanswered drain probe holds the one PING slot, and the keepalive timeout still applies to it', async (t) => {
+  let probed = false;
+  const server = new GrpcHttp2Server({
+    maxConcurrentStreams: 10,
+    maxPartialBytesPerConnection: 1024 * 1024,
+    maxReceiveMessageBytes: 64 * 1024,
+    receiveWindowBytes: 256 * 1024,
+    maxFrameBytes: 64 * 1024,
+    keepaliveTimeMs: 300,
+    keepaliveTimeoutMs: 200,
+    methods: new Map([
+      [
+        ECHO,
+        (call) => ({
+          onMessage: (bytes) => {
+            call.write([bytes], () => undefined);
+            const now = performance.now();
+            call.connection.probeDrain(now, true);
+            probed = call.connection.probeDrain(now + 1, false) === 1;
+          },
+          onDrain: () => undefined,
+          onClose: () => undefined,
+        }),
+      ],
+    ]),
   });
+  const port = await server.listen('127.0.0.1', 0);
+  t.teardown(() => server.close(100));
+  // A peer that opens a call, sends one message and then reads without answering anything.
+  const socket = net.connect(port, '127.0.0.1');
+  t.teardown(() => {
+    socket.destroy();
+  });
+  socket.on('error', () => undefined);
+  socket.resume();
+  const closed = new Promise<void>((resolve) =>
+    socket.on('close', () => {
+      resolve();
+    }),
+  );
+  const headers = encodeHeaderBlock([
+    [':method', 'POST'],
+    [':scheme', 'http'],
+    [':path', ECHO],
+    [':authority', 'test'],
+    ['content-type', 'application/grpc'],
+  ]);
+  socket.write(
+    Buffer.concat([
+      CONNECTION_PREFACE,
+      encodeFrame(FrameType.SETTINGS, 0, 0),
+      encodeFrame(FrameType.SETTINGS, Flags.ACK, 0),
+      encodeFrame(FrameType.HEADERS, Flags.END_HEADERS, 1, headers),
+      encodeFrame(FrameType.DATA, 0, 1, frameMessage([Buffer.from('hi')])),
+    ]),
+  );
+  const outcome = await Promise.race([closed.then(() => 'closed'), delay(3000).then(() => 'still open')]);
+  t.true(probed, 'the probe went out');
+  // Without the probe counting as the keepalive's PING, the keepalive could send none and never end it.
+  t.is(outcome, 'closed');
+});
+
+test('a connection that answers pings stays open across many keepalive intervals', async (t) => {
+  // Client and server share this process: a slow turn of its event loop (a loaded machine, tests in
+  // parallel) delays the answer as much as the deadline, so the timeout is generous; the run is more
+  // than twice as long, so a deadline that answers did not clear would still end the connection.
+  const { address } = await echoServer(t, { keepaliveTimeMs: 20, keepaliveTimeoutMs: 500 });
+  const session = connectHttp2(t, address);
   let pings = 0;
   session.on('ping', () => {
     pings += 1;
   });
-  await delay(400);
+  await delay(1200);
+  t.is(session.errored, undefined);
   t.false(session.destroyed);
   t.false(session.closed);
-  t.true(pings >= 5, `pings received: ${pings}`);
+  // One ping at a time: each after the previous one was answered.
+  t.true(pings >= 10, `pings received: ${pings}`);
 });
 
 test('close() ends open calls and resolves; new connections are refused', async (t) => {
@@ -292,6 +353,22 @@ test('close() ends open calls and resolves; new connections are refused', async 
   });
   t.is(refused, 'ECONNREFUSED');
 });
+
+/**
+ * A raw HTTP/2 client session, destroyed after the test. A server that ends the connection with
+ * the session's data unread resets it (ECONNRESET): recorded in `errored` for the test to assert on,
+ * where without a listener it would be an uncaught exception that ends the whole test file.
+ */
+function connectHttp2(t: ExecutionContext, address: string): http2.ClientHttp2Session & { errored?: Error } {
+  const session: http2.ClientHttp2Session & { errored?: Error } = http2.connect(`http://${address}`);
+  session.on('error', (error: Error) => {
+    session.errored = error;
+  });
+  t.teardown(() => {
+    session.destroy();
+  });
+  return session;
+}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
