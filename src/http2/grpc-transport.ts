@@ -12,8 +12,8 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
-import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './http2/connection.js';
-import type { HeaderField } from './http2/hpack.js';
+import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
+import type { HeaderField } from './hpack.js';
 
 /** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
 export const GrpcStatus = {
