@@ -189,12 +189,15 @@ export interface BidiCallHandlers {
 /** One server side of a bidirectional-streaming call. */
 export class GrpcServerCall {
   readonly peer: string;
+  /** Who the peer's verified client certificate names (mTLS); undefined without one. */
+  readonly identity: string | undefined;
   readonly #stream: Http2ServerStream;
   #finished = false;
 
-  constructor(stream: Http2ServerStream, peer: string) {
+  constructor(stream: Http2ServerStream, peer: string, identity?: string) {
     this.#stream = stream;
     this.peer = peer;
+    this.identity = identity;
   }
 
   /** A method, not a getter: a message handler may finish the call between two reads. */
@@ -255,7 +258,15 @@ export interface GrpcHttp2ServerOptions {
   readonly keepaliveTimeoutMs: number;
   /** A connection ended for breaking HTTP/2, or its peer reported it did. */
   readonly onProtocolError?: (peer: string, message: string) => void;
+  /**
+   * Makes the listening server, which hands each connection over ready for HTTP/2 with the peer's
+   * identity (e.g. TLS with a verified client certificate, src/tls/server.ts). Default: plain TCP (h2c).
+   */
+  readonly createListener?: (accept: AcceptConnection, highWaterMark: number) => net.Server;
 }
+
+/** A connection ready for HTTP/2's preface, and who its peer is when that is known (mTLS). */
+export type AcceptConnection = (socket: net.Socket, identity: string | undefined) => void;
 
 /**
  * What a connection's socket may hold beyond what the kernel took before its streams wait for 'drain'.
@@ -278,9 +289,14 @@ export class GrpcHttp2Server {
 
   constructor(options: GrpcHttp2ServerOptions) {
     this.#options = options;
-    this.#server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_BYTES }, (socket) => {
-      this.#accept(socket);
-    });
+    const accept: AcceptConnection = (socket, identity) => {
+      this.#accept(socket, identity);
+    };
+    this.#server =
+      options.createListener?.(accept, SOCKET_HIGH_WATER_BYTES) ??
+      net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_BYTES }, (socket) => {
+        accept(socket, undefined);
+      });
   }
 
   /** Listens on `host:port` (0 = any free port); resolves to the bound port. */
@@ -319,7 +335,7 @@ export class GrpcHttp2Server {
     });
   }
 
-  #accept(socket: net.Socket): void {
+  #accept(socket: net.Socket, identity: string | undefined): void {
     const peer =
       socket.remoteAddress === undefined || socket.remotePort === undefined
         ? 'unknown'
@@ -337,7 +353,7 @@ export class GrpcHttp2Server {
       },
       {
         onStream: (stream, headers) => {
-          this.#route(stream, headers, peer, partial);
+          this.#route(stream, headers, peer, identity, partial);
         },
         onProtocolError: (message) => onProtocolError?.(peer, message),
         onClose: () => {
@@ -365,6 +381,7 @@ export class GrpcHttp2Server {
     stream: Http2ServerStream,
     headers: readonly HeaderField[],
     peer: string,
+    identity: string | undefined,
     partial: { bytes: number },
   ): void {
     const header = (name: string): string | undefined => headers.find(([key]) => key === name)?.[1];
@@ -405,7 +422,7 @@ export class GrpcHttp2Server {
       ['content-type', 'application/grpc'],
       ['grpc-accept-encoding', 'identity'],
     ]);
-    const call = new GrpcServerCall(stream, peer);
+    const call = new GrpcServerCall(stream, peer, identity);
     const handlers = handler(call);
     const reader = new GrpcMessageReader(this.#options.maxReceiveMessageBytes);
     const limit = this.#options.maxPartialBytesPerConnection;

@@ -13,6 +13,9 @@ import { ResourceCache, type ResourceRef } from './cache.js';
 import { GrpcHttp2Server } from '../http2/grpc-transport.js';
 import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
+import { createTlsListener } from '../tls/server.js';
+import type { TlsMetrics } from '../tls/metrics.js';
+import { tlsMode, type TlsReloader } from '../tls/reloader.js';
 import {
   DEFAULT_TRANSLATE_OPTIONS,
   translateService,
@@ -28,6 +31,12 @@ export interface ControlPlaneOptions {
   readonly logger?: Logger;
   /** Cap on bytes written to all streams but not yet sent (default 8 MiB); see SendBudget. */
   readonly maxBytesInFlight?: number;
+  /** Serve ADS over TLS (mTLS when the material has a client CA) instead of h2c. */
+  readonly tls?: {
+    readonly reloader: TlsReloader;
+    readonly handshakeTimeoutMs: number;
+    readonly metrics?: TlsMetrics;
+  };
 }
 
 export interface ControlPlane {
@@ -144,9 +153,26 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     logger,
     ...(options.maxBytesInFlight === undefined ? {} : { maxBytesInFlight: options.maxBytesInFlight }),
   });
+  const tls = options.tls;
   const server = new GrpcHttp2Server({
     ...ADS_SERVER_SETTINGS,
     methods: ads.methods(),
+    ...(tls
+      ? {
+          createListener: (accept, highWaterMark) =>
+            createTlsListener(
+              {
+                reloader: tls.reloader,
+                handshakeTimeoutMs: tls.handshakeTimeoutMs,
+                ...(tls.metrics ? { metrics: tls.metrics } : {}),
+                listener: 'xds',
+                logger,
+                highWaterMark,
+              },
+              accept,
+            ),
+        }
+      : {}),
     onProtocolError: (peer, message) => {
       logger.warn({ peer, message }, 'xds connection ended: HTTP/2 protocol error');
     },
@@ -163,7 +189,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
   }
   const address = formatHostPort(host, boundPort);
-  logger.info({ address }, 'xDS server listening');
+  logger.info({ address, tls: tlsMode(options.tls?.reloader) }, 'xDS server listening');
 
   return {
     address,

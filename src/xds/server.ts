@@ -93,7 +93,7 @@ export class AdsService {
       call.finish(GrpcStatus.UNAVAILABLE, 'readygate is shutting down');
       return { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
     }
-    const syncState = sync.open(kind, call.peer);
+    const syncState = sync.open(kind, call.peer, call.identity);
     let ended = false;
     /** Bytes of this stream's writes not yet handed on; given back to the budget if the stream dies. */
     let unsent = 0;
