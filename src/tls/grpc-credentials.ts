@@ -26,7 +26,10 @@ class ReloadingCertificateProvider implements Provider {
   addCaCertificateListener(listener: CaListener): void {
     this.#ca.add(listener);
     this.#subscribe();
-    listener(caUpdate(this.#reloader.current));
+    // Later, not now: grpc-js subscribes before it registers the server that should hear the answer.
+    process.nextTick(() => {
+      if (this.#ca.has(listener)) listener(caUpdate(this.#reloader.current));
+    });
   }
 
   removeCaCertificateListener(listener: CaListener): void {
@@ -37,7 +40,9 @@ class ReloadingCertificateProvider implements Provider {
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.#identity.add(listener);
     this.#subscribe();
-    listener(identityUpdate(this.#reloader.current));
+    process.nextTick(() => {
+      if (this.#identity.has(listener)) listener(identityUpdate(this.#reloader.current));
+    });
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
