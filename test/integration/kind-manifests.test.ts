@@ -414,7 +414,10 @@ test('scripts/certs.sh issues certificates that readygate accepts and Secrets na
   mkdirSync(stubDir, { recursive: true });
   const calls = path.join(workDir, 'kubectl-calls.txt');
   // A stand-in for kubectl (no cluster here): records its arguments and swallows the applied YAML.
-  writeFileSync(path.join(stubDir, 'kubectl'), `#!/bin/sh\necho "$@" >> '${calls}'\ncase "$*" in *apply*) cat > /dev/null ;; esac\n`);
+  writeFileSync(
+    path.join(stubDir, 'kubectl'),
+    `#!/bin/sh\necho "$@" >> '${calls}'\ncase "$*" in *apply*) cat > /dev/null ;; esac\n`,
+  );
   chmodSync(path.join(stubDir, 'kubectl'), 0o755);
   const result = await execFileAsync('bash', [path.join(kindDir, 'scripts', 'certs.sh')], {
     env: { ...process.env, PATH: `${stubDir}:${process.env['PATH'] ?? ''}`, KIND_PKI_DIR: pkiDir },
