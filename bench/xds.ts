@@ -9,7 +9,9 @@
  * for none, for quicker A/B runs), BENCH_STREAMS_PER_CONNECTION (1),
  * BENCH_MAX_BYTES_IN_FLIGHT, BENCH_PROFILE_DIR (a CPU profile of the change phase; with
  * BENCH_PROFILE=heap, a sampled allocation profile instead),
- * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N). Every
+ * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N),
+ * BENCH_TRANSPORTS (h2c,tls: each mode runs over plain HTTP/2 and over mTLS, reported side by side with
+ * the TLS/h2c CPU ratio; floors run with h2c only). Every
  * wait is bounded; a stuck run fails instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -19,6 +21,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureFloor, type FloorResult, type FloorTransport } from './http2-floor.js';
 import { percentile, round1 } from './stats.js';
+import { createTestPki, type TestPki } from '../test/helpers/tls-certs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const streams = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -32,6 +35,10 @@ const changes = Number(process.env['BENCH_CHANGES'] ?? 50);
  */
 const warmupChanges = Number(process.env['BENCH_WARMUP_CHANGES'] ?? 2);
 const modes = (process.env['BENCH_MODES'] ?? 'sotw,delta').split(',');
+const transports = (process.env['BENCH_TRANSPORTS'] ?? 'h2c,tls')
+  .split(',')
+  .filter((name): name is Transport => name === 'h2c' || name === 'tls');
+type Transport = 'h2c' | 'tls';
 const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2')
   .split(',')
   .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2');
@@ -74,6 +81,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 interface ModeResult {
   mode: string;
+  transport: Transport;
   connectAllMs: number;
   changeToAllMs: { p50: number; p99: number; max: number };
   /** The warm-up changes, left out of every other figure. */
@@ -94,14 +102,14 @@ interface ModeResult {
   floors: { pushBytes: number; ackBytes: number } & Partial<Record<FloorTransport, FloorResult>>;
 }
 
-async function runMode(mode: string): Promise<ModeResult> {
-  const { result, edsAckBytes } = await measureReadygate(mode);
+async function runMode(mode: string, transport: Transport): Promise<ModeResult> {
+  const { result, edsAckBytes } = await measureReadygate(mode, transport);
   // After readygate and its load have exited, so the floors run on a quiet machine too.
   const pushBytes = Math.round(result.bytesPerChange / streams);
   const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
-  for (const transport of floorTransports) {
-    floors[transport] = await measureFloor({
-      transport,
+  for (const floor of transport === 'h2c' ? floorTransports : []) {
+    floors[floor] = await measureFloor({
+      transport: floor,
       streams,
       pushBytes,
       ackBytes: edsAckBytes,
@@ -113,12 +121,14 @@ async function runMode(mode: string): Promise<ModeResult> {
 
 async function measureReadygate(
   mode: string,
+  transport: Transport,
 ): Promise<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> {
   const env = {
     BENCH_STREAMS: String(streams),
     BENCH_CLUSTERS: String(clusters),
     BENCH_ENDPOINTS: String(endpoints),
     BENCH_MODE: mode,
+    ...(transport === 'tls' ? { BENCH_TLS_DIR: tlsFiles() } : {}),
   };
   const server = start('xds-server.ts', env);
   try {
@@ -162,6 +172,7 @@ async function measureReadygate(
       const live = await next(server, 'stats', 10_000);
       const result = {
         mode,
+        transport,
         connectAllMs: Math.round(synced['ms'] as number),
         changeToAllMs: {
           p50: round1(percentile(toAll, 50)),
@@ -207,13 +218,48 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-const results: ModeResult[] = [];
-for (const mode of modes) {
-  console.error(
-    `bench:xds ${mode}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
-  );
-  results.push(await runMode(mode));
+let pki: TestPki | undefined;
+/** A CA, a server certificate for 127.0.0.1 (name readygate) and a client certificate, made once. */
+function tlsFiles(): string {
+  if (!pki) {
+    pki = createTestPki();
+    const ca = pki.ca('ca');
+    pki.issue(ca, 'server', { cn: 'readygate', dns: ['readygate'], ips: ['127.0.0.1'], usage: 'serverAuth' });
+    pki.issue(ca, 'client', { cn: 'bench-envoy', usage: 'clientAuth' });
+  }
+  return pki.dir;
 }
+
+const results: ModeResult[] = [];
+try {
+  for (const mode of modes) {
+    for (const transport of transports) {
+      console.error(
+        `bench:xds ${mode} over ${transport}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
+      );
+      results.push(await runMode(mode, transport));
+    }
+  }
+} finally {
+  pki?.remove();
+}
+/** Per mode, TLS's control-plane CPU per change over h2c's, from the same run (target ≤ 1.25). */
+const tlsCost = modes.flatMap((mode) => {
+  const of = (transport: Transport): ModeResult | undefined =>
+    results.find((r) => r.mode === mode && r.transport === transport);
+  const [h2c, tls] = [of('h2c'), of('tls')];
+  if (!h2c || !tls) return [];
+  const ratio = (pick: (r: ModeResult) => number): number => round1((pick(tls) / pick(h2c)) * 100) / 100;
+  return [
+    {
+      mode,
+      cpuPerChangeP50: ratio((r) => r.controlPlaneCpuMsPerChange.p50),
+      cpuPerChangeMean: ratio((r) => r.controlPlaneCpuMsPerChange.mean),
+      changeToAllP99: ratio((r) => r.changeToAllMs.p99),
+      connectAll: ratio((r) => r.connectAllMs),
+    },
+  ];
+});
 const report = {
   machine: {
     cpus: os.cpus().length,
@@ -222,14 +268,16 @@ const report = {
     node: process.version,
   },
   params: { streams, clusters, endpoints, changes },
-  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512 },
+  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512, tlsOverH2cCpuPerChange: 1.25 },
   results,
+  tlsOverH2c: tlsCost,
 };
 mkdirSync(path.join(here, 'results'), { recursive: true });
 writeFileSync(path.join(here, 'results', 'xds.json'), JSON.stringify(report, null, 2) + '\n');
 console.table(
   results.map((r) => ({
     mode: r.mode,
+    transport: r.transport,
     'connect all (ms)': r.connectAllMs,
     'change→all p50 (ms)': r.changeToAllMs.p50,
     'change→all p99 (ms)': r.changeToAllMs.p99,
@@ -248,3 +296,4 @@ console.table(
     'bare node:http2 CPU/change p50 (ms)': r.floors['node:http2']?.cpuMsPerRound.p50 ?? '-',
   })),
 );
+if (tlsCost.length > 0) console.table(tlsCost);
