@@ -249,7 +249,7 @@ const tlsCost = modes.flatMap((mode) => {
     results.find((r) => r.mode === mode && r.transport === transport);
   const [h2c, tls] = [of('h2c'), of('tls')];
   if (!h2c || !tls) return [];
-  const ratio = (pick: (r: ModeResult) => number): number => round1((pick(tls) / pick(h2c)) * 100) / 100;
+  const ratio = (pick: (r: ModeResult) => number): number => Math.round((pick(tls) / pick(h2c)) * 100) / 100;
   return [
     {
       mode,

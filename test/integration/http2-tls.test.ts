@@ -1,7 +1,8 @@
 /**
  * The ADS transport behind node:tls (src/tls/server.ts): h2spec's whole strict suite over TLS gives the
  * same verdicts as over h2c; a client that never finishes its handshake is cut off at the handshake
- * timeout and counted while other clients keep handshaking; ALPN other than h2 is refused.
+ * timeout and counted while an mTLS ADS client keeps getting its updates within 250 ms and RSS stays
+ * within 64 MB; ALPN other than h2 is refused.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import test, { type ExecutionContext } from 'ava';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../../src/log.js';
@@ -19,9 +21,14 @@ import { createTlsMetrics } from '../../src/tls/metrics.js';
 import { TlsReloader } from '../../src/tls/reloader.js';
 import { createTlsListener } from '../../src/tls/server.js';
 import { ADS_SERVER_SETTINGS } from '../../src/xds/server.js';
+import { startControlPlane } from '../../src/xds/control-plane.js';
+import { TypeUrl } from '../../src/xds/resource-types.js';
+import { EndpointStore } from '../../src/model/store.js';
 import { installedPath } from '../helpers/installed-binaries.js';
 import { createTestPki } from '../helpers/tls-certs.js';
-import { counterValue, handshake } from '../helpers/tls-fixtures.js';
+import { endpoint, service } from '../helpers/model-fixtures.js';
+import { XdsTestClient } from '../helpers/xds-client.js';
+import { counterValue } from '../helpers/tls-fixtures.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -139,24 +146,88 @@ function closedAfter(socket: net.Socket, since: number): Promise<number> {
   });
 }
 
-test('a client that never finishes its handshake is cut off at the timeout, others are served meanwhile', async (t) => {
+test('hostile: 200 clients that never finish their handshake are cut off at the timeout; an mTLS ADS client keeps getting updates', async (t) => {
+  t.timeout(60_000);
   const timeoutMs = 1500;
-  const { port, registry } = await tlsServer(t, timeoutMs);
-  const started = Date.now();
-  // One says nothing at all; one sends the first bytes of a ClientHello and stops.
-  const silent = net.connect(port, '127.0.0.1');
-  const partial = net.connect(port, '127.0.0.1', () => {
-    partial.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+  const clientCert = pki.issue(ca, 'ads-client', { cn: 'gateway-1', usage: 'clientAuth' });
+  const files: TlsFiles = {
+    certFile: serverCert.certFile,
+    keyFile: serverCert.keyFile,
+    clientCaFile: ca.certFile,
+  };
+  const registry = new Registry();
+  const metrics = createTlsMetrics(registry);
+  const reloader = new TlsReloader({
+    files,
+    initial: checkTlsMaterial(files, await readTlsFiles(files)),
+    logger: silentLogger,
   });
-  const closes = Promise.all([closedAfter(silent, started), closedAfter(partial, started)]);
-  // While they hang, a real client handshakes promptly, several times.
-  for (let i = 0; i < 3; i++) {
-    const before = Date.now();
-    t.is((await handshake(port, { ca: ca.certFile })).alpn, 'h2');
-    t.true(Date.now() - before < 1000, 'a handshake while two others hang');
+  const store = new EndpointStore();
+  store.replaceAll([service('svc-0', [endpoint('127.0.0.2')])]);
+  const plane = await startControlPlane({
+    store,
+    xdsAddress: '127.0.0.1:0',
+    tls: { reloader, handshakeTimeoutMs: timeoutMs, metrics },
+  });
+  const client = new XdsTestClient(
+    plane.address,
+    grpc.credentials.createSsl(
+      readFileSync(ca.certFile),
+      readFileSync(clientCert.keyFile),
+      readFileSync(clientCert.certFile),
+    ),
+    { 'grpc.ssl_target_name_override': 'readygate' },
+  );
+  const stream = client.sotw();
+  t.teardown(async () => {
+    stream.close();
+    client.close();
+    await plane.close();
+  });
+  const node = { id: 'legit' };
+  stream.send({ node, type_url: TypeUrl.CLUSTER, resource_names: [] });
+  let last = await stream.next(10_000);
+  t.is(last.resources.length, 1);
+  const ack = (): void => {
+    stream.send({
+      node,
+      type_url: TypeUrl.CLUSTER,
+      resource_names: [],
+      version_info: last.version_info ?? '',
+      response_nonce: last.nonce ?? '',
+    });
+  };
+  ack();
+
+  const rssBefore = process.memoryUsage().rss;
+  const started = Date.now();
+  // Half say nothing at all; half send the first bytes of a ClientHello and stop. Bounded: 200 sockets.
+  const attackers = Array.from({ length: 200 }, (_, i) => {
+    const socket = net.connect(plane.port, '127.0.0.1', () => {
+      if (i % 2 === 1)
+        socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+    });
+    return closedAfter(socket, started);
+  });
+  // While they hang, every edit still reaches the legitimate client promptly.
+  let peakRss = process.memoryUsage().rss;
+  for (let i = 1; i <= 5; i++) {
+    const edited = performance.now();
+    store.upsert(service(`svc-${i}`, [endpoint('127.0.0.2')]));
+    last = await stream.next(5000);
+    const delayMs = performance.now() - edited;
+    t.is(last.resources.length, i + 1);
+    t.true(delayMs <= 250, `update ${i} took ${Math.round(delayMs)} ms`);
+    ack();
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    await new Promise((resolve) => setTimeout(resolve, 150));
   }
-  const [silentMs, partialMs] = await closes;
-  for (const ms of [silentMs, partialMs]) {
+  const closedAt = await Promise.all(attackers);
+  t.true(
+    (peakRss - rssBefore) / 1024 / 1024 <= 64,
+    `RSS grew ${Math.round((peakRss - rssBefore) / 1024 / 1024)} MB`,
+  );
+  for (const ms of closedAt) {
     t.true(ms >= timeoutMs - 50, `not before the timeout (${ms} ms)`);
     t.true(ms <= timeoutMs + 1000, `within a second of the timeout (${ms} ms)`);
   }
@@ -165,8 +236,11 @@ test('a client that never finishes its handshake is cut off at the timeout, othe
       listener: 'xds',
       reason: 'timeout',
     }),
-    2,
+    200,
   );
+  // The legitimate stream was never interrupted.
+  t.is(plane.sync.toJSON().length, 1);
+  t.is(plane.sync.toJSON()[0]?.identity, 'CN=gateway-1');
 });
 
 test('ALPN: a client offering only http/1.1, or no ALPN at all, gets no connection', async (t) => {
