@@ -112,7 +112,7 @@ export function createTlsListener(
     try {
       server.setSecureContext(secureContextOptions(material));
     } catch (error) {
-      // The reloader checked the material with the same call; this is only a belt to the braces.
+      // The reloader checked the material with the same call; this is belt and braces.
       logger.error(
         { event: 'tls.context-refused', listener, err: errorMessage(error) },
         `${listener}: new TLS material refused; keeping the previous: ${errorMessage(error)}`,
