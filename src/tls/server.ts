@@ -65,6 +65,8 @@ export function createTlsListener(
     {
       ...secureContextOptions(reloader.current),
       ALPNProtocols: ['h2'],
+      // The server's cipher order (PREFERRED_CIPHERS), not the client's.
+      honorCipherOrder: true,
       requestCert: mutual,
       rejectUnauthorized: mutual,
       handshakeTimeout: options.handshakeTimeoutMs,

@@ -110,6 +110,8 @@ export interface HandshakeResult {
   /** The server certificate's serial number, as node:tls reports it (hex). */
   readonly serverSerial: string;
   readonly alpn: string | false | null;
+  /** The negotiated cipher suite (standard name). */
+  readonly cipher: string;
 }
 
 /** One TLS handshake as a client (ALPN h2, SNI readygate); resolves with what the server presented. */
@@ -136,8 +138,9 @@ export function handshake(
       clearTimeout(timer);
       const serverSerial = socket.getPeerCertificate().serialNumber;
       const alpn = socket.alpnProtocol;
+      const cipher = socket.getCipher().standardName;
       socket.destroy();
-      resolve({ serverSerial, alpn });
+      resolve({ serverSerial, alpn, cipher });
     });
     socket.once('error', (error: Error) => {
       clearTimeout(timer);

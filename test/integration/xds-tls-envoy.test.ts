@@ -186,6 +186,8 @@ test('rotation: new handshakes get the new certificate, the established Envoy st
   const after = await handshake(plane.port, { ca: ca.certFile, client: envoyClient });
   t.is(after.serverSerial, serial(serverV2));
   t.is(after.alpn, 'h2');
+  // node's client offers AES-256-GCM first; the server's order wins.
+  t.is(after.cipher, 'TLS_AES_128_GCM_SHA256');
   // The same stream, on the same connection, still carries edits.
   store.upsert(service('web', [endpoint('127.0.0.4')], { port: 8080 }));
   await waitForHosts(envoy, ['127.0.0.4']);

@@ -8,7 +8,13 @@ import { Registry } from 'prom-client';
 import test from 'ava';
 import { silentLogger } from '../../src/log.js';
 import { peerIdentity, subjectAltNames } from '../../src/tls/identity.js';
-import { checkTlsMaterial, type TlsFileContents, type TlsFiles } from '../../src/tls/material.js';
+import { DEFAULT_CIPHERS } from 'node:tls';
+import {
+  PREFERRED_CIPHERS,
+  checkTlsMaterial,
+  type TlsFileContents,
+  type TlsFiles,
+} from '../../src/tls/material.js';
 import { createTlsMetrics } from '../../src/tls/metrics.js';
 import { TlsReloader } from '../../src/tls/reloader.js';
 import { handshakeFailureReason } from '../../src/tls/server.js';
@@ -153,4 +159,10 @@ test('reloader: files that vanish are refused like bad ones; back to the old fil
   t.is(await reloader.check(), 'unconfirmed');
   t.is(await reloader.check(), 'refused');
   t.is(await count('failed'), 2);
+});
+
+test("cipher order: AES-128-GCM first, the same set as node's default otherwise", (t) => {
+  const preferred = PREFERRED_CIPHERS.split(':');
+  t.is(preferred[0], 'TLS_AES_128_GCM_SHA256');
+  t.deepEqual([...preferred].sort(), DEFAULT_CIPHERS.split(':').sort());
 });
