@@ -7,7 +7,9 @@
  * own work on the 999 before it; real Envoys do that work in parallel on their own CPUs. grpc-js spent
  * 35-75 ms of the load's CPU per change on 1000 arrivals, which bench:xds then counted as delivery time.
  */
+import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import path from 'node:path';
 import { codecFor } from '../src/protos/envoy-protos.js';
 import { GrpcMessageReader } from '../src/http2/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST } from '../src/xds/messages.js';
@@ -169,10 +171,24 @@ function open(index: number, session: http2.ClientHttp2Session): void {
   else write(encodeRequest({ node, type_url: TypeUrl.CLUSTER, resource_names: [] }));
 }
 
+/** BENCH_TLS_DIR: connect with mTLS (client.pem/client.key, trusting ca.pem), as an Envoy with TLS does. */
+const tlsDir = process.env['BENCH_TLS_DIR'];
+const tlsOptions: http2.SecureClientSessionOptions | undefined =
+  tlsDir === undefined
+    ? undefined
+    : {
+        ca: readFileSync(path.join(tlsDir, 'ca.pem')),
+        cert: readFileSync(path.join(tlsDir, 'client.pem')),
+        key: readFileSync(path.join(tlsDir, 'client.key')),
+        servername: 'readygate',
+      };
+
 const sessions: http2.ClientHttp2Session[] = [];
 for (let i = 0; i < streamsWanted; i++) {
   if (i % STREAMS_PER_CONNECTION === 0) {
-    const session = http2.connect(`http://${address}`);
+    const session = tlsOptions
+      ? http2.connect(`https://${address}`, tlsOptions)
+      : http2.connect(`http://${address}`);
     session.on('error', () => undefined);
     sessions.push(session);
   }

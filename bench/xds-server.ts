@@ -53,11 +53,27 @@ store.replaceAll(Array.from({ length: clusters }, (_, i) => serviceAt(i, 0)));
 store.markSynced();
 const budget = process.env['BENCH_MAX_PENDING_BYTES'];
 const stallTimeout = process.env['BENCH_STALL_TIMEOUT_MS'];
+/** BENCH_TLS_DIR (set by bench/xds.ts for its TLS runs): mTLS as `serve --tls-*` does, with these files. */
+const tlsDir = process.env['BENCH_TLS_DIR'];
+const tls =
+  tlsDir === undefined
+    ? undefined
+    : await (
+        await compiled<typeof import('../src/tls/reloader.js')>('tls/reloader.js')
+      ).startTlsReloader(
+        {
+          certFile: path.join(tlsDir, 'server.pem'),
+          keyFile: path.join(tlsDir, 'server.key'),
+          clientCaFile: path.join(tlsDir, 'ca.pem'),
+        },
+        { logger: (await compiled<typeof import('../src/log.js')>('log.js')).silentLogger },
+      );
 const plane = await startControlPlane({
   store,
   xdsAddress: '127.0.0.1:0',
   ...(budget === undefined ? {} : { maxPendingBytes: Number(budget) }),
   ...(stallTimeout === undefined ? {} : { maxStallMs: Number(stallTimeout) }),
+  ...(tls === undefined ? {} : { tls: { reloader: tls, handshakeTimeoutMs: 10_000 } }),
 });
 // Metrics are on in `readygate serve`, and they listen to every push and ACK: count their cost too.
 registerControlPlaneMetrics(createRegistry(), { sync: plane.sync, cache: plane.cache, store });

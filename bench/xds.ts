@@ -11,8 +11,10 @@
  * BENCH_PROFILE=heap, a sampled allocation profile instead),
  * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N),
  * BENCH_STALLED (10: each mode runs again with this many connections that never drain present,
- * bench/xds-stalled.ts, reported side by side; 0 for none). Every wait is bounded; a stuck run fails
- * instead of hanging.
+ * bench/xds-stalled.ts, reported side by side; 0 for none).
+ * BENCH_TRANSPORTS (h2c,tls: each mode runs over plain HTTP/2 and over mTLS, reported side by side with
+ * the TLS/h2c CPU ratio; floors run with h2c only). Every
+ * wait is bounded; a stuck run fails instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureFloor, type FloorResult, type FloorTransport } from './http2-floor.js';
 import { percentile, round1 } from './stats.js';
+import { createTestPki, type TestPki } from '../test/helpers/tls-certs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const streams = Number(process.env['BENCH_STREAMS'] ?? 1000);
@@ -35,6 +38,10 @@ const changes = Number(process.env['BENCH_CHANGES'] ?? 50);
 const warmupChanges = Number(process.env['BENCH_WARMUP_CHANGES'] ?? 2);
 const modes = (process.env['BENCH_MODES'] ?? 'sotw,delta').split(',');
 const stalledConnections = Number(process.env['BENCH_STALLED'] ?? 10);
+const transports = (process.env['BENCH_TRANSPORTS'] ?? 'h2c,tls')
+  .split(',')
+  .filter((name): name is Transport => name === 'h2c' || name === 'tls');
+type Transport = 'h2c' | 'tls';
 const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2')
   .split(',')
   .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2');
@@ -80,6 +87,7 @@ interface ModeResult {
   /** Connections present that never drain (bench/xds-stalled.ts), and how many streams were open at the end. */
   stalled: number;
   streamsAtEnd: number;
+  transport: Transport;
   connectAllMs: number;
   changeToAllMs: { p50: number; p99: number; max: number };
   /** The warm-up changes, left out of every other figure. */
@@ -100,14 +108,14 @@ interface ModeResult {
   floors: { pushBytes: number; ackBytes: number } & Partial<Record<FloorTransport, FloorResult>>;
 }
 
-async function runMode(mode: string): Promise<ModeResult> {
-  const { result, edsAckBytes } = await measureReadygate(mode, 0);
+async function runMode(mode: string, transport: Transport): Promise<ModeResult> {
+  const { result, edsAckBytes } = await measureReadygate(mode, transport, 0);
   // After readygate and its load have exited, so the floors run on a quiet machine too.
   const pushBytes = Math.round(result.bytesPerChange / streams);
   const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
-  for (const transport of floorTransports) {
-    floors[transport] = await measureFloor({
-      transport,
+  for (const floor of transport === 'h2c' ? floorTransports : []) {
+    floors[floor] = await measureFloor({
+      transport: floor,
       streams,
       pushBytes,
       ackBytes: edsAckBytes,
@@ -119,6 +127,7 @@ async function runMode(mode: string): Promise<ModeResult> {
 
 async function measureReadygate(
   mode: string,
+  transport: Transport,
   stalled: number,
 ): Promise<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> {
   const env = {
@@ -128,6 +137,7 @@ async function measureReadygate(
     BENCH_MODE: mode,
     // The stalled connections must stay for the whole run, not be closed at the 30 s default bound.
     ...(stalled > 0 ? { BENCH_STALL_TIMEOUT_MS: String(3_600_000) } : {}),
+    ...(transport === 'tls' ? { BENCH_TLS_DIR: tlsFiles() } : {}),
   };
   const server = start('xds-server.ts', env);
   let stalledLoad: ChildProcess | undefined;
@@ -182,6 +192,7 @@ async function measureReadygate(
         mode,
         stalled,
         streamsAtEnd: final['streams'] as number,
+        transport,
         connectAllMs: Math.round(synced['ms'] as number),
         changeToAllMs: {
           p50: round1(percentile(toAll, 50)),
@@ -228,18 +239,55 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-const results: ModeResult[] = [];
-for (const mode of modes) {
-  console.error(
-    `bench:xds ${mode}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
-  );
-  results.push(await runMode(mode));
-  if (stalledConnections > 0) {
-    console.error(`bench:xds ${mode} again, with ${stalledConnections} stalled connections present`);
-    const { result } = await measureReadygate(mode, stalledConnections);
-    results.push({ ...result, floors: { pushBytes: 0, ackBytes: 0 } });
+let pki: TestPki | undefined;
+/** A CA, a server certificate for 127.0.0.1 (name readygate) and a client certificate, made once. */
+function tlsFiles(): string {
+  if (!pki) {
+    pki = createTestPki();
+    const ca = pki.ca('ca');
+    pki.issue(ca, 'server', { cn: 'readygate', dns: ['readygate'], ips: ['127.0.0.1'], usage: 'serverAuth' });
+    pki.issue(ca, 'client', { cn: 'bench-envoy', usage: 'clientAuth' });
   }
+  return pki.dir;
 }
+
+const results: ModeResult[] = [];
+try {
+  for (const mode of modes) {
+    for (const transport of transports) {
+      console.error(
+        `bench:xds ${mode} over ${transport}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
+      );
+      results.push(await runMode(mode, transport));
+    }
+    if (stalledConnections > 0) {
+      console.error(
+        `bench:xds ${mode} again over h2c, with ${stalledConnections} stalled connections present`,
+      );
+      const { result } = await measureReadygate(mode, 'h2c', stalledConnections);
+      results.push({ ...result, floors: { pushBytes: 0, ackBytes: 0 } });
+    }
+  }
+} finally {
+  pki?.remove();
+}
+/** Per mode, TLS's control-plane CPU per change over h2c's, from the same run (target ≤ 1.25). */
+const tlsCost = modes.flatMap((mode) => {
+  const of = (transport: Transport): ModeResult | undefined =>
+    results.find((r) => r.mode === mode && r.transport === transport && r.stalled === 0);
+  const [h2c, tls] = [of('h2c'), of('tls')];
+  if (!h2c || !tls) return [];
+  const ratio = (pick: (r: ModeResult) => number): number => Math.round((pick(tls) / pick(h2c)) * 100) / 100;
+  return [
+    {
+      mode,
+      cpuPerChangeP50: ratio((r) => r.controlPlaneCpuMsPerChange.p50),
+      cpuPerChangeMean: ratio((r) => r.controlPlaneCpuMsPerChange.mean),
+      changeToAllP99: ratio((r) => r.changeToAllMs.p99),
+      connectAll: ratio((r) => r.connectAllMs),
+    },
+  ];
+});
 const report = {
   machine: {
     cpus: os.cpus().length,
@@ -248,14 +296,22 @@ const report = {
     node: process.version,
   },
   params: { streams, clusters, endpoints, changes, stalledConnections },
-  targets: { changeToAllP99Ms: 100, cpuMsPerChange: 50, rssMB: 512, stalledP99Ratio: 1.2 },
+  targets: {
+    changeToAllP99Ms: 100,
+    cpuMsPerChange: 50,
+    rssMB: 512,
+    stalledP99Ratio: 1.2,
+    tlsOverH2cCpuPerChange: 1.25,
+  },
   results,
+  tlsOverH2c: tlsCost,
 };
 mkdirSync(path.join(here, 'results'), { recursive: true });
 writeFileSync(path.join(here, 'results', 'xds.json'), JSON.stringify(report, null, 2) + '\n');
 console.table(
   results.map((r) => ({
     mode: r.mode,
+    transport: r.transport,
     'stalled conns': r.stalled,
     'streams at end': r.streamsAtEnd,
     'connect all (ms)': r.connectAllMs,
@@ -277,10 +333,11 @@ console.table(
   })),
 );
 for (const stalledRun of results.filter((r) => r.stalled > 0)) {
-  const plain = results.find((r) => r.mode === stalledRun.mode && r.stalled === 0);
+  const plain = results.find((r) => r.mode === stalledRun.mode && r.transport === 'h2c' && r.stalled === 0);
   if (plain === undefined) continue;
   const ratio = stalledRun.changeToAllMs.p99 / plain.changeToAllMs.p99;
   console.error(
     `${stalledRun.mode}: change→all p99 with ${stalledRun.stalled} stalled connections ${stalledRun.changeToAllMs.p99} ms vs ${plain.changeToAllMs.p99} ms without: ${ratio.toFixed(2)}× (target ≤ 1.2×)`,
   );
 }
+if (tlsCost.length > 0) console.table(tlsCost);

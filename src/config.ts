@@ -295,6 +295,37 @@ const logLevelOption = option({
   defaultText: 'info',
 });
 
+/** TLS for the gRPC ports (serve's ADS and ext_proc, the extproc command); src/tls/. */
+const tlsOptions = {
+  tlsCert: option({
+    flag: 'tls-cert',
+    kind: 'string',
+    env: 'READYGATE_TLS_CERT',
+    schema: nonEmptyText.optional(),
+    valueName: 'FILE',
+    help: 'PEM certificate chain: serve gRPC over TLS (ALPN h2) instead of plain HTTP/2. Needs --tls-key. Reloaded when the file changes.',
+    readableFile: true,
+  }),
+  tlsKey: option({
+    flag: 'tls-key',
+    kind: 'string',
+    env: 'READYGATE_TLS_KEY',
+    schema: nonEmptyText.optional(),
+    valueName: 'FILE',
+    help: 'PEM private key of --tls-cert (unencrypted). Reloaded when the file changes.',
+    readableFile: true,
+  }),
+  tlsClientCa: option({
+    flag: 'tls-client-ca',
+    kind: 'string',
+    env: 'READYGATE_TLS_CLIENT_CA',
+    schema: nonEmptyText.optional(),
+    valueName: 'FILE',
+    help: 'PEM CA bundle: require mTLS; a client without a certificate that chains to it is refused in the handshake. Reloaded when the file changes.',
+    readableFile: true,
+  }),
+} as const;
+
 const serveOptions = {
   source: option({
     flag: 'source',
@@ -497,6 +528,16 @@ const serveOptions = {
     help: 'The same over all xDS connections, to pace a storm of connecting Envoys: beyond it streams wait their turn.',
     defaultText: '64MiB',
   }),
+  ...tlsOptions,
+  tlsHandshakeTimeout: option({
+    flag: 'tls-handshake-timeout',
+    kind: 'string',
+    env: 'READYGATE_TLS_HANDSHAKE_TIMEOUT',
+    schema: durationSchema.refine((ms) => ms > 0, { message: 'must be longer than 0s' }).prefault('10s'),
+    valueName: 'DURATION',
+    help: 'With --tls-cert: an xDS client that has not finished its TLS handshake by then is disconnected (metric readygate_tls_handshake_failures_total{reason="timeout"}).',
+    defaultText: '10s',
+  }),
   logLevel: logLevelOption,
 } as const;
 
@@ -518,6 +559,7 @@ const extprocOptions = {
     help: 'Add classification details (response flags, upstream host state) to error bodies.',
     defaultText: 'off',
   }),
+  ...tlsOptions,
   logLevel: logLevelOption,
 } as const;
 

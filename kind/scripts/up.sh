@@ -18,6 +18,14 @@ docker build -t "$IMAGE" "$REPO_ROOT"
 log "loading $IMAGE into the nodes"
 kind load docker-image "$IMAGE" --name "$KIND_CLUSTER"
 
+# The pods mount their certificates: the Secrets exist before the Deployments do.
+kctl apply -f "$KIND_DIR/base/namespaces.yaml" >/dev/null
+if kctl -n readygate get secret readygate-tls >/dev/null 2>&1; then
+  log "TLS secrets exist; keeping them (make -C kind certs issues new ones)"
+else
+  bash "$KIND_DIR/scripts/certs.sh"
+fi
+
 log "applying kind/base"
 kctl apply -k "$KIND_DIR/base"
 # A re-run with a rebuilt image under the same tag needs new pods to pick it up.

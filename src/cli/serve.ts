@@ -16,6 +16,9 @@ import type { EligibilityOptions } from '../model/eligibility.js';
 import { EndpointStore } from '../model/store.js';
 import { startFileSource } from '../sources/file.js';
 import type { PodGateIndex } from '../sources/kubernetes-pods.js';
+import { createTlsMetrics } from '../tls/metrics.js';
+import { tlsFilesFromFlags } from '../tls/material.js';
+import { startTlsReloader } from '../tls/reloader.js';
 import { startControlPlane } from '../xds/control-plane.js';
 import { DEFAULT_TRANSLATE_OPTIONS } from '../xds/translate.js';
 import { untilAborted, type CommandContext } from './context.js';
@@ -42,6 +45,18 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
   const started: Closable[] = [];
   try {
     warnAboutIgnoredFlags(config, logger);
+    // Checked before anything starts: a bad certificate is a config error (exit 2), not a late failure.
+    const tlsFiles = tlsFilesFromFlags(config);
+    const tlsMetrics = createTlsMetrics(registry);
+    const tls = tlsFiles ? await startTlsReloader(tlsFiles, { logger, metrics: tlsMetrics }) : undefined;
+    if (tls)
+      started.push({
+        name: 'TLS file watch',
+        close: () => {
+          tls.close();
+          return Promise.resolve();
+        },
+      });
     const source = await startSource(config, store, logger, registry);
     started.push({ name: 'source', close: () => source.close() });
 
@@ -57,6 +72,9 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       maxStallMs: config.xdsStallTimeout,
       maxPendingBytesPerConnection: config.xdsMaxPendingPerConnection,
       maxPendingBytes: config.xdsMaxPending,
+      ...(tls
+        ? { tls: { reloader: tls, handshakeTimeoutMs: config.tlsHandshakeTimeout, metrics: tlsMetrics } }
+        : {}),
     });
     started.push({ name: 'xDS server', close: () => plane.close() });
     registerControlPlaneMetrics(registry, {
@@ -93,7 +111,12 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     started.push({ name: 'readiness', close: () => readiness.close() });
 
     if (config.extproc) {
-      const extproc = await startExtprocServer({ address: config.extprocAddress.address, logger, registry });
+      const extproc = await startExtprocServer({
+        address: config.extprocAddress.address,
+        logger,
+        registry,
+        ...(tls ? { tls } : {}),
+      });
       started.push({ name: 'ext_proc server', close: () => extproc.close() });
     }
 

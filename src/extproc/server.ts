@@ -14,6 +14,8 @@ import { responseFacts, type DecodedHeaderValue, type DecodedStruct } from './at
 import { classify, shortFlagNames, type Decision, type ResponseFacts } from './classify.js';
 import { createExtprocMetrics, type ExtprocMetrics } from './metrics.js';
 import { problemResponse } from './problem.js';
+import { reloadingServerCredentials } from '../tls/grpc-credentials.js';
+import { tlsMode, type TlsReloader } from '../tls/reloader.js';
 
 export interface ExtprocServerOptions {
   /** host:port to bind; port 0 picks a free one. */
@@ -22,6 +24,8 @@ export interface ExtprocServerOptions {
   debug?: boolean;
   logger?: Logger;
   registry?: Registry;
+  /** Serve over TLS (mTLS when the material has a client CA), following the reloader's material. */
+  tls?: TlsReloader;
 }
 
 export interface ExtprocServer {
@@ -328,7 +332,10 @@ export async function startExtprocServer(options: ExtprocServerOptions): Promise
   if (options.registry !== undefined) serviceOptions.registry = options.registry;
   addExtprocService(server, serviceOptions);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.address, grpc.ServerCredentials.createInsecure(), (error, boundPort) => {
+    const credentials = options.tls
+      ? reloadingServerCredentials(options.tls)
+      : grpc.ServerCredentials.createInsecure();
+    server.bindAsync(options.address, credentials, (error, boundPort) => {
       if (error) {
         reject(
           new ReadygateError(ErrorCode.LISTEN_FAILED, `ext_proc server could not bind ${options.address}`, {
@@ -342,7 +349,7 @@ export async function startExtprocServer(options: ExtprocServerOptions): Promise
   });
   const bound = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   (options.logger ?? silentLogger).info(
-    { event: 'extproc.listening', address: bound },
+    { event: 'extproc.listening', address: bound, tls: tlsMode(options.tls) },
     'ext_proc server listening',
   );
   let closing: Promise<void> | undefined;

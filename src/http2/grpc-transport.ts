@@ -194,14 +194,17 @@ export interface BidiCallHandlers {
  */
 export class GrpcPeerConnection {
   readonly peer: string;
+  /** Who the peer's verified client certificate names (mTLS); undefined without one. */
+  readonly identity: string | undefined;
   readonly #connection: Http2ServerConnection;
   /** Set by every write (one store, no clock read); a drain probe goes out only behind new data. */
   wroteSinceProbe = false;
   #probeSentAt: number | undefined;
 
-  constructor(connection: Http2ServerConnection, peer: string) {
+  constructor(connection: Http2ServerConnection, peer: string, identity: string | undefined) {
     this.#connection = connection;
     this.peer = peer;
+    this.identity = identity;
   }
 
   /**
@@ -238,6 +241,8 @@ export class GrpcPeerConnection {
 /** One server side of a bidirectional-streaming call. */
 export class GrpcServerCall {
   readonly peer: string;
+  /** Who the peer's verified client certificate names (mTLS); undefined without one. */
+  readonly identity: string | undefined;
   readonly connection: GrpcPeerConnection;
   readonly #stream: Http2ServerStream;
   #finished = false;
@@ -246,6 +251,7 @@ export class GrpcServerCall {
     this.#stream = stream;
     this.connection = connection;
     this.peer = connection.peer;
+    this.identity = connection.identity;
   }
 
   /** A method, not a getter: a message handler may finish the call between two reads. */
@@ -311,7 +317,15 @@ export interface GrpcHttp2ServerOptions {
   readonly limits?: Partial<Http2Limits>;
   /** A peer crossed a limit and its connection is being cut off; at most once per connection. */
   readonly onLimitExceeded?: (peer: string, limit: Http2LimitName, message: string) => void;
+  /**
+   * Makes the listening server, which hands each connection over ready for HTTP/2 with the peer's
+   * identity (e.g. TLS with a verified client certificate, src/tls/server.ts). Default: plain TCP (h2c).
+   */
+  readonly createListener?: (accept: AcceptConnection, highWaterMark: number) => net.Server;
 }
+
+/** A connection ready for HTTP/2's preface, and who its peer is when that is known (mTLS). */
+export type AcceptConnection = (socket: net.Socket, identity: string | undefined) => void;
 
 /**
  * What a connection's socket may hold beyond what the kernel took before its streams wait for 'drain'.
@@ -333,9 +347,14 @@ export class GrpcHttp2Server {
   constructor(options: GrpcHttp2ServerOptions) {
     this.#options = options;
     this.#limits = resolveHttp2Limits(options.limits);
-    this.#server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_BYTES }, (socket) => {
-      this.#accept(socket);
-    });
+    const accept: AcceptConnection = (socket, identity) => {
+      this.#accept(socket, identity);
+    };
+    this.#server =
+      options.createListener?.(accept, SOCKET_HIGH_WATER_BYTES) ??
+      net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_BYTES }, (socket) => {
+        accept(socket, undefined);
+      });
   }
 
   /** Listens on `host:port` (0 = any free port); resolves to the bound port. */
@@ -374,7 +393,7 @@ export class GrpcHttp2Server {
     });
   }
 
-  #accept(socket: net.Socket): void {
+  #accept(socket: net.Socket, identity: string | undefined): void {
     const peer =
       socket.remoteAddress === undefined || socket.remotePort === undefined
         ? 'unknown'
@@ -408,7 +427,7 @@ export class GrpcHttp2Server {
         },
       },
     );
-    const client = new GrpcPeerConnection(connection, peer);
+    const client = new GrpcPeerConnection(connection, peer, identity);
     this.#connections.add(connection);
     // One ping at a time: the next interval's ping waits until this one is answered or timed out.
     const keepalive = setInterval(() => {

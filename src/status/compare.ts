@@ -163,6 +163,8 @@ export interface ControlPlaneReport {
     readonly streamId: number;
     readonly kind: string;
     readonly peer: string;
+    /** mTLS: who the Envoy's client certificate names; null without one (or from an older readygate). */
+    readonly identity: string | null;
     readonly connectedAt: string;
   } | null;
   readonly cds: TypeSyncView | null;
@@ -616,7 +618,13 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
     node,
     controlPlane: {
       stream: entry
-        ? { streamId: entry.streamId, kind: entry.stream, peer: entry.peer, connectedAt: entry.connectedAt }
+        ? {
+            streamId: entry.streamId,
+            kind: entry.stream,
+            peer: entry.peer,
+            identity: entry.identity ?? null,
+            connectedAt: entry.connectedAt,
+          }
         : null,
       cds,
       eds,

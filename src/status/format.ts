@@ -97,7 +97,7 @@ export function formatReport(report: StatusReport, urls: { envoy: string; contro
   if (cp && urls.controlPlane !== undefined) {
     lines.push(
       cp.stream
-        ? `readygate at ${urls.controlPlane}: stream ${cp.stream.streamId} (${cp.stream.kind}) from ${cp.stream.peer}, connected ${cp.stream.connectedAt}`
+        ? `readygate at ${urls.controlPlane}: stream ${cp.stream.streamId} (${cp.stream.kind}) from ${cp.stream.peer}${cp.stream.identity === null ? '' : ` (mTLS ${cp.stream.identity})`}, connected ${cp.stream.connectedAt}`
         : `readygate at ${urls.controlPlane}: no stream from this Envoy`,
     );
     for (const line of table([typeLine('CDS', cp.cds), typeLine('EDS', cp.eds)])) lines.push(`  ${line}`);

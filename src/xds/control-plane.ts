@@ -14,6 +14,9 @@ import { GrpcHttp2Server } from '../http2/grpc-transport.js';
 import { Http2LimitReports, type Http2Limits } from '../http2/limits.js';
 import { ADS_SERVER_SETTINGS, type AdsConnectionEvents, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
+import { createTlsListener } from '../tls/server.js';
+import type { TlsMetrics } from '../tls/metrics.js';
+import { tlsMode, type TlsReloader } from '../tls/reloader.js';
 import {
   DEFAULT_TRANSLATE_OPTIONS,
   translateService,
@@ -39,6 +42,12 @@ export interface ControlPlaneOptions {
   readonly maxPendingBytesPerConnection?: number;
   readonly maxPendingBytes?: number;
   readonly maxStallMs?: number;
+  /** Serve ADS over TLS (mTLS when the material has a client CA) instead of h2c. */
+  readonly tls?: {
+    readonly reloader: TlsReloader;
+    readonly handshakeTimeoutMs: number;
+    readonly metrics?: TlsMetrics;
+  };
 }
 
 export interface ControlPlane {
@@ -175,6 +184,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       maxStallMs: options.maxStallMs,
     }),
   });
+  const tls = options.tls;
   const http2Limits = new Http2LimitReports();
   // One line per connection cut off, but a flood of connections must not become a flood of lines.
   const lines = http2Limits.logBudget();
@@ -182,6 +192,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     ...ADS_SERVER_SETTINGS,
     methods: ads.methods(),
     ...(options.http2Limits === undefined ? {} : { limits: options.http2Limits }),
+    ...(tls
+      ? {
+          createListener: (accept, highWaterMark) =>
+            createTlsListener(
+              {
+                reloader: tls.reloader,
+                handshakeTimeoutMs: tls.handshakeTimeoutMs,
+                ...(tls.metrics ? { metrics: tls.metrics } : {}),
+                listener: 'xds',
+                logger,
+                highWaterMark,
+              },
+              accept,
+            ),
+        }
+      : {}),
     onProtocolError: (peer, message) => {
       if (lines.take() === undefined) return;
       logger.warn({ peer, message }, 'xds connection ended: HTTP/2 protocol error');
@@ -208,7 +234,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
   }
   const address = formatHostPort(host, boundPort);
-  logger.info({ address }, 'xDS server listening');
+  logger.info({ address, tls: tlsMode(options.tls?.reloader) }, 'xDS server listening');
 
   return {
     address,

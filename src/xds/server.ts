@@ -200,7 +200,7 @@ export class AdsService {
       call.finish(GrpcStatus.UNAVAILABLE, 'readygate is shutting down');
       return { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
     }
-    const syncState = sync.open(kind, call.peer);
+    const syncState = sync.open(kind, call.peer, call.identity);
     const connection = this.#connectionState(call.connection);
     connection.streams.add(syncState);
     let ended = false;

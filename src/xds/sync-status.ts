@@ -247,15 +247,18 @@ export class StreamSyncState {
   readonly streamId: number;
   readonly kind: StreamKind;
   readonly peer: string;
+  /** Who the stream's verified client certificate names (mTLS), else null. */
+  readonly identity: string | null;
   readonly connectedAt = new Date();
   nodeId = '';
   nodeCluster = '';
   readonly types = new Map<string, TypeSyncState>();
 
-  constructor(streamId: number, kind: StreamKind, peer: string) {
+  constructor(streamId: number, kind: StreamKind, peer: string, identity?: string) {
     this.streamId = streamId;
     this.kind = kind;
     this.peer = peer;
+    this.identity = identity ?? null;
   }
 
   type(typeUrl: string): TypeSyncState {
@@ -302,8 +305,8 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
   readonly #streams = new Map<number, StreamSyncState>();
   #nextStreamId = 1;
 
-  open(kind: StreamKind, peer: string): StreamSyncState {
-    const stream = new StreamSyncState(this.#nextStreamId++, kind, peer);
+  open(kind: StreamKind, peer: string, identity?: string): StreamSyncState {
+    const stream = new StreamSyncState(this.#nextStreamId++, kind, peer, identity);
     this.#streams.set(stream.streamId, stream);
     this.emit('connect', stream);
     return stream;
@@ -387,6 +390,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       streamId: stream.streamId,
       stream: stream.kind,
       peer: stream.peer,
+      identity: stream.identity,
       connectedAt: stream.connectedAt.toISOString(),
       types: Object.fromEntries(
         [...stream.types.values()].map((t) => [
@@ -434,6 +438,8 @@ export interface SynczEntry {
   streamId: number;
   stream: StreamKind;
   peer: string;
+  /** mTLS: the client certificate's URI SANs, else `CN=…`; null without TLS client certificates. Absent in older readygate versions. */
+  identity?: string | null;
   connectedAt: string;
   types: Record<string, SynczTypeEntry>;
 }

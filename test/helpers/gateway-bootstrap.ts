@@ -17,6 +17,8 @@ export interface GatewayBootstrapOptions {
   readonly apiType: 'GRPC' | 'DELTA_GRPC';
   /** More readygate replicas on 127.0.0.1 for Envoy's xDS cluster (it connects to one at a time). */
   readonly moreXdsPorts?: readonly number[];
+  /** The shipped bootstrap to start from (default gateway-ads.yaml). */
+  readonly file?: string;
 }
 
 export type Json = Record<string, unknown>;
@@ -54,7 +56,7 @@ export function shippedBootstrap(file: string): Json {
 }
 
 export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
-  const bootstrap = shippedBootstrap('gateway-ads.yaml');
+  const bootstrap = shippedBootstrap(options.file ?? 'gateway-ads.yaml');
   objectAt(bootstrap, 'node')['id'] = options.nodeId;
   objectAt(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
   objectAt(bootstrap, 'dynamic_resources', 'ads_config')['api_type'] = options.apiType;

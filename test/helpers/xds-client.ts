@@ -173,8 +173,13 @@ export type DeltaRequestInput = {
 export class XdsTestClient {
   readonly #client: grpc.Client;
 
-  constructor(address: string) {
-    this.#client = new Client(address, grpc.credentials.createInsecure());
+  /** Plain h2c unless `credentials` (e.g. grpc.credentials.createSsl for a TLS port) say otherwise. */
+  constructor(
+    address: string,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    options: grpc.ChannelOptions = {},
+  ) {
+    this.#client = new Client(address, credentials, options);
   }
 
   sotw(): RawStream<SotwRequestInput, SotwResponse> {

@@ -3,7 +3,9 @@
  * - kind/base renders with `kubectl kustomize`, and every rendered object passes
  *   `kubectl apply --dry-run=server --validate=strict` against a real kube-apiserver (admission, defaulting,
  *   strict field validation), namespaces created first;
- * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar);
+ * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar,
+ *   mTLS Secrets mounted and used, NetworkPolicies around xDS, readygate's admin and Envoy's admin);
+ * - scripts/certs.sh (with a stand-in kubectl) issues certificates readygate's own checks accept;
  * - the Envoy bootstrap in the ConfigMap passes `envoy --mode validate` on the pinned Envoy;
  * - the scripts pass shellcheck (installed from Debian when missing) and `bash -n`; the .mjs files parse.
  * The demo itself (kind, docker build, the rollout) does not run here: see kind/README.md.
@@ -16,7 +18,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import anyTest, { type TestFn } from 'ava';
 import { parseAllDocuments } from 'yaml';
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
+import { loadTlsMaterial } from '../../src/tls/material.js';
+import { peerIdentity } from '../../src/tls/identity.js';
 import { envoyBinary } from '../helpers/envoy-process.js';
+import { createTestPki } from '../helpers/tls-certs.js';
 import { KubeObjects, startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 
 const execFileAsync = promisify(execFile);
@@ -169,8 +176,22 @@ test('the Envoy bootstrap in the ConfigMap passes envoy --mode validate', async 
     t.fail('no envoy-bootstrap ConfigMap with envoy.yaml');
     return;
   }
+  // The bootstrap reads its mTLS files from the envoy-gateway-tls Secret's mount; validate mode opens
+  // them, so they point at a test PKI's files here.
+  const pki = createTestPki();
+  t.teardown(() => {
+    pki.remove();
+  });
+  const ca = pki.ca('ca');
+  const client = pki.issue(ca, 'envoy', { cn: 'envoy-gateway', usage: 'clientAuth' });
+  const tlsDir = path.join(workDir, 'envoy-tls');
+  mkdirSync(tlsDir, { recursive: true });
+  copyFileSync(client.certFile, path.join(tlsDir, 'tls.crt'));
+  copyFileSync(client.keyFile, path.join(tlsDir, 'tls.key'));
+  copyFileSync(ca.certFile, path.join(tlsDir, 'ca.crt'));
+  t.true(bootstrap.includes('/etc/envoy-tls/tls.crt'));
   const file = path.join(workDir, 'envoy.yaml');
-  writeFileSync(file, bootstrap);
+  writeFileSync(file, bootstrap.replaceAll('/etc/envoy-tls/', `${tlsDir}/`));
   const result = await run(await envoyBinary(), [
     '--mode',
     'validate',
@@ -210,7 +231,7 @@ test('the kind scripts pass shellcheck and bash -n; the .mjs files parse', async
   const shells = readdirSync(scriptsDir)
     .filter((f) => f.endsWith('.sh'))
     .map((f) => path.join(scriptsDir, f));
-  t.true(shells.length >= 3, 'up, rollout-check and down scripts exist');
+  t.true(shells.length >= 4, 'up, rollout-check, certs and down scripts exist');
   for (const file of shells) {
     const syntax = await run('bash', ['-n', file]);
     t.is(syntax.code, 0, `${path.relative(repoRoot, file)}: ${syntax.stderr}`);
@@ -223,7 +244,8 @@ test('the kind scripts pass shellcheck and bash -n; the .mjs files parse', async
     t.is(check.code, 0, `${path.relative(repoRoot, file)}: ${check.stderr}`);
   }
   const makefile = readFileSync(path.join(kindDir, 'Makefile'), 'utf8');
-  for (const target of ['up', 'rollout-check', 'down']) t.regex(makefile, new RegExp(`^${target}:`, 'm'));
+  for (const target of ['up', 'rollout-check', 'certs', 'down'])
+    t.regex(makefile, new RegExp(`^${target}:`, 'm'));
 
   const binary = await shellcheck((line) => {
     t.log(line);
@@ -235,4 +257,202 @@ test('the kind scripts pass shellcheck and bash -n; the .mjs files parse', async
   // -x follows `source` into common.sh; run from the repo root like CI does.
   const lint = await run(binary, ['-x', ...shells]);
   t.is(lint.code, 0, lint.stdout + lint.stderr);
+});
+
+type TlsContainer = {
+  name: string;
+  args?: string[];
+  volumeMounts?: { name: string; mountPath: string }[];
+};
+type TlsPodSpec = {
+  containers: TlsContainer[];
+  initContainers?: TlsContainer[];
+  volumes?: { name: string; secret?: { secretName: string; defaultMode?: number } }[];
+  securityContext?: { fsGroup?: number };
+};
+
+/** The Secret mounted at `directory` in `container`, and the mode its files get. */
+function secretAt(
+  spec: TlsPodSpec,
+  container: TlsContainer,
+  directory: string,
+): { name?: string; mode?: number } {
+  const mount = container.volumeMounts?.find((m) => m.mountPath === directory);
+  const volume = spec.volumes?.find((v) => v.name === mount?.name);
+  return {
+    ...(volume?.secret ? { name: volume.secret.secretName } : {}),
+    ...(volume?.secret?.defaultMode === undefined ? {} : { mode: volume.secret.defaultMode }),
+  };
+}
+
+test('mTLS: readygate, the ext_proc sidecar and Envoy mount their Secrets and use them', (t) => {
+  const { objects } = t.context;
+  const podSpec = (o: RenderedObject): TlsPodSpec =>
+    (o.spec as { template: { spec: TlsPodSpec } }).template.spec;
+  const tlsArgs = (directory: string): string[] => [
+    `--tls-cert=${directory}/tls.crt`,
+    `--tls-key=${directory}/tls.key`,
+    `--tls-client-ca=${directory}/ca.crt`,
+  ];
+
+  const readygate = podSpec(find(objects, 'Deployment', 'readygate'));
+  const control = readygate.containers[0]!;
+  for (const arg of tlsArgs('/etc/readygate/tls')) t.true(control.args?.includes(arg), arg);
+  t.deepEqual(secretAt(readygate, control, '/etc/readygate/tls'), { name: 'readygate-tls', mode: 0o440 });
+  t.is(readygate.securityContext?.fsGroup, 1000);
+
+  const gateway = podSpec(find(objects, 'Deployment', 'envoy'));
+  const sidecar = gateway.initContainers!.find((c) => c.name === 'extproc')!;
+  for (const arg of tlsArgs('/etc/readygate/tls')) t.true(sidecar.args?.includes(arg), arg);
+  t.true(sidecar.args?.includes('--address=127.0.0.1:18001'), 'ext_proc stays on loopback');
+  t.deepEqual(secretAt(gateway, sidecar, '/etc/readygate/tls'), {
+    name: 'readygate-extproc-tls',
+    mode: 0o440,
+  });
+  const envoy = gateway.containers.find((c) => c.name === 'envoy')!;
+  t.deepEqual(secretAt(gateway, envoy, '/etc/envoy-tls'), { name: 'envoy-gateway-tls', mode: 0o440 });
+  t.is(gateway.securityContext?.fsGroup, 101);
+
+  // Envoy's two gRPC clusters: mTLS with its client certificate, and the right server name required.
+  const configMap = objects.find(
+    (o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('envoy-bootstrap'),
+  );
+  const bootstrap = parseAllDocuments(configMap?.data?.['envoy.yaml'] ?? '')[0]?.toJS() as {
+    static_resources: {
+      clusters: { name: string; transport_socket?: { typed_config: Record<string, unknown> } }[];
+    };
+  };
+  const expected: Record<string, string> = {
+    readygate_xds: 'readygate',
+    readygate_extproc: 'readygate-extproc',
+  };
+  for (const [name, san] of Object.entries(expected)) {
+    const cluster = bootstrap.static_resources.clusters.find((c) => c.name === name);
+    const context = cluster?.transport_socket?.typed_config['common_tls_context'] as
+      | {
+          alpn_protocols?: string[];
+          tls_certificates?: { certificate_chain: { filename: string } }[];
+          validation_context?: {
+            trusted_ca?: { filename: string };
+            match_typed_subject_alt_names?: { san_type: string; matcher: { exact: string } }[];
+          };
+        }
+      | undefined;
+    t.deepEqual(context?.alpn_protocols, ['h2'], name);
+    t.is(context?.tls_certificates?.[0]?.certificate_chain.filename, '/etc/envoy-tls/tls.crt', name);
+    t.is(context?.validation_context?.trusted_ca?.filename, '/etc/envoy-tls/ca.crt', name);
+    t.deepEqual(context?.validation_context?.match_typed_subject_alt_names, [
+      { san_type: 'DNS', matcher: { exact: san } },
+    ]);
+  }
+});
+
+test('NetworkPolicy: xDS only from the gateway pods, admin only from peers and drain-wait, no Envoy admin', (t) => {
+  const { objects } = t.context;
+  type Peer = {
+    namespaceSelector?: { matchLabels?: Record<string, string> };
+    podSelector?: { matchLabels?: Record<string, string> };
+  };
+  type Policy = {
+    podSelector: { matchLabels: Record<string, string> };
+    policyTypes: string[];
+    ingress: { from?: Peer[]; ports: { port: string | number; protocol: string }[] }[];
+  };
+  const readygate = find(objects, 'NetworkPolicy', 'readygate');
+  t.is(readygate.metadata.namespace, 'readygate');
+  const policy = readygate.spec as Policy;
+  t.deepEqual(policy.podSelector.matchLabels, { 'app.kubernetes.io/name': 'readygate' });
+  t.deepEqual(policy.policyTypes, ['Ingress']);
+  t.deepEqual(policy.ingress, [
+    {
+      from: [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'gateway' } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'envoy-gateway' } },
+        },
+      ],
+      ports: [{ port: 'xds', protocol: 'TCP' }],
+    },
+    {
+      from: [
+        { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'readygate' } } },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'demo' } } },
+      ],
+      ports: [{ port: 'admin', protocol: 'TCP' }],
+    },
+  ]);
+  // The named ports the policy admits are the container's.
+  const container = (
+    find(objects, 'Deployment', 'readygate').spec as {
+      template: { spec: { containers: { ports: { name: string; containerPort: number }[] }[] } };
+    }
+  ).template.spec.containers[0]!;
+  t.deepEqual(
+    container.ports.map((p) => [p.name, p.containerPort]),
+    [
+      ['xds', 18000],
+      ['admin', 9102],
+    ],
+  );
+  // The gateway pods' labels match the selector the xDS rule uses.
+  const gatewayLabels = (
+    find(objects, 'Deployment', 'envoy').spec as {
+      template: { metadata: { labels: Record<string, string> } };
+    }
+  ).template.metadata.labels;
+  t.is(gatewayLabels['app.kubernetes.io/name'], 'envoy-gateway');
+
+  const envoy = find(objects, 'NetworkPolicy', 'envoy-gateway');
+  t.is(envoy.metadata.namespace, 'gateway');
+  t.deepEqual((envoy.spec as Policy).ingress, [{ ports: [{ port: 'http', protocol: 'TCP' }] }]);
+});
+
+test('scripts/certs.sh issues certificates that readygate accepts and Secrets named as the pods mount them', async (t) => {
+  const { workDir } = t.context;
+  const pkiDir = path.join(workDir, 'pki');
+  const stubDir = path.join(workDir, 'stub-bin');
+  mkdirSync(stubDir, { recursive: true });
+  const calls = path.join(workDir, 'kubectl-calls.txt');
+  // A stand-in for kubectl (no cluster here): records its arguments and swallows the applied YAML.
+  writeFileSync(
+    path.join(stubDir, 'kubectl'),
+    `#!/bin/sh\necho "$@" >> '${calls}'\ncase "$*" in *apply*) cat > /dev/null ;; esac\n`,
+  );
+  chmodSync(path.join(stubDir, 'kubectl'), 0o755);
+  const result = await execFileAsync('bash', [path.join(kindDir, 'scripts', 'certs.sh')], {
+    env: { ...process.env, PATH: `${stubDir}:${process.env['PATH'] ?? ''}`, KIND_PKI_DIR: pkiDir },
+    timeout: 60_000,
+  });
+  t.regex(result.stderr, /secret readygate\/readygate-tls/);
+  const created = readFileSync(calls, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('create secret'))
+    .map((line) =>
+      /-n (\S+) create secret generic (\S+) --type=kubernetes.io\/tls/.exec(line)?.slice(1, 3).join('/'),
+    );
+  t.deepEqual(created, [
+    'readygate/readygate-tls',
+    'gateway/envoy-gateway-tls',
+    'gateway/readygate-extproc-tls',
+  ]);
+
+  const file = (name: string): string => path.join(pkiDir, name);
+  const server = await loadTlsMaterial({
+    certFile: file('readygate.crt'),
+    keyFile: file('readygate.key'),
+    clientCaFile: file('ca.crt'),
+  });
+  t.is(server.certSubject, 'CN=readygate');
+  await loadTlsMaterial({ certFile: file('readygate-extproc.crt'), keyFile: file('readygate-extproc.key') });
+  const ca = new X509Certificate(readFileSync(file('ca.crt')));
+  const certificate = (name: string): X509Certificate => new X509Certificate(readFileSync(file(name)));
+  for (const name of ['readygate.crt', 'envoy-gateway.crt', 'readygate-extproc.crt'])
+    t.true(certificate(name).verify(ca.publicKey), `${name} is signed by the demo CA`);
+  // What Envoy's SAN matchers ask for, and what readygate shows as the Envoys' identity.
+  t.regex(certificate('readygate.crt').subjectAltName ?? '', /DNS:readygate(,|$)/);
+  t.regex(certificate('readygate-extproc.crt').subjectAltName ?? '', /DNS:readygate-extproc(,|$)/);
+  t.is(
+    peerIdentity({ subjectaltname: certificate('envoy-gateway.crt').subjectAltName }),
+    'spiffe://readygate-demo/ns/gateway/envoy',
+  );
 });

@@ -168,6 +168,10 @@ test('serve defaults', (t) => {
     xdsStallTimeout: 30_000,
     xdsMaxPendingPerConnection: 4 * 2 ** 20,
     xdsMaxPending: 64 * 2 ** 20,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsClientCa: undefined,
+    tlsHandshakeTimeout: 10_000,
     logLevel: 'info',
   });
   t.true(Object.isFrozen(config));
@@ -178,6 +182,9 @@ test('defaults of the other commands', (t) => {
   t.deepEqual(buildConfig('extproc', { args: [] }), {
     address: { host: '127.0.0.1', port: 18001, address: '127.0.0.1:18001' },
     debug: false,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsClientCa: undefined,
     logLevel: 'info',
   });
   t.deepEqual(buildConfig('status', { args: ['--envoy-admin', 'http://127.0.0.1:9901'] }), {

@@ -16,6 +16,7 @@ import {
 } from '../../src/status/compare.js';
 import { DRIFT_MARKER, formatReport } from '../../src/status/format.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
+import type { SynczEntry } from '../../src/xds/sync-status.js';
 
 type Hosts = Record<string, string>; // address → EDS health
 
@@ -541,4 +542,21 @@ test("replicaOfNode: the replica holding the node's stream, the latest connected
   t.is(replicaOfNode([b], 'gw-1'), -1);
   t.is(replicaOfNode([], 'gw-1'), -1);
   t.is(envoyNodeId(envoyDocs({ active: {} })), 'gw-1');
+});
+
+test("format: an Envoy's mTLS identity shows next to its peer; nothing is added without one", (t) => {
+  const envoy = envoyDocs({ active: { [WEB]: webHosts } });
+  const docs = readygateDocs({ hosts: { [WEB]: webHosts } });
+  const plain = compareStatus(envoy, docs);
+  t.is(plain.controlPlane?.stream?.identity, null);
+  t.regex(formatReport(plain, { envoy: 'e', controlPlane: 'c' }), /from 127\.0\.0\.1:40000, connected /);
+  const mutual = compareStatus(envoy, {
+    ...docs,
+    syncz: (docs.syncz as SynczEntry[]).map((entry) => ({ ...entry, identity: 'spiffe://td/gateway-1' })),
+  });
+  t.is(mutual.controlPlane?.stream?.identity, 'spiffe://td/gateway-1');
+  t.regex(
+    formatReport(mutual, { envoy: 'e', controlPlane: 'c' }),
+    /from 127\.0\.0\.1:40000 \(mTLS spiffe:\/\/td\/gateway-1\), connected /,
+  );
 });
