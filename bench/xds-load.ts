@@ -9,7 +9,7 @@
  */
 import http2 from 'node:http2';
 import { codecFor } from '../src/protos/envoy-protos.js';
-import { GrpcMessageReader } from '../src/xds/grpc-transport.js';
+import { GrpcMessageReader } from '../src/http2/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST } from '../src/xds/messages.js';
 import { TypeUrl } from '../src/xds/resource-types.js';
 import { DELTA_METHOD_PATH, SOTW_METHOD_PATH } from '../src/xds/server.js';

@@ -1,5 +1,5 @@
 /**
- * gRPC's wire protocol over our HTTP/2 server (http2/connection.ts), for ADS's two bidirectional
+ * gRPC's wire protocol over our HTTP/2 server (connection.ts), for ADS's two bidirectional
  * methods and nothing else.
  *
  * grpc-js copied every request into a fresh buffer, pushed each message through two object-mode
@@ -12,8 +12,8 @@
  */
 import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
-import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './http2/connection.js';
-import type { HeaderField } from './http2/hpack.js';
+import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
+import type { HeaderField } from './hpack.js';
 
 /** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
 export const GrpcStatus = {

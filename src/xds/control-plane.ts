@@ -10,7 +10,7 @@ import type { EndpointStore, StoreChange } from '../model/store.js';
 import type { ServiceKey, ServiceModel } from '../model/types.js';
 import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
-import { GrpcHttp2Server } from './grpc-transport.js';
+import { GrpcHttp2Server } from '../http2/grpc-transport.js';
 import { ADS_SERVER_SETTINGS, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
 import {

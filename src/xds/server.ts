@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { codecFor } from '../protos/envoy-protos.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { DeltaStream } from './delta.js';
-import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from './grpc-transport.js';
+import { type BidiCallHandlers, GrpcStatus, type GrpcServerCall } from '../http2/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
 import { decodeDiscoveryRequest, type LazyDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';

@@ -4,7 +4,7 @@
  * HTTP/2 and frame-level clients, without ADS on top.
  */
 import type { ExecutionContext } from 'ava';
-import { GrpcHttp2Server, type GrpcHttp2ServerOptions, GrpcStatus } from '../../src/xds/grpc-transport.js';
+import { GrpcHttp2Server, type GrpcHttp2ServerOptions, GrpcStatus } from '../../src/http2/grpc-transport.js';
 
 export const ECHO = '/test.Echo/Stream';
 

@@ -1,5 +1,5 @@
 /**
- * The ADS transport's HTTP/2 (src/xds/http2/) against h2spec, an independent conformance tester that
+ * The ADS transport's HTTP/2 (src/http2/) against h2spec, an independent conformance tester that
  * sends every frame sequence RFC 7540/9113 and RFC 7541 say a server must accept or refuse, and checks
  * the exact reaction (error code, connection or stream error, the response).
  */
@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { GrpcHttp2Server } from '../../src/xds/grpc-transport.js';
+import { GrpcHttp2Server } from '../../src/http2/grpc-transport.js';
 import { ADS_SERVER_SETTINGS } from '../../src/xds/server.js';
 import { installedPath } from '../helpers/installed-binaries.js';
 

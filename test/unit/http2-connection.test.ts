@@ -1,12 +1,12 @@
 /**
- * The HTTP/2 server connection (src/xds/http2/connection.ts) seen from a raw TCP client that writes and
+ * The HTTP/2 server connection (src/http2/connection.ts) seen from a raw TCP client that writes and
  * reads frames itself, for what h2spec (test/integration/http2-conformance.test.ts) does not look at:
  * how responses are framed and paced by flow control, backpressure, limits, and input cut anywhere.
  */
 import net from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { GrpcStatus, frameMessage } from '../../src/xds/grpc-transport.js';
-import { Http2ServerConnection, type Http2ServerStream } from '../../src/xds/http2/connection.js';
+import { GrpcStatus, frameMessage } from '../../src/http2/grpc-transport.js';
+import { Http2ServerConnection, type Http2ServerStream } from '../../src/http2/connection.js';
 import {
   CONNECTION_PREFACE,
   encodeFrame,
@@ -18,8 +18,8 @@ import {
   FrameType,
   readFrameHeader,
   Setting,
-} from '../../src/xds/http2/frames.js';
-import { encodeHeaderBlock, type HeaderField, HpackDecoder } from '../../src/xds/http2/hpack.js';
+} from '../../src/http2/frames.js';
+import { encodeHeaderBlock, type HeaderField, HpackDecoder } from '../../src/http2/hpack.js';
 import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 interface Frame {

@@ -8,7 +8,7 @@ import {
   GrpcStatus,
   encodeGrpcMessage,
   frameMessage,
-} from '../../src/xds/grpc-transport.js';
+} from '../../src/http2/grpc-transport.js';
 import { ECHO, echoServer } from '../helpers/echo-server.js';
 
 function framed(...messages: Buffer[]): Buffer {

@@ -1,8 +1,8 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/xds/http2/hpack.js';
-import type { HeaderField } from '../../src/xds/http2/hpack.js';
-import { HUFFMAN_CODES, decodeHuffman } from '../../src/xds/http2/huffman.js';
+import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/http2/hpack.js';
+import type { HeaderField } from '../../src/http2/hpack.js';
+import { HUFFMAN_CODES, decodeHuffman } from '../../src/http2/huffman.js';
 
 /** Hex dumps as RFC 7541 Appendix C prints them, spaces and line breaks ignored. */
 function hex(dump: string): Buffer {
