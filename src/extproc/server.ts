@@ -139,6 +139,21 @@ function replacementAnswer(
       append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
     }),
   );
+  if (problem.body === undefined) {
+    // No body_mutation: Envoy then sends the headers alone (END_STREAM on HTTP/2). The upstream's
+    // content-length described its own body, which a HEAD answer announces but never sends.
+    return responseCodec.encode({
+      response_headers: {
+        response: {
+          status: 'CONTINUE_AND_REPLACE',
+          header_mutation: {
+            set_headers: setHeaders,
+            remove_headers: [...STALE_BODY_HEADERS, 'content-length'],
+          },
+        },
+      },
+    });
+  }
   return responseCodec.encode({
     response_headers: {
       response: {

@@ -116,6 +116,52 @@ test('a 503 with UH flags is replaced with the problem document', async (t) => {
   });
 });
 
+test('HEAD: the same status and headers, no body_mutation, and the upstream content-length removed', async (t) => {
+  const outcome = await runStream([
+    encode({
+      response_headers: headers('503'),
+      attributes: attributes({
+        [ResponseAttribute.FLAGS]: { number_value: 2 },
+        [ResponseAttribute.CODE_DETAILS]: { string_value: 'no_healthy_upstream' },
+        [ResponseAttribute.REQUEST_METHOD]: { string_value: 'HEAD' },
+      }),
+    }),
+  ]);
+  t.is(outcome.code, grpc.status.OK);
+  const common = (outcome.responses[0]?.['response_headers'] as { response: Record<string, unknown> })
+    .response;
+  t.is(common['status'], 'CONTINUE_AND_REPLACE');
+  t.is(common['body_mutation'], undefined);
+  const mutation = common['header_mutation'] as {
+    set_headers: { header: { key: string; raw_value: Buffer } }[];
+    remove_headers: string[];
+  };
+  t.deepEqual(
+    Object.fromEntries(mutation.set_headers.map((h) => [h.header.key, h.header.raw_value.toString()])),
+    {
+      ':status': '503',
+      'content-type': 'application/problem+json',
+      'x-readygate-cause': 'no-healthy-upstream',
+      'cache-control': 'no-store',
+      'retry-after': '1',
+    },
+  );
+  t.true(mutation.remove_headers.includes('content-length'));
+  // GET keeps its body (and Envoy frames it).
+  const get = await runStream([
+    encode({
+      response_headers: headers('503'),
+      attributes: attributes({
+        [ResponseAttribute.FLAGS]: { number_value: 2 },
+        [ResponseAttribute.REQUEST_METHOD]: { string_value: 'GET' },
+      }),
+    }),
+  ]);
+  const getCommon = (get.responses[0]?.['response_headers'] as { response: Record<string, unknown> })
+    .response;
+  t.truthy(getCommon['body_mutation']);
+});
+
 test('a healthy upstream 500 gets a plain CONTINUE; request-side messages are continued', async (t) => {
   const outcome = await runStream([
     encode({ request_headers: headers('') }),
