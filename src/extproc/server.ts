@@ -194,6 +194,20 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     if (!finished && !call.destroyed && call.writable) call.write(bytes);
   };
 
+  /**
+   * The answer to response_headers is the last thing readygate has to say, so the stream ends here with
+   * OK (trailers, END_STREAM), which Envoy reads as "processing complete". Left open, Envoy would end it
+   * with RST_STREAM(CANCEL) once it has the answer, and a server's nghttp2 counts every RST_STREAM it
+   * receives against its stream-reset rate limit (the CVE-2023-44487 defence: a token bucket of 1000,
+   * refilled at 33/s, node's defaults): past ~1000 streams in a burst the server sends GOAWAY and the
+   * streams in flight on that connection fail (failure_mode_allow: unmapped responses).
+   */
+  const endAfterAnswer = (): void => {
+    if (finished) return;
+    finished = true;
+    if (!call.destroyed && call.writable) call.end();
+  };
+
   const onResponseHeaders = (request: DecodedProcessingRequest, started: bigint): void => {
     const message = request.response_headers;
     // Attributes ride on the ProcessingRequest since the HttpHeaders field was deprecated; accept both.
@@ -253,8 +267,10 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
         );
       }
       lastIndex = index;
-      if (kind === 'response_headers') onResponseHeaders(request, started);
-      else answer(CONTINUE_ANSWERS[kind]);
+      if (kind === 'response_headers') {
+        onResponseHeaders(request, started);
+        endAfterAnswer();
+      } else answer(CONTINUE_ANSWERS[kind]);
     } catch (error) {
       if (error instanceof ProtocolViolation) fail(error);
       else
