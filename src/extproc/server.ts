@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { codecFor } from '../protos/envoy-protos.js';
 import { responseFacts, type DecodedHeaderValue, type DecodedStruct } from './attributes.js';
 import { classify, shortFlagNames, type Decision, type ResponseFacts } from './classify.js';
+import { LogBudget } from './log-budget.js';
 import { createExtprocMetrics, type ExtprocMetrics } from './metrics.js';
 import { problemResponse } from './problem.js';
 
@@ -112,7 +113,11 @@ interface ServiceContext {
   readonly debug: boolean;
   readonly logger: Logger;
   readonly metrics: ExtprocMetrics;
+  readonly mappedLogBudget: LogBudget;
 }
+
+/** At info level, one `extproc.mapped` line per cause per this many ms. */
+export const MAPPED_LOG_INTERVAL_MS = 10_000;
 
 function messageKind(request: DecodedProcessingRequest): MessageKind {
   const present = MESSAGE_KINDS.filter((kind) => request[kind] !== undefined);
@@ -234,16 +239,23 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     context.metrics.mapped.inc({ cause: decision.cause, status: String(decision.status) });
     context.metrics.processingSeconds.observe({ outcome: 'replace' }, seconds);
-    context.logger.info(
-      {
-        event: 'extproc.mapped',
-        cause: decision.cause,
-        status: decision.status,
-        ...logFields(facts),
-        duration_us: Math.round(seconds * 1e6),
-      },
-      'response mapped',
-    );
+    const fields = {
+      event: 'extproc.mapped',
+      cause: decision.cause,
+      status: decision.status,
+      ...logFields(facts),
+      duration_us: Math.round(seconds * 1e6),
+    };
+    // Every mapping is counted in /metrics; at info level an outage writes one line per cause per
+    // interval (with how many it left out), at debug level every mapping is logged.
+    if (context.logger.isLevelEnabled('debug')) {
+      context.logger.debug(fields, 'response mapped');
+    } else {
+      const allowed = context.mappedLogBudget.take(decision.cause, performance.now());
+      if (allowed !== undefined) {
+        context.logger.info({ ...fields, suppressed: allowed.suppressed }, 'response mapped');
+      }
+    }
   };
 
   call.on('data', (chunk: Buffer) => {
@@ -310,6 +322,7 @@ export function addExtprocService(server: grpc.Server, options: ExtprocServiceOp
     debug: options.debug ?? false,
     logger: (options.logger ?? silentLogger).child({ component: 'extproc' }),
     metrics: createExtprocMetrics(options.registry),
+    mappedLogBudget: new LogBudget(MAPPED_LOG_INTERVAL_MS),
   };
   server.addService(externalProcessorServiceDefinition, {
     Process: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
