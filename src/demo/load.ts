@@ -25,6 +25,11 @@ export interface LoadRun {
   readonly samples: Sample[];
   /** Due requests not sent because `concurrency` were already in flight. */
   skipped(): number;
+  /**
+   * Resolves once every request sent so far has its sample (answered, failed or timed out; so within the
+   * request timeout). Requests sent after the call are not waited for.
+   */
+  answered(): Promise<void>;
   /** Stops sending, waits (bounded) for requests in flight, closes the connections. */
   stop(): Promise<Sample[]>;
 }
@@ -47,16 +52,35 @@ export function startLoad(options: LoadOptions): LoadRun {
   let inFlight = 0;
   let skipped = 0;
   let drained: (() => void) | undefined;
+  /** Sequence numbers of the requests in flight, in send order (so the oldest is first). */
+  const open = new Set<number>();
+  let nextSequence = 0;
+  /** answered() callers: each waits until no request at or below its sequence number is open. */
+  const waiters: { upTo: number; resolve: () => void }[] = [];
+  const wakeWaiters = (): void => {
+    const oldest = open.values().next();
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i];
+      if (waiter && (oldest.done === true || oldest.value > waiter.upTo)) {
+        waiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  };
 
   const send = (): void => {
     const sentAt = performance.now();
     const phase = options.phase();
+    const sequence = nextSequence++;
+    open.add(sequence);
     inFlight++;
     let recorded = false;
     const record = (status: number, extra: Partial<Sample> = {}): void => {
       if (recorded) return;
       recorded = true;
       inFlight--;
+      open.delete(sequence);
+      wakeWaiters();
       const now = performance.now();
       samples.push({
         t: Math.round(sentAt - options.origin),
@@ -124,6 +148,11 @@ export function startLoad(options: LoadOptions): LoadRun {
   return {
     samples,
     skipped: () => skipped,
+    answered: () =>
+      new Promise<void>((resolve) => {
+        waiters.push({ upTo: nextSequence - 1, resolve });
+        wakeWaiters();
+      }),
     stop: async () => {
       clearInterval(timer);
       if (inFlight > 0) {

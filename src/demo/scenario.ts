@@ -71,11 +71,22 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     origin,
     phase: () => phase,
   });
+  /**
+   * A phase's first event waits until every request sent in the phase before has been answered: requests
+   * are counted in the phase they were sent in, so an event (a crash holds and then cuts whatever reaches
+   * the pod from that moment) must not reach back into requests of the phase before. On a starved machine
+   * those take hundreds of ms; this wait is bounded by the client's request timeout.
+   */
+  const begin = async (next: PhaseName): Promise<void> => {
+    enter(next);
+    await load.answered();
+    signal.throwIfAborted();
+  };
   try {
     const settle = (): Promise<void> => sleep(timing.settleMs, undefined, { signal });
     await settle();
 
-    enter('rollout');
+    await begin('rollout');
     const old = cluster.livePods;
     for (const pod of old) {
       const fresh = await cluster.createPod();
@@ -85,12 +96,12 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     await cluster.waitGone(old, signal);
     await settle();
 
-    enter('slow-start');
+    await begin('slow-start');
     const slow = await cluster.createPod({ warmupMs: timing.slowWarmupMs });
     await cluster.waitReady(slow, signal);
     await settle();
 
-    enter('crash');
+    await begin('crash');
     const victim = cluster.livePods[0];
     if (!victim) throw new ReadygateError(ErrorCode.WAIT_TIMEOUT, 'demo: no pod left to crash');
     cluster.crashPod(victim);
@@ -98,7 +109,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     await cluster.waitReady(victim, signal);
     await settle();
 
-    enter('outage');
+    await begin('outage');
     const everyone = cluster.livePods;
     for (const pod of everyone) cluster.deletePod(pod);
     await cluster.waitGone(everyone, signal);

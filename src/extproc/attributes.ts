@@ -17,6 +17,8 @@ export const ResponseAttribute = {
   CLUSTER_NAME: 'xds.cluster_name',
   UPSTREAM_ADDRESS: 'upstream.address',
   REQUEST_ID: 'request.id',
+  /** The answer to a HEAD request must not carry a body (problem.ts): only the method says so. */
+  REQUEST_METHOD: 'request.method',
   HOST_STATE: hostMetadata(HostMetadataKey.STATE),
   HOST_POD: hostMetadata(HostMetadataKey.POD),
 } as const;
@@ -134,6 +136,8 @@ export function responseFacts(
   if (upstreamAddress !== undefined) facts.upstreamAddress = upstreamAddress;
   const pod = text(ResponseAttribute.HOST_POD);
   if (pod !== undefined) facts.pod = pod;
+  const method = text(ResponseAttribute.REQUEST_METHOD);
+  if (method !== undefined) facts.method = method;
   const requestId = text(ResponseAttribute.REQUEST_ID);
   if (requestId !== undefined) facts.requestId = requestId;
   // request.id may fail to evaluate in some versions; the header is what clients see anyway.

@@ -80,7 +80,19 @@ export interface ProblemResponse {
   readonly status: number;
   /** Lower-case header names; values are final (no appending). */
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: Buffer;
+  /** The problem document; undefined when the response must not have content (see hasNoContent). */
+  readonly body: Buffer | undefined;
+}
+
+/**
+ * RFC 9110 §6.4.1: the response to HEAD, and every 1xx, 204 and 304, has no content. A body added to one
+ * is read by an HTTP/1.1 client as the start of the next response on the connection, and makes an
+ * HTTP/2 client reset the stream (PROTOCOL_ERROR). readygate only ever sends 502/503/504, so in practice
+ * this is HEAD; the status rule keeps the function true to its name. An unknown method (the attribute
+ * missing from the bootstrap) keeps the body: every other method's 5xx has one.
+ */
+export function hasNoContent(method: string | undefined, status: number): boolean {
+  return method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304;
 }
 
 export function problemTypeUri(cause: FailureCause): string {
@@ -112,5 +124,9 @@ export function problemResponse(
     'cache-control': 'no-store',
   };
   if (decision.retryAfterSeconds !== undefined) headers['retry-after'] = String(decision.retryAfterSeconds);
+  if (hasNoContent(facts.method, decision.status)) {
+    // Same headers as the GET would get (RFC 9110 §9.3.2), without the content.
+    return { status: decision.status, headers, body: undefined };
+  }
   return { status: decision.status, headers, body: Buffer.from(JSON.stringify(document), 'utf8') };
 }

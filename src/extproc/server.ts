@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { codecFor } from '../protos/envoy-protos.js';
 import { responseFacts, type DecodedHeaderValue, type DecodedStruct } from './attributes.js';
 import { classify, shortFlagNames, type Decision, type ResponseFacts } from './classify.js';
+import { LogBudget } from './log-budget.js';
 import { createExtprocMetrics, type ExtprocMetrics } from './metrics.js';
 import { problemResponse } from './problem.js';
 import { reloadingServerCredentials } from '../tls/grpc-credentials.js';
@@ -116,7 +117,11 @@ interface ServiceContext {
   readonly debug: boolean;
   readonly logger: Logger;
   readonly metrics: ExtprocMetrics;
+  readonly mappedLogBudget: LogBudget;
 }
+
+/** At info level, one `extproc.mapped` line per cause per this many ms. */
+export const MAPPED_LOG_INTERVAL_MS = 10_000;
 
 function messageKind(request: DecodedProcessingRequest): MessageKind {
   const present = MESSAGE_KINDS.filter((kind) => request[kind] !== undefined);
@@ -143,6 +148,21 @@ function replacementAnswer(
       append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
     }),
   );
+  if (problem.body === undefined) {
+    // No body_mutation: Envoy then sends the headers alone (END_STREAM on HTTP/2). The upstream's
+    // content-length described its own body, which a HEAD answer announces but never sends.
+    return responseCodec.encode({
+      response_headers: {
+        response: {
+          status: 'CONTINUE_AND_REPLACE',
+          header_mutation: {
+            set_headers: setHeaders,
+            remove_headers: [...STALE_BODY_HEADERS, 'content-length'],
+          },
+        },
+      },
+    });
+  }
   return responseCodec.encode({
     response_headers: {
       response: {
@@ -183,6 +203,20 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     if (!finished && !call.destroyed && call.writable) call.write(bytes);
   };
 
+  /**
+   * The answer to response_headers is the last thing readygate has to say, so the stream ends here with
+   * OK (trailers, END_STREAM), which Envoy reads as "processing complete". Left open, Envoy would end it
+   * with RST_STREAM(CANCEL) once it has the answer, and a server's nghttp2 counts every RST_STREAM it
+   * receives against its stream-reset rate limit (the CVE-2023-44487 defence: a token bucket of 1000,
+   * refilled at 33/s, node's defaults): past ~1000 streams in a burst the server sends GOAWAY and the
+   * streams in flight on that connection fail (failure_mode_allow: unmapped responses).
+   */
+  const endAfterAnswer = (): void => {
+    if (finished) return;
+    finished = true;
+    if (!call.destroyed && call.writable) call.end();
+  };
+
   const onResponseHeaders = (request: DecodedProcessingRequest, started: bigint): void => {
     const message = request.response_headers;
     // Attributes ride on the ProcessingRequest since the HttpHeaders field was deprecated; accept both.
@@ -209,16 +243,23 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     context.metrics.mapped.inc({ cause: decision.cause, status: String(decision.status) });
     context.metrics.processingSeconds.observe({ outcome: 'replace' }, seconds);
-    context.logger.info(
-      {
-        event: 'extproc.mapped',
-        cause: decision.cause,
-        status: decision.status,
-        ...logFields(facts),
-        duration_us: Math.round(seconds * 1e6),
-      },
-      'response mapped',
-    );
+    const fields = {
+      event: 'extproc.mapped',
+      cause: decision.cause,
+      status: decision.status,
+      ...logFields(facts),
+      duration_us: Math.round(seconds * 1e6),
+    };
+    // Every mapping is counted in /metrics; at info level an outage writes one line per cause per
+    // interval (with how many it left out), at debug level every mapping is logged.
+    if (context.logger.isLevelEnabled('debug')) {
+      context.logger.debug(fields, 'response mapped');
+    } else {
+      const allowed = context.mappedLogBudget.take(decision.cause, performance.now());
+      if (allowed !== undefined) {
+        context.logger.info({ ...fields, suppressed: allowed.suppressed }, 'response mapped');
+      }
+    }
   };
 
   call.on('data', (chunk: Buffer) => {
@@ -242,8 +283,10 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
         );
       }
       lastIndex = index;
-      if (kind === 'response_headers') onResponseHeaders(request, started);
-      else answer(CONTINUE_ANSWERS[kind]);
+      if (kind === 'response_headers') {
+        onResponseHeaders(request, started);
+        endAfterAnswer();
+      } else answer(CONTINUE_ANSWERS[kind]);
     } catch (error) {
       if (error instanceof ProtocolViolation) fail(error);
       else
@@ -283,6 +326,7 @@ export function addExtprocService(server: grpc.Server, options: ExtprocServiceOp
     debug: options.debug ?? false,
     logger: (options.logger ?? silentLogger).child({ component: 'extproc' }),
     metrics: createExtprocMetrics(options.registry),
+    mappedLogBudget: new LogBudget(MAPPED_LOG_INTERVAL_MS),
   };
   server.addService(externalProcessorServiceDefinition, {
     Process: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {

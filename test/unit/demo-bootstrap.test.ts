@@ -24,6 +24,7 @@ test('readygate bootstrap: CDS over ADS, runtime flags, local replies mapped, ex
   t.deepEqual(valueAt(bootstrap, 'layered_runtime', 'layers', 0, 'static_layer'), {
     'envoy.reloadable_features.skip_ext_proc_on_local_reply': false,
     'envoy.reloadable_features.router_filter_resetall_on_local_reply': true,
+    'envoy.reloadable_features.ext_proc_graceful_grpc_close': true,
   });
   const hcm = valueAt(
     bootstrap,

@@ -103,3 +103,50 @@ test('a refused connection is recorded as status 0 with its error code', async (
   t.true(samples.length > 0);
   t.true(samples.every((s) => s.status === 0 && s.error === 'ECONNREFUSED'));
 });
+
+test('answered() waits for every request sent before it, and not for those sent after', async (t) => {
+  // The first request is held until released; every later one is answered after 1.5 s.
+  let release: () => void = () => undefined;
+  let arrived = 0;
+  const upstream = await server((_request, response) => {
+    arrived++;
+    if (arrived === 1) {
+      release = () => response.end('held');
+      return;
+    }
+    setTimeout(() => response.end('late'), 1500);
+  });
+  t.teardown(upstream.close);
+  let phase = 'before';
+  const sends = { before: 0, after: 0 };
+  const load = startLoad({
+    host: '127.0.0.1',
+    port: upstream.port,
+    rate: 4,
+    concurrency: 8,
+    requestTimeoutMs: 5000,
+    maxDurationMs: 1000,
+    origin: performance.now(),
+    // Read once per request sent: counts the sends of each phase.
+    phase: () => {
+      sends[phase as 'before' | 'after']++;
+      return phase;
+    },
+  });
+  while (arrived === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  phase = 'after';
+  let answered = false;
+  const waiting = load.answered().then(() => {
+    answered = true;
+  });
+  // Later requests go out meanwhile (4/s); the held one keeps answered() waiting.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.false(answered, 'the held request is still open');
+  t.true(sends.after >= 1, `${sends.after} requests sent after the call`);
+  release();
+  await waiting;
+  const count = (name: string): number => load.samples.filter((s) => s.phase === name).length;
+  t.is(count('before'), sends.before, 'every request sent before the call has its sample');
+  t.true(count('after') < sends.after, 'requests sent after the call were not waited for');
+  await load.stop();
+});

@@ -12,7 +12,12 @@ import {
 } from '../../src/extproc/attributes.js';
 import { FailureCause } from '../../src/extproc/classify.js';
 import { fillTemplate } from '../../src/demo/bootstrap.js';
-import { CAUSE_HEADER, PROBLEM_CONTENT_TYPE, problemResponse } from '../../src/extproc/problem.js';
+import {
+  CAUSE_HEADER,
+  PROBLEM_CONTENT_TYPE,
+  hasNoContent,
+  problemResponse,
+} from '../../src/extproc/problem.js';
 
 test('parseUnsigned accepts numbers and their printed forms, nothing else', (t) => {
   t.is(parseUnsigned(64), 64);
@@ -131,17 +136,16 @@ test('problem document: stable type URI, request id, Retry-After on 503, no inte
     'cache-control': 'no-store',
     'retry-after': '1',
   });
-  t.deepEqual(JSON.parse(plain.body.toString('utf8')), {
+  t.deepEqual(JSON.parse(plain.body!.toString('utf8')), {
     type: 'https://readygate.dev/problems/endpoint-terminating',
     title: 'Endpoint shutting down',
     status: 503,
     detail: 'The endpoint that took the request is shutting down and failed it; a retry reaches another one.',
     request_id: 'rid-1',
   });
-  const debug = JSON.parse(problemResponse(decision, facts, { debug: true }).body.toString('utf8')) as Record<
-    string,
-    unknown
-  >;
+  const debug = JSON.parse(
+    problemResponse(decision, facts, { debug: true }).body!.toString('utf8'),
+  ) as Record<string, unknown>;
   t.is(debug['upstream'], '127.0.0.9:80');
   t.is(debug['pod'], 'web-0');
   t.is(debug['cluster'], 'default/web:http');
@@ -151,5 +155,30 @@ test('problem document: stable type URI, request id, Retry-After on 503, no inte
     { debug: false },
   );
   t.is(gateway.headers['retry-after'], undefined);
-  t.false('request_id' in (JSON.parse(gateway.body.toString('utf8')) as object));
+  t.false('request_id' in (JSON.parse(gateway.body!.toString('utf8')) as object));
+});
+
+test('hasNoContent: HEAD, 1xx, 204 and 304 have none; methods are case-sensitive; unknown keeps the body', (t) => {
+  t.true(hasNoContent('HEAD', 503));
+  for (const status of [100, 101, 103, 204, 304]) t.true(hasNoContent('GET', status), String(status));
+  for (const method of ['GET', 'POST', 'head', 'OPTIONS', undefined]) {
+    t.false(hasNoContent(method, 503), String(method));
+  }
+  t.false(hasNoContent('GET', 200));
+});
+
+test('problem response to HEAD: the GET headers, no body; request.method reaches the facts', (t) => {
+  const facts = responseFacts([{ key: ':status', value: '503' }], {
+    'envoy.filters.http.ext_proc': {
+      fields: { [ResponseAttribute.REQUEST_METHOD]: { string_value: 'HEAD' } },
+    },
+  });
+  t.is(facts.method, 'HEAD');
+  const decision = { status: 503, cause: FailureCause.NO_HEALTHY_UPSTREAM, retryAfterSeconds: 1 };
+  const head = problemResponse(decision, facts, { debug: false });
+  const get = problemResponse(decision, { ...facts, method: 'GET' }, { debug: false });
+  t.is(head.body, undefined);
+  t.truthy(get.body);
+  t.deepEqual(head.headers, get.headers);
+  t.is(head.status, 503);
 });

@@ -116,6 +116,52 @@ test('a 503 with UH flags is replaced with the problem document', async (t) => {
   });
 });
 
+test('HEAD: the same status and headers, no body_mutation, and the upstream content-length removed', async (t) => {
+  const outcome = await runStream([
+    encode({
+      response_headers: headers('503'),
+      attributes: attributes({
+        [ResponseAttribute.FLAGS]: { number_value: 2 },
+        [ResponseAttribute.CODE_DETAILS]: { string_value: 'no_healthy_upstream' },
+        [ResponseAttribute.REQUEST_METHOD]: { string_value: 'HEAD' },
+      }),
+    }),
+  ]);
+  t.is(outcome.code, grpc.status.OK);
+  const common = (outcome.responses[0]?.['response_headers'] as { response: Record<string, unknown> })
+    .response;
+  t.is(common['status'], 'CONTINUE_AND_REPLACE');
+  t.is(common['body_mutation'], undefined);
+  const mutation = common['header_mutation'] as {
+    set_headers: { header: { key: string; raw_value: Buffer } }[];
+    remove_headers: string[];
+  };
+  t.deepEqual(
+    Object.fromEntries(mutation.set_headers.map((h) => [h.header.key, h.header.raw_value.toString()])),
+    {
+      ':status': '503',
+      'content-type': 'application/problem+json',
+      'x-readygate-cause': 'no-healthy-upstream',
+      'cache-control': 'no-store',
+      'retry-after': '1',
+    },
+  );
+  t.true(mutation.remove_headers.includes('content-length'));
+  // GET keeps its body (and Envoy frames it).
+  const get = await runStream([
+    encode({
+      response_headers: headers('503'),
+      attributes: attributes({
+        [ResponseAttribute.FLAGS]: { number_value: 2 },
+        [ResponseAttribute.REQUEST_METHOD]: { string_value: 'GET' },
+      }),
+    }),
+  ]);
+  const getCommon = (get.responses[0]?.['response_headers'] as { response: Record<string, unknown> })
+    .response;
+  t.truthy(getCommon['body_mutation']);
+});
+
 test('a healthy upstream 500 gets a plain CONTINUE; request-side messages are continued', async (t) => {
   const outcome = await runStream([
     encode({ request_headers: headers('') }),
@@ -125,14 +171,44 @@ test('a healthy upstream 500 gets a plain CONTINUE; request-side messages are co
       response_headers: headers('500'),
       attributes: attributes({ [ResponseAttribute.CODE_DETAILS]: { string_value: 'via_upstream' } }),
     }),
+    // After the response_headers answer the stream is over (ended with OK): this is not answered.
     encode({ response_body: { body: Buffer.from('z') } }),
   ]);
   t.is(outcome.code, grpc.status.OK);
   t.deepEqual(
     outcome.responses.map((r) => Object.keys(r)),
-    [['request_headers'], ['request_body'], ['request_body'], ['response_headers'], ['response_body']],
+    [['request_headers'], ['request_body'], ['request_body'], ['response_headers']],
   );
   t.deepEqual(outcome.responses[3], { response_headers: {} });
+});
+
+test('the stream ends with OK right after the response_headers answer, without waiting for a half-close', async (t) => {
+  if (client === undefined) throw new Error('client not started');
+  // Envoy would reset a stream left open once it has its answer; every reset counts against the
+  // server's HTTP/2 stream-reset limit (test/integration/extproc-streams.test.ts).
+  const call = client.makeBidiStreamRequest<Buffer, Buffer>(
+    PROCESS_METHOD_PATH,
+    (value) => value,
+    (value) => value,
+    new grpc.Metadata(),
+    { deadline: Date.now() + 5000 },
+  );
+  const answers: Record<string, unknown>[] = [];
+  const status = await new Promise<grpc.StatusObject>((resolve) => {
+    call.on('data', (bytes: Buffer) => answers.push(responseCodec.decode(bytes)));
+    call.on('error', () => undefined);
+    call.on('status', resolve);
+    call.write(
+      encode({
+        response_headers: headers('503'),
+        attributes: attributes({ [ResponseAttribute.FLAGS]: { number_value: 2 } }),
+      }),
+    );
+    // No call.end(): the client side stays open.
+  });
+  t.is(status.code, grpc.status.OK);
+  t.is(answers.length, 1);
+  t.truthy(answers[0]?.['response_headers']);
 });
 
 const violations: [string, Buffer[], RegExp][] = [
@@ -148,14 +224,14 @@ const violations: [string, Buffer[], RegExp][] = [
     /several request members: request_headers, response_headers/,
   ],
   [
-    'request_headers after response_headers',
-    [encode({ response_headers: headers('200') }), encode({ request_headers: headers('') })],
-    /out-of-order ProcessingRequest: request_headers after response_headers/,
+    'request_headers after request_trailers',
+    [encode({ request_trailers: {} }), encode({ request_headers: headers('') })],
+    /out-of-order ProcessingRequest: request_headers after request_trailers/,
   ],
   [
-    'response_headers twice',
-    [encode({ response_headers: headers('200') }), encode({ response_headers: headers('200') })],
-    /out-of-order ProcessingRequest: response_headers after response_headers/,
+    'request_headers twice',
+    [encode({ request_headers: headers('') }), encode({ request_headers: headers('') })],
+    /out-of-order ProcessingRequest: request_headers after request_headers/,
   ],
   [
     'request_body after response_body',
