@@ -144,17 +144,25 @@ export function httpGet(url: URL | string, options: HttpGetOptions): Promise<Htt
 }
 
 /**
- * `promise`, or a ReadygateError (ADMIN_UNREACHABLE) naming `what` once `ms` pass: for steps without a
- * deadline of their own (DNS). Like `httpGet`, a plain timer, which garbage collection cannot cancel.
+ * `promise`, or the error `expired` makes once `ms` pass: for calls without a deadline of their own
+ * (DNS, credential plugins, client-node's API calls). Like `httpGet`, a plain timer, which garbage
+ * collection cannot cancel. The call itself is not aborted; its caller stops waiting for it.
+ * Default error: ADMIN_UNREACHABLE naming `what`.
  */
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+  expired: () => Error = () =>
+    new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, `${what}: no answer within ${ms} ms`),
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => {
+  const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      reject(new ReadygateError(ErrorCode.ADMIN_UNREACHABLE, `${what}: no answer within ${ms} ms`));
+      reject(expired());
     }, ms);
   });
-  return Promise.race([promise, expired]).finally(() => {
+  return Promise.race([promise, deadline]).finally(() => {
     clearTimeout(timer);
   });
 }

@@ -17,7 +17,8 @@ import {
   V1ObjectMeta,
   type KubeConfig,
 } from '@kubernetes/client-node';
-import { errorMessage } from '../errors.js';
+import { ErrorCode, errorMessage, ReadygateError } from '../errors.js';
+import { withDeadline } from '../net.js';
 import { silentLogger, type Logger } from '../log.js';
 import { statusOf } from '../sources/kubernetes-watch.js';
 
@@ -102,7 +103,10 @@ export class LeaderElector {
     await this.#running;
     if (options.release && this.#leader) {
       try {
-        const lease = await this.#api.readNamespacedLease({ name: this.#name, namespace: this.#namespace });
+        const lease = await this.#call(
+          'readNamespacedLease',
+          this.#api.readNamespacedLease({ name: this.#name, namespace: this.#namespace }),
+        );
         if (lease.spec?.holderIdentity === this.identity) {
           // Holder and times cleared (the spec's fields are optional; absent = released).
           const released = new V1LeaseSpec();
@@ -110,11 +114,14 @@ export class LeaderElector {
           if (lease.spec.leaseTransitions !== undefined)
             released.leaseTransitions = lease.spec.leaseTransitions;
           lease.spec = released;
-          await this.#api.replaceNamespacedLease({
-            name: this.#name,
-            namespace: this.#namespace,
-            body: lease,
-          });
+          await this.#call(
+            'replaceNamespacedLease',
+            this.#api.replaceNamespacedLease({
+              name: this.#name,
+              namespace: this.#namespace,
+              body: lease,
+            }),
+          );
           this.#logger.info('released the lease');
         }
       } catch (error) {
@@ -124,11 +131,29 @@ export class LeaderElector {
     this.#setLeader(false);
   }
 
+  /**
+   * A Lease call with a deadline: client-node's calls have none, and a renewal stuck on a hung API
+   * server would keep this replica leader (it steps down only between calls). Half the renew deadline,
+   * so a read and a write together still end within it.
+   */
+  #call<T>(what: string, call: Promise<T>): Promise<T> {
+    const ms = Math.max(1, Math.floor(this.#renewDeadlineMs / 2));
+    return withDeadline(
+      call,
+      ms,
+      what,
+      () => new ReadygateError(ErrorCode.KUBERNETES_UNAVAILABLE, `Lease ${what}: no answer within ${ms} ms`),
+    );
+  }
+
   async #tryAcquireOrRenew(): Promise<void> {
     const now = Date.now();
     let lease: V1Lease;
     try {
-      lease = await this.#api.readNamespacedLease({ name: this.#name, namespace: this.#namespace });
+      lease = await this.#call(
+        'readNamespacedLease',
+        this.#api.readNamespacedLease({ name: this.#name, namespace: this.#namespace }),
+      );
     } catch (error) {
       if (statusOf(error) === 404) {
         await this.#create(now);
@@ -162,7 +187,10 @@ export class LeaderElector {
     lease.spec = spec;
     try {
       // resourceVersion from the read makes this a compare-and-swap.
-      await this.#api.replaceNamespacedLease({ name: this.#name, namespace: this.#namespace, body: lease });
+      await this.#call(
+        'replaceNamespacedLease',
+        this.#api.replaceNamespacedLease({ name: this.#name, namespace: this.#namespace, body: lease }),
+      );
     } catch (error) {
       // 409 while taking over: another candidate wrote first; read again next tick.
       if (statusOf(error) === 409 && takingOver) return;
@@ -190,7 +218,10 @@ export class LeaderElector {
       spec.leaseTransitions = 0;
       body.metadata = metadata;
       body.spec = spec;
-      await this.#api.createNamespacedLease({ namespace: this.#namespace, body });
+      await this.#call(
+        'createNamespacedLease',
+        this.#api.createNamespacedLease({ namespace: this.#namespace, body }),
+      );
     } catch (error) {
       if (statusOf(error) !== 409) this.#failed('create', error);
       return;

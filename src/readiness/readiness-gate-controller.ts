@@ -17,7 +17,8 @@
  */
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
-import { errorMessage } from '../errors.js';
+import { ErrorCode, errorMessage, ReadygateError } from '../errors.js';
+import { withDeadline } from '../net.js';
 import { silentLogger, type Logger } from '../log.js';
 import { READINESS_GATE_CONDITION, type GatedPod, type PodGateIndex } from '../sources/kubernetes-pods.js';
 import { statusOf } from '../sources/kubernetes-watch.js';
@@ -368,8 +369,18 @@ function waitingMessage(verdict: Verdict, flipped: boolean, minProxies: number):
   );
 }
 
+/**
+ * How long a pods/status patch may take. client-node's calls have no deadline of their own: a hung API
+ * server would leave the patch, and the gate it sets, pending forever. A timed-out patch fails like any
+ * other and is retried by the periodic pass.
+ */
+export const POD_STATUS_PATCH_DEADLINE_MS = 10_000;
+
 /** The patcher readygate uses: strategic-merge PATCH on pods/status, UID as a precondition. */
-export function kubernetesPodStatusPatcher(kubeConfig: KubeConfig): PodStatusPatcher {
+export function kubernetesPodStatusPatcher(
+  kubeConfig: KubeConfig,
+  deadlineMs = POD_STATUS_PATCH_DEADLINE_MS,
+): PodStatusPatcher {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   return async (pod, condition) => {
     const body = {
@@ -389,9 +400,16 @@ export function kubernetesPodStatusPatcher(kubeConfig: KubeConfig): PodStatusPat
         ],
       },
     };
-    await core.patchNamespacedPodStatus(
-      { name: pod.name, namespace: pod.namespace, body },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    const what = `patching pods/status of ${pod.namespace}/${pod.name}`;
+    await withDeadline(
+      core.patchNamespacedPodStatus(
+        { name: pod.name, namespace: pod.namespace, body },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
+      deadlineMs,
+      what,
+      () =>
+        new ReadygateError(ErrorCode.KUBERNETES_UNAVAILABLE, `${what}: no answer within ${deadlineMs} ms`),
     );
   };
 }

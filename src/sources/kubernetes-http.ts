@@ -14,6 +14,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { errorMessage } from '../errors.js';
+import { withDeadline } from '../net.js';
 
 /** A failed API request: HTTP status when the API answered, `timeout` when it did not in time. */
 export class KubernetesApiError extends Error {
@@ -57,7 +58,7 @@ export async function apiGet(kubeConfig: KubeConfig, request: ApiGet): Promise<h
   }
   const options: https.RequestOptions = { headers: { accept: 'application/json' } };
   // Credentials can come from an exec plugin or a token file; bound that too.
-  await withDeadline(
+  await withApiDeadline(
     kubeConfig.applyToHTTPSOptions(options),
     request.responseTimeoutMs,
     'preparing credentials',
@@ -190,20 +191,13 @@ function statusMessage(body: string): string {
   return body.slice(0, 200) || '(no message)';
 }
 
-async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new KubernetesApiError(`${what} took longer than ${formatMs(ms)}`, { timeout: true }));
-        }, ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+function withApiDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return withDeadline(
+    promise,
+    ms,
+    what,
+    () => new KubernetesApiError(`${what} took longer than ${formatMs(ms)}`, { timeout: true }),
+  );
 }
 
 export function formatMs(ms: number): string {
