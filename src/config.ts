@@ -361,7 +361,7 @@ const serveOptions = {
     env: 'READYGATE_ADMIN_ADDRESS',
     schema: hostPortSchema.prefault('127.0.0.1:9102'),
     valueName: 'HOST:PORT',
-    help: 'Where the admin HTTP server (/healthz, /readyz, /metrics, /debug/syncz) listens.',
+    help: 'Where the admin HTTP server listens: /healthz, /readyz, /metrics, /debug/syncz, /debug/resources, /debug/endpoints, /debug/gates, /drain-wait.',
     defaultText: '127.0.0.1:9102',
   }),
   kubeconfig: option({
@@ -556,7 +556,7 @@ const extprocOptions = {
     kind: 'boolean',
     env: 'READYGATE_EXTPROC_DEBUG',
     schema: z.boolean().prefault(false),
-    help: 'Add classification details (response flags, upstream host state) to error bodies.',
+    help: 'Add the cluster, upstream address and pod to problem+json bodies (they name internal hosts: never on public traffic).',
     defaultText: 'off',
   }),
   ...tlsOptions,
