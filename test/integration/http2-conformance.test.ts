@@ -4,48 +4,16 @@
  * the exact reaction (error code, connection or stream error, the response).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { GrpcHttp2Server } from '../../src/http2/grpc-transport.js';
 import { ADS_SERVER_SETTINGS } from '../../src/xds/server.js';
-import { installedPath } from '../helpers/installed-binaries.js';
+import { type H2specReport, h2specBinary, readH2specReport } from '../helpers/h2spec.js';
 
 const execFileAsync = promisify(execFile);
-
-/** READYGATE_H2SPEC_BIN, else the pinned h2spec built (or found cached) by scripts/h2spec-binary.sh. */
-function h2specBinary(): Promise<string> {
-  return installedPath('READYGATE_H2SPEC_BIN', 'h2spec-binary.sh', { timeoutMs: 600_000, mustExist: '' });
-}
-
-interface H2specReport {
-  /** Test ids such as http2/6.9.1/3 (section, then the test's place in it). */
-  readonly passed: string[];
-  readonly failed: string[];
-  readonly skipped: string[];
-}
-
-/**
- * Reads h2spec's JUnit report. Its quirks: a testcase has no number (its place in the suite is it),
- * failures are <error> elements, and PING payloads can put raw NULs into the file.
- */
-function readReport(file: string): H2specReport {
-  const xml = readFileSync(file, 'utf8').replaceAll('\0', '');
-  const report: H2specReport = { passed: [], failed: [], skipped: [] };
-  for (const suite of xml.matchAll(/<testsuite [^>]*package="([^"]+)"[^>]*>([\s\S]*?)<\/testsuite>/g)) {
-    const cases = [...suite[2]!.matchAll(/<testcase [^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)];
-    cases.forEach((testcase, index) => {
-      const id = `${suite[1]!}/${index + 1}`;
-      const body = testcase[2] ?? '';
-      if (body.includes('<error')) report.failed.push(id);
-      else if (body.includes('<skipped')) report.skipped.push(id);
-      else report.passed.push(id);
-    });
-  }
-  return report;
-}
 
 async function runH2spec(maxFrameBytes: number, sections: string[]): Promise<H2specReport> {
   const server = new GrpcHttp2Server({ ...ADS_SERVER_SETTINGS, maxFrameBytes, methods: new Map() });
@@ -62,7 +30,7 @@ async function runH2spec(maxFrameBytes: number, sections: string[]): Promise<H2s
     ).catch((error: unknown) => {
       if (!existsSync(junit)) throw error;
     });
-    return readReport(junit);
+    return readH2specReport(junit);
   } finally {
     await server.close(500);
     rmSync(dir, { recursive: true, force: true });

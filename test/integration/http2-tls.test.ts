@@ -24,11 +24,11 @@ import { ADS_SERVER_SETTINGS } from '../../src/xds/server.js';
 import { startControlPlane } from '../../src/xds/control-plane.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { EndpointStore } from '../../src/model/store.js';
-import { installedPath } from '../helpers/installed-binaries.js';
 import { createTestPki } from '../helpers/tls-certs.js';
 import { endpoint, service } from '../helpers/model-fixtures.js';
 import { XdsTestClient } from '../helpers/xds-client.js';
 import { counterValue } from '../helpers/tls-fixtures.js';
+import { h2specBinary, readH2specReport } from '../helpers/h2spec.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -72,36 +72,10 @@ async function tlsServer(
   return { port, registry };
 }
 
-interface H2specReport {
-  readonly passed: string[];
-  readonly failed: string[];
-  readonly skipped: string[];
-}
-
-/** h2spec's JUnit report, read as test/integration/http2-conformance.test.ts reads it. */
-function readReport(file: string): H2specReport {
-  const xml = readFileSync(file, 'utf8').replaceAll('\0', '');
-  const report: H2specReport = { passed: [], failed: [], skipped: [] };
-  for (const suite of xml.matchAll(/<testsuite [^>]*package="([^"]+)"[^>]*>([\s\S]*?)<\/testsuite>/g)) {
-    const cases = [...suite[2]!.matchAll(/<testcase [^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)];
-    cases.forEach((testcase, index) => {
-      const id = `${suite[1]!}/${index + 1}`;
-      const body = testcase[2] ?? '';
-      if (body.includes('<error')) report.failed.push(id);
-      else if (body.includes('<skipped')) report.skipped.push(id);
-      else report.passed.push(id);
-    });
-  }
-  return report;
-}
-
 test('h2spec over TLS (-t -k): the same verdicts as over h2c', async (t) => {
   t.timeout(300_000);
   const { port } = await tlsServer(t, 10_000);
-  const binary = await installedPath('READYGATE_H2SPEC_BIN', 'h2spec-binary.sh', {
-    timeoutMs: 600_000,
-    mustExist: '',
-  });
+  const binary = await h2specBinary();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'readygate-h2spec-tls-'));
   t.teardown(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -129,7 +103,7 @@ test('h2spec over TLS (-t -k): the same verdicts as over h2c', async (t) => {
   ).catch((error: unknown) => {
     if (!existsSync(junit)) throw error;
   });
-  const report = readReport(junit);
+  const report = readH2specReport(junit);
   t.is(report.passed.length + report.failed.length + report.skipped.length, 147);
   t.deepEqual(report.skipped, []);
   // As over h2c: 4.2/3 assumes a 16 KB frame limit; ADS advertises 1 MiB (http2-conformance.test.ts).
