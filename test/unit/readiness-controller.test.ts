@@ -75,7 +75,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('writes True once, only after the ACK of a version routing to the pod', async (t) => {
   const { controller, writes, registry, ackV2 } = setup();
-  await sleep(100);
+  // Evaluation runs on a 20 ms timer; on a busy machine a fixed sleep can end before the first pass.
+  await waitUntil(() => controller.views()[0]?.verdict !== undefined, {
+    timeoutMs: 3000,
+    description: 'a first verdict',
+  });
   t.deepEqual(writes, []);
   t.is(controller.views()[0]?.gate, 'pending');
   t.deepEqual(controller.views()[0]?.verdict?.waitingOn, ['envoy-a']);
@@ -147,9 +151,11 @@ test('--gate-min-proxies 2: one ACK is not enough; a second Envoy ACKing turns i
   const { controller, writes, ackV2, connect } = setup({ minProxies: 2 });
   const ackB = connect('envoy-b');
   ackV2();
-  await sleep(150);
+  await waitUntil(() => controller.views()[0]?.verdict?.waitingOn.join() === 'envoy-b', {
+    timeoutMs: 3000,
+    description: 'a verdict that saw envoy-a ACK and waits on envoy-b only',
+  });
   t.deepEqual(writes, [], 'one of two Envoys ACKed');
-  t.deepEqual(controller.views()[0]?.verdict?.waitingOn, ['envoy-b']);
   ackB();
   await waitUntil(() => writes.length === 1, { timeoutMs: 2000, description: 'True after the second ACK' });
   t.is(writes[0]?.condition.status, 'True');
@@ -170,9 +176,13 @@ test('the minimum counts Envoys across replicas: none here, one ACKed on a peer 
   });
   const peers: PeerList = () => Promise.resolve([`http://127.0.0.1:${peer.port}`]);
   const { controller, writes } = setup({ envoy: false, peers });
-  await sleep(200);
+  // The verdict needs the peer's answer over HTTP, fresh within two resync periods (40 ms here); on a
+  // busy machine a fixed sleep raced it, so wait for the verdict built from a fresh answer.
+  await waitUntil(() => controller.views()[0]?.verdict?.reason === 'too-few-proxies', {
+    timeoutMs: 3000,
+    description: 'too-few-proxies from a fresh peer answer',
+  });
   t.deepEqual(writes, [], 'no Envoy on either replica');
-  t.is(controller.views()[0]?.verdict?.reason, 'too-few-proxies');
   const remote = peerSync.open('sotw', 'peer');
   remote.nodeId = 'envoy-remote';
   remote.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
