@@ -77,6 +77,12 @@ export const DATA_FRAME_HEADROOM = FRAME_HEADER_BYTES;
 const STREAM_HIGH_WATER_BYTES = 16 * 1024;
 /** Header blocks (HEADERS + CONTINUATION) are refused above this, before decoding: a CONTINUATION flood. */
 const MIN_HEADER_BLOCK_LIMIT = 64 * 1024;
+/**
+ * A header list this many times the advertised limit ends the connection: up to the limit a client gets
+ * 431, as RFC 9113 §10.5.1 suggests; far past it only an HPACK expansion bomb gets (references to a large
+ * table entry decode to megabytes from a few kilobytes), and each such block costs a decoding pass.
+ */
+const HEADER_LIST_ABANDON_FACTOR = 4;
 /** Streams we reset whose in-flight frames are ignored rather than answered (RFC 9113 §5.4.2). */
 const REMEMBERED_RESETS = 128;
 /**
@@ -936,10 +942,20 @@ export class Http2ServerConnection {
         block.fragments.length === 1 && only !== undefined
           ? only
           : Buffer.concat(block.fragments, block.bytes);
-      fields = this.#decoder.decode(whole, this.#limits.maxHeaderListBytes);
+      fields = this.#decoder.decode(
+        whole,
+        this.#limits.maxHeaderListBytes,
+        HEADER_LIST_ABANDON_FACTOR * this.#limits.maxHeaderListBytes,
+      );
     } catch (error) {
       if (error instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, error.message);
       throw error;
+    }
+    if (this.#decoder.abandoned) {
+      this.#exceeded(
+        Http2Limit.HEADER_LIST_BYTES,
+        `header list of over ${HEADER_LIST_ABANDON_FACTOR} × ${this.#limits.maxHeaderListBytes} bytes decoded`,
+      );
     }
     const oversized = this.#decoder.oversized;
     const { streamId } = block;

@@ -97,6 +97,7 @@ export class HpackDecoder {
   #block: Buffer = NO_BLOCK;
   #pos = 0;
   #oversized = false;
+  #abandoned = false;
 
   /** maxTableBytes: the SETTINGS_HEADER_TABLE_SIZE this endpoint advertises (4096 unless changed). */
   constructor(maxTableBytes: number) {
@@ -120,15 +121,26 @@ export class HpackDecoder {
   }
 
   /**
+   * The last block passed its `abandonListBytes`: decoding stopped there, so the table may be out of
+   * step with the peer's and the caller must end the connection.
+   */
+  get abandoned(): boolean {
+    return this.#abandoned;
+  }
+
+  /**
    * Decodes one complete header block (HEADERS and CONTINUATION payloads joined, padding removed).
    * Fields past `maxListBytes` (counted as RFC 9113 §6.5.2 does) are decoded, to keep the table in step
    * with the peer's, but not returned: a block of one-byte references to a 4 KB table entry would
    * otherwise make a list of hundreds of megabytes. `oversized` tells the caller.
    * After an HpackError the table may be half-updated; that is fine, since the error ends the connection.
+   * Past `abandonListBytes` it stops decoding and sets `abandoned` (the caller ends the connection): a
+   * 60 KB block of one-byte references to a 4 KB entry would otherwise cost a pass over every byte.
    */
-  decode(block: Buffer, maxListBytes = Infinity): HeaderField[] {
+  decode(block: Buffer, maxListBytes = Infinity, abandonListBytes = Infinity): HeaderField[] {
     this.#block = block;
     this.#pos = 0;
+    this.#abandoned = false;
     const fields: HeaderField[] = [];
     let listBytes = 0;
     let dropped = 0;
@@ -139,6 +151,11 @@ export class HpackDecoder {
     };
     try {
       while (this.#pos < block.length) {
+        // Far past the limit no client is honest: stop at once rather than walk the rest of the block.
+        if (listBytes > abandonListBytes) {
+          this.#abandoned = true;
+          break;
+        }
         const first = block[this.#pos] ?? 0;
         if (first & 0x80) {
           const index = this.#integer(7);

@@ -48,7 +48,10 @@ export interface Http2Limits {
   readonly idleTimeoutMs: number;
   /** Connections open at once on one server; the next one is closed as it is accepted. */
   readonly maxConnections: number;
-  /** The decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE); larger gets 431. */
+  /**
+   * The decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE); larger gets 431, and over 4 times
+   * this ends the connection (`header_list_bytes`).
+   */
   readonly maxHeaderListBytes: number;
   /** The HPACK dynamic table we let the peer use (SETTINGS_HEADER_TABLE_SIZE). */
   readonly headerTableBytes: number;
@@ -85,6 +88,7 @@ export const Http2Limit = {
   SETTINGS_FLOOD: 'settings_flood',
   CONTINUATION_FLOOD: 'continuation_flood',
   HEADER_BLOCK_BYTES: 'header_block_bytes',
+  HEADER_LIST_BYTES: 'header_list_bytes',
   EMPTY_FRAMES: 'empty_frames',
   STREAM_RESETS: 'stream_resets',
   NEW_STREAMS: 'new_streams',

@@ -299,31 +299,25 @@ test.serial(
         value,
       ]);
       const references = Buffer.alloc(60_000, 0xbe); // index 62: the newest dynamic entry
-      const client = await attacker(port, true, [
-        encodeFrame(
-          FrameType.HEADERS,
-          Flags.END_HEADERS | Flags.END_STREAM,
-          1,
-          Buffer.concat([insert, references]),
-        ),
-      ]);
       const prefix = Buffer.from([0x83, 0x86, 0x84]);
+      const client = await attacker(port, true, []);
+      // The first block already decodes to 240 MB, far past 4 × the 16 KB header list limit: it crosses.
       const crossedAt = await flood(
         client,
         (i) =>
           encodeFrame(
             FrameType.HEADERS,
             Flags.END_HEADERS | Flags.END_STREAM,
-            2 * i + 3,
-            Buffer.concat([prefix, references]),
+            2 * i + 1,
+            Buffer.concat([i === 0 ? insert : prefix, references]),
           ),
-        { crossing: 999, batch: 4, maxFrames: 5000 },
+        { crossing: 0, batch: 4, maxFrames: 5000 },
       );
       await allCutOff([{ crossedAt, client }]);
       return [{ crossedAt, client }];
     });
     assertContained(t, figures, outcomes, {
-      limit: Http2Limit.NEW_STREAMS,
+      limit: Http2Limit.HEADER_LIST_BYTES,
       goaway: ErrorCode.ENHANCE_YOUR_CALM,
     });
   },

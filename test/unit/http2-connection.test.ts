@@ -208,6 +208,38 @@ test('a header block growing past the limit over CONTINUATION frames ends the co
   await raw.until('the close', () => raw.closed);
 });
 
+test('a header list past the 16 KB limit gets 431 and the connection lives; past 4 × the limit it ends', async (t) => {
+  const raw = client(t, (await echoServer(t)).port);
+  raw.start();
+  // Literal fields without indexing, 2 KB values: 10 of them make a 20 KB list from a 20 KB block.
+  const field = (i: number): HeaderField => [`x-big-${i}`, 'v'.repeat(2000)];
+  raw.send(
+    raw.request(
+      1,
+      ECHO,
+      Array.from({ length: 10 }, (_, i) => field(i)),
+      true,
+    ),
+  );
+  await raw.until('the 431', () => raw.of(FrameType.HEADERS, 1).length === 1);
+  t.deepEqual(raw.headers(raw.of(FrameType.HEADERS, 1)[0]!), [[':status', '431']]);
+  t.is(raw.of(FrameType.GOAWAY, 0).length, 0);
+  // A 3 KB field put in the table, then 30 one-byte references to it: a 3 KB block that decodes to over
+  // 90 KB, past 4 × 16 KB. An abuse, not a large request.
+  const expanding = Buffer.concat([
+    Buffer.from([0x83, 0x86, 0x84, 0x40, 5]),
+    Buffer.from('x-big'),
+    Buffer.from([0x7f, 0xb9, 0x16]), // the length 3000: 127 + 57 + 22 × 128
+    Buffer.alloc(3000, 0x61),
+    Buffer.alloc(30, 0xbe), // index 62: the newest dynamic entry
+  ]);
+  raw.send(encodeFrame(FrameType.HEADERS, Flags.END_HEADERS | Flags.END_STREAM, 3, expanding));
+  await raw.until('GOAWAY', () => raw.of(FrameType.GOAWAY, 0).length === 1);
+  t.is(raw.of(FrameType.GOAWAY, 0)[0]!.payload.readUInt32BE(4), ErrorCode.ENHANCE_YOUR_CALM);
+  t.is(raw.of(FrameType.HEADERS, 3).length, 0);
+  await raw.until('the close', () => raw.closed);
+});
+
 test('after the client shrinks its HPACK table, the next header block starts with a size update to 0', async (t) => {
   const raw = client(t, (await echoServer(t)).port);
   raw.start([[Setting.HEADER_TABLE_SIZE, 0]]);
