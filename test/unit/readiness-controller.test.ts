@@ -174,6 +174,8 @@ test('the minimum counts Envoys across replicas: none here, one ACKed on a peer 
     readiness: () => ({ ready: true }),
     routes: readinessAdminRoutes({ sync: peerSync, history: peerHistory }),
   });
+  // Closed even when an assertion fails: a listening server left open keeps the AVA worker alive forever.
+  t.teardown(() => peer.close());
   const peers: PeerList = () => Promise.resolve([`http://127.0.0.1:${peer.port}`]);
   const { controller, writes } = setup({ envoy: false, peers });
   // The verdict needs the peer's answer over HTTP, fresh within two resync periods (40 ms here); on a
@@ -191,5 +193,4 @@ test('the minimum counts Envoys across replicas: none here, one ACKed on a peer 
   t.is(writes[0]?.condition.status, 'True');
   t.regex(writes[0]?.condition.message ?? '', /every subscribed Envoy \(1\) ACKed/);
   controller.close();
-  await peer.close();
 });
