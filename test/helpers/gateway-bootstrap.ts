@@ -22,6 +22,11 @@ export interface GatewayBootstrapOptions {
   readonly file?: string;
   /** The ext_proc server's port on 127.0.0.1, for a bootstrap with a `readygate_extproc` cluster. */
   readonly extprocPort?: number;
+  /**
+   * Drop the shipped virtual host's retry policy: for a test that counts the requests a control plane
+   * sent to an endpoint that was not listening, which a retry elsewhere would hide.
+   */
+  readonly withoutRetryPolicy?: boolean;
 }
 
 export type Json = Record<string, unknown>;
@@ -83,8 +88,8 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
   const listener = objectAt(statics, 'listeners', 0);
   objectAt(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
   const hcm = objectAt(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');
-  objectAt(hcm, 'route_config', 'virtual_hosts', 0)['routes'] = [
-    { match: { prefix: '/' }, route: { cluster_header: 'x-cluster', timeout: '5s' } },
-  ];
+  const virtualHost = objectAt(hcm, 'route_config', 'virtual_hosts', 0);
+  if (options.withoutRetryPolicy === true) delete virtualHost['retry_policy'];
+  virtualHost['routes'] = [{ match: { prefix: '/' }, route: { cluster_header: 'x-cluster', timeout: '5s' } }];
   return bootstrap;
 }
