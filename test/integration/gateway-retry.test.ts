@@ -239,9 +239,10 @@ test.serial(
     );
     const retriesBefore = await clusterStat(envoy, cluster, 'upstream_rq_retry');
 
-    // Three clients in a loop, each bounded in count and time. Three, because Envoy's default
-    // max_retries circuit breaker (3 concurrent retries per cluster) is what the clusters readygate sends
-    // have today; with more concurrent retries than that, a retry overflows (docs/envoy.md, Retries).
+    // Three clients in a loop, each bounded in count and time. Three, because the clusters readygate
+    // sends carry no retry budget yet, so Envoy's default max_retries (3 retries in flight per cluster)
+    // applies, and three clients can never have more. With four, ~40 % of new requests overflow
+    // (bench/retry-budget.ts; docs/envoy.md, Retries).
     const outcomes: Outcome[] = [];
     let stopLoad = false;
     const loadDeadline = performance.now() + 60_000;
