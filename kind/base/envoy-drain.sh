@@ -53,7 +53,7 @@ active_requests() {
   while IFS= read -r line; do
     [[ $line == http.admin.* ]] && continue
     [[ $line =~ :\ ([0-9]+)$ ]] && total=$((total + BASH_REMATCH[1]))
-  done <<<"$stats"
+  done < <(printf '%s\n' "$stats") # not a here-string: bash may back those with a file, and / is read-only
   printf '%s\n' "$total"
 }
 
