@@ -152,9 +152,8 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
     adminAddressPath,
     '--log-level',
     options.logLevel ?? 'warning',
-    // Drain instantly on stop; tests do not need graceful listener draining.
-    '--drain-time-s',
-    '0',
+    // Drain instantly on stop, unless the test is about draining and sets its own drain time.
+    ...(options.extraArgs?.includes('--drain-time-s') === true ? [] : ['--drain-time-s', '0']),
     ...(options.extraArgs ?? []),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,7 +1,8 @@
 /**
- * The shipped envoy/gateway-ads.yaml, adjusted for a test: free ports, the test's control plane, SotW or
- * Delta, and a route that picks the cluster from the `x-cluster` request header so one Envoy can reach
- * every cluster a test creates.
+ * The shipped envoy/gateway-ads.yaml (or another shipped gateway bootstrap), adjusted for a test: free
+ * ports, the test's control plane (and ext_proc server), SotW or Delta, and a route that picks the cluster
+ * from the `x-cluster` request header so one Envoy can reach every cluster a test creates. Only the routes
+ * are replaced: the virtual host, and so its shipped retry policy, stays as shipped.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,13 @@ export interface GatewayBootstrapOptions {
   readonly moreXdsPorts?: readonly number[];
   /** The shipped bootstrap to start from (default gateway-ads.yaml). */
   readonly file?: string;
+  /** The ext_proc server's port on 127.0.0.1, for a bootstrap with a `readygate_extproc` cluster. */
+  readonly extprocPort?: number;
+  /**
+   * Drop the shipped virtual host's retry policy: for a test that counts the requests a control plane
+   * sent to an endpoint that was not listening, which a retry elsewhere would hide.
+   */
+  readonly withoutRetryPolicy?: boolean;
 }
 
 export type Json = Record<string, unknown>;
@@ -70,11 +78,18 @@ export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
       endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } },
     });
   }
+  if (options.extprocPort !== undefined) {
+    const clusters = valueAt(statics, 'clusters') as Json[];
+    const extproc = clusters.find((cluster) => cluster['name'] === 'readygate_extproc');
+    if (extproc === undefined)
+      throw new Error(`${options.file ?? 'gateway-ads.yaml'} has no readygate_extproc`);
+    firstEndpointAddress(extproc)['port_value'] = options.extprocPort;
+  }
   const listener = objectAt(statics, 'listeners', 0);
   objectAt(listener, 'address', 'socket_address')['port_value'] = options.listenerPort;
   const hcm = objectAt(listener, 'filter_chains', 0, 'filters', 0, 'typed_config');
-  objectAt(hcm, 'route_config', 'virtual_hosts', 0)['routes'] = [
-    { match: { prefix: '/' }, route: { cluster_header: 'x-cluster', timeout: '5s' } },
-  ];
+  const virtualHost = objectAt(hcm, 'route_config', 'virtual_hosts', 0);
+  if (options.withoutRetryPolicy === true) delete virtualHost['retry_policy'];
+  virtualHost['routes'] = [{ match: { prefix: '/' }, route: { cluster_header: 'x-cluster', timeout: '5s' } }];
   return bootstrap;
 }

@@ -137,7 +137,16 @@ async function startDataPlane(
   const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
   const listenerPort = await freePort();
   try {
-    const bootstrap = gatewayBootstrap({ xdsPort: plane.port, listenerPort, nodeId, apiType: 'GRPC' });
+    // Without the shipped gateways' retry policy: a refused connect retried on another pod would hide
+    // the very requests this test counts (a control plane sending traffic to a pod that is not
+    // listening), on both sides. The policy has its own test (gateway-retry.test.ts).
+    const bootstrap = gatewayBootstrap({
+      xdsPort: plane.port,
+      listenerPort,
+      nodeId,
+      apiType: 'GRPC',
+      withoutRetryPolicy: true,
+    });
     const envoy = await startEnvoy({ bootstrap: withFailureLog(bootstrap) });
     return { store, plane, envoy, listenerPort, unmirror };
   } catch (error) {

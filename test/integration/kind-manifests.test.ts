@@ -166,6 +166,94 @@ test('the manifests declare what the demo relies on', (t) => {
     t.true(podSpec(o).securityContext?.runAsNonRoot, `${o.metadata.name} runs as non-root`);
 });
 
+test('the gateway drains itself: readiness on /ready, the preStop hook, drain flags, grace period, retries', (t) => {
+  const { objects } = t.context;
+  type EnvoyContainer = {
+    name: string;
+    args: string[];
+    env?: { name: string; value?: string }[];
+    readinessProbe?: {
+      httpGet?: { path: string; port: string };
+      periodSeconds?: number;
+      failureThreshold?: number;
+    };
+    livenessProbe?: { httpGet?: { path: string; port: string } };
+    lifecycle?: { preStop?: { exec?: { command?: string[] } } };
+    volumeMounts?: { name: string; mountPath: string }[];
+  };
+  type GatewaySpec = {
+    terminationGracePeriodSeconds?: number;
+    containers: EnvoyContainer[];
+    volumes?: { name: string; configMap?: { name: string } }[];
+  };
+  const deployment = find(objects, 'Deployment', 'envoy');
+  const spec = (deployment.spec as { template: { spec: GatewaySpec } }).template.spec;
+  const envoy = spec.containers.find((c) => c.name === 'envoy')!;
+
+  t.deepEqual(envoy.readinessProbe?.httpGet, { path: '/ready', port: 'admin' });
+  // Not /ready: a draining Envoy is alive.
+  t.deepEqual(envoy.livenessProbe?.httpGet, { path: '/server_info', port: 'admin' });
+  t.deepEqual(envoy.lifecycle?.preStop?.exec?.command, ['/bin/bash', '/etc/envoy/drain.sh']);
+
+  // The hook is the repository's script, from the ConfigMap mounted at /etc/envoy.
+  const mount = envoy.volumeMounts?.find((m) => m.mountPath === '/etc/envoy');
+  const volume = spec.volumes?.find((v) => v.name === mount?.name);
+  const configMap = objects.find(
+    (o) => o.kind === 'ConfigMap' && o.metadata.name === volume?.configMap?.name,
+  );
+  t.is(
+    configMap?.data?.['drain.sh'],
+    readFileSync(path.join(kindDir, 'base', 'envoy-drain.sh'), 'utf8'),
+    'the mounted drain.sh is kind/base/envoy-drain.sh',
+  );
+
+  // One drain time for Envoy and the hook; the grace period covers the hook's longest run with room.
+  const env = new Map((envoy.env ?? []).map((e) => [e.name, e.value]));
+  const drainSeconds = Number(env.get('DRAIN_SECONDS'));
+  const requestSeconds = Number(env.get('REQUEST_SECONDS'));
+  t.true(drainSeconds > 0 && requestSeconds > 0, 'DRAIN_SECONDS and REQUEST_SECONDS are set');
+  t.is(envoy.args[envoy.args.indexOf('--drain-time-s') + 1], '$(DRAIN_SECONDS)');
+  t.is(envoy.args[envoy.args.indexOf('--drain-strategy') + 1], 'immediate');
+  const probe = envoy.readinessProbe!;
+  t.true(
+    (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3) < drainSeconds,
+    'the readiness probe fails well inside the drain time',
+  );
+  t.true(
+    (spec.terminationGracePeriodSeconds ?? 30) >= drainSeconds + requestSeconds + 5,
+    `grace period ${spec.terminationGracePeriodSeconds} s for a hook of up to ${drainSeconds + requestSeconds} s`,
+  );
+
+  // Retries only for what never reached an app, on another endpoint; REQUEST_SECONDS is the route timeout.
+  const bootstrap = parseAllDocuments(configMap?.data?.['envoy.yaml'] ?? '')[0]?.toJS() as {
+    static_resources: {
+      listeners: {
+        filter_chains: {
+          filters: { typed_config: { route_config: { virtual_hosts: Record<string, unknown>[] } } }[];
+        }[];
+      }[];
+    };
+  };
+  const virtualHost =
+    bootstrap.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config.route_config
+      .virtual_hosts[0]!;
+  t.deepEqual(virtualHost['retry_policy'], {
+    retry_on: 'connect-failure,refused-stream,reset-before-request',
+    num_retries: 2,
+    retry_host_predicate: [
+      {
+        name: 'envoy.retry_host_predicates.previous_hosts',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+        },
+      },
+    ],
+    host_selection_retry_max_attempts: 3,
+  });
+  const routes = virtualHost['routes'] as { route: { timeout?: string } }[];
+  t.is(routes[0]?.route.timeout, `${requestSeconds}s`);
+});
+
 test('the Envoy bootstrap in the ConfigMap passes envoy --mode validate', async (t) => {
   const { objects, workDir } = t.context;
   const configMap = objects.find(
@@ -232,6 +320,8 @@ test('the kind scripts pass shellcheck and bash -n; the .mjs files parse', async
     .filter((f) => f.endsWith('.sh'))
     .map((f) => path.join(scriptsDir, f));
   t.true(shells.length >= 4, 'up, rollout-check, certs and down scripts exist');
+  // The gateway Envoy's preStop hook (shipped in the envoy-bootstrap ConfigMap).
+  shells.push(path.join(kindDir, 'base', 'envoy-drain.sh'));
   for (const file of shells) {
     const syntax = await run('bash', ['-n', file]);
     t.is(syntax.code, 0, `${path.relative(repoRoot, file)}: ${syntax.stderr}`);
