@@ -2,7 +2,8 @@
  * The fleet view of `readygate status` (no --envoy-admin) against three real Envoys on two readygate
  * replicas: gw-1 (SotW) and gw-2 (Delta) on replica one, gw-3 (SotW) on replica two. Exact rows, states
  * and exit codes: all SYNCED (0); gw-3 NACKing a cluster only replica two serves (1, the error in wide
- * and json); a replica that does not answer (3 when every listed proxy is synced, 1 when one is not).
+ * and json); a replica that does not answer (3 when every listed proxy is synced, 1 when one is not),
+ * or that accepts and never answers (3 at --timeout).
  */
 import { readFileSync } from 'node:fs';
 import test from 'ava';
@@ -23,6 +24,7 @@ import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 import { freePort } from '../helpers/ports.js';
 import { rejectCluster } from '../helpers/rejected-resources.js';
+import { startSilentServer } from '../helpers/silent-server.js';
 
 /** The Envoy the tests run (envoy-process.ts installs READYGATE_ENVOY_VERSION, else the pin). */
 const ENVOY_VERSION =
@@ -46,7 +48,10 @@ async function fleetJson(...args: string[]) {
   return { code: run.code, doc: JSON.parse(run.stdout) as FleetDocument, stderr: run.stderr };
 }
 
-/** Until every Envoy on `plane` has ACKed the latest CDS and EDS response sent to it. */
+/**
+ * Until every Envoy on `plane` has ACKed readygate's current version of every cluster and load
+ * assignment and has nothing in flight: later pushes on this replica come only from the test.
+ */
 async function waitSynced(plane: ControlPlane, nodeIds: readonly string[]): Promise<void> {
   await waitUntil(
     () =>
@@ -54,12 +59,18 @@ async function waitSynced(plane: ControlPlane, nodeIds: readonly string[]): Prom
         const stream = plane.sync.streams.find((s) => s.nodeId === nodeId);
         return (
           stream !== undefined &&
-          [TypeUrl.CLUSTER, TypeUrl.ENDPOINT].every(
-            (typeUrl) => stream.types.get(typeUrl)?.status === 'SYNCED',
-          )
+          [TypeUrl.CLUSTER, TypeUrl.ENDPOINT].every((typeUrl) => {
+            const type = stream.types.get(typeUrl);
+            const current = plane.cache.resources(typeUrl);
+            return (
+              type?.status === 'SYNCED' &&
+              type.versions.ackedCount() === current.size &&
+              [...current.values()].every((r) => type.versions.ackedVersion(r.name) === r.version)
+            );
+          })
         );
       }),
-    { timeoutMs: 20_000, description: `${nodeIds.join(', ')} to ACK CDS and EDS` },
+    { timeoutMs: 20_000, description: `${nodeIds.join(', ')} to ACK every current resource` },
   );
 }
 
@@ -232,4 +243,21 @@ test('three Envoys on two replicas: all SYNCED (0), one NACKing (1, error shown)
     ],
   );
   t.is((await status('--control-plane', one.url)).code, 0, 'replica one alone: both its Envoys synced');
+});
+
+test('a replica that accepts and never answers: one line and exit 3 at --timeout, in every format', async (t) => {
+  const silent = await startSilentServer();
+  t.teardown(() => silent.close());
+  for (const format of ['table', 'json']) {
+    const started = performance.now();
+    const run = await status('--control-plane', silent.url, '--timeout', '1500ms', '-o', format);
+    const elapsed = performance.now() - started;
+    t.is(run.code, 3);
+    t.is(run.stdout, '');
+    t.regex(
+      run.stderr,
+      /^readygate: cannot reach readygate's admin at http:\/\/127\.0\.0\.1:\d+: no complete answer within \d+ ms\n$/,
+    );
+    t.true(elapsed >= 1400 && elapsed < 6000, `${Math.round(elapsed)} ms`);
+  }
 });
