@@ -120,7 +120,8 @@ function typeView(typeUrl: string, entry: SynczTypeEntry | undefined): TypeView 
           error: entry.lastNack.error,
           version: entry.lastNack.version,
           time: entry.lastNack.time,
-          resources: [...entry.lastNack.resources],
+          // Absent from replicas older than the field.
+          resources: [...((entry.lastNack.resources as readonly string[] | undefined) ?? [])],
         }
       : null;
   return {
@@ -134,18 +135,57 @@ function typeView(typeUrl: string, entry: SynczTypeEntry | undefined): TypeView 
   };
 }
 
-/** Accepts only what a readygate /debug/syncz can be: an array of stream entries with a types map. */
+/**
+ * Accepts only what a readygate /debug/syncz can be: a list of streams, each with its strings and a
+ * map of type entries. Anything else (another server's JSON, a truncated or hand-made document) makes
+ * the replica unreadable (exit 3) instead of crashing the command or printing `undefined`.
+ */
 function isSyncz(value: unknown): value is SynczEntry[] {
+  return Array.isArray(value) && value.every(isSynczEntry);
+}
+
+function isObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A `sent`/`acked` record, or none. */
+function isRecordOrNone(value: unknown): boolean {
   return (
-    Array.isArray(value) &&
-    value.every(
-      (e: unknown) =>
-        typeof e === 'object' &&
-        e !== null &&
-        typeof (e as SynczEntry).nodeId === 'string' &&
-        typeof (e as SynczEntry).streamId === 'number' &&
-        typeof (e as SynczEntry).types === 'object',
-    )
+    value === null ||
+    value === undefined ||
+    (isObject(value) && typeof value.version === 'string' && typeof value.time === 'string')
+  );
+}
+
+/** A `lastNack` record (its `resources` absent from older replicas), or none. */
+function isNackOrNone(value: unknown): boolean {
+  if (value === null || value === undefined) return true;
+  if (!isObject(value) || !isRecordOrNone(value) || typeof value.error !== 'string') return false;
+  const resources = value.resources;
+  return (
+    resources === undefined || (Array.isArray(resources) && resources.every((r) => typeof r === 'string'))
+  );
+}
+
+function isSynczEntry(entry: unknown): boolean {
+  if (!isObject(entry)) return false;
+  const strings = ['nodeId', 'nodeCluster', 'peer', 'connectedAt'].every(
+    (key) => typeof entry[key] === 'string',
+  );
+  // Absent from replicas older than these fields.
+  const optionalStrings = ['identity', 'userAgent'].every(
+    (key) => entry[key] === undefined || entry[key] === null || typeof entry[key] === 'string',
+  );
+  if (!strings || !optionalStrings || typeof entry.streamId !== 'number') return false;
+  if (entry.stream !== 'sotw' && entry.stream !== 'delta') return false;
+  if (!isObject(entry.types)) return false;
+  return Object.values(entry.types).every(
+    (type) =>
+      isObject(type) &&
+      typeof type.status === 'string' &&
+      isRecordOrNone(type.sent) &&
+      isRecordOrNone(type.acked) &&
+      isNackOrNone(type.lastNack),
   );
 }
 

@@ -326,3 +326,57 @@ test('the VERSION column: the node user agent as the stream records it (Envoy bu
   t.is(userAgentOf({ id: 'c', user_agent_name: 'grpc-node-js' }), 'grpc-node-js');
   t.is(userAgentOf({ id: 'c' }), null);
 });
+
+test('a /debug/syncz that is not one (another server, hand-made, truncated): that replica is unreadable, no crash', (t) => {
+  const { replicas, nowMs } = fixture();
+  const good = (replicas[1] as { syncz: SynczEntry[] }).syncz[0]!;
+  const cdsOf = (entry: SynczEntry) => entry.types[TypeUrl.CLUSTER]!;
+  const broken: [string, unknown][] = [
+    ['an object', { streams: [] }],
+    ['a list of numbers', [1, 2]],
+    ['a stream without types', [{ ...good, types: undefined }]],
+    ['a type entry that is null', [{ ...good, types: { [TypeUrl.CLUSTER]: null } }]],
+    ['a stream kind that is not sotw or delta', [{ ...good, stream: 'rest' }]],
+    ['a node id that is a number', [{ ...good, nodeId: 7 }]],
+    [
+      'an acked record without a time',
+      [{ ...good, types: { [TypeUrl.CLUSTER]: { ...cdsOf(good), acked: { version: 'v' } } } }],
+    ],
+    [
+      'a NACK without its error',
+      [{ ...good, types: { [TypeUrl.CLUSTER]: { ...cdsOf(good), lastNack: { version: 'v', time: 't' } } } }],
+    ],
+    [
+      'NACK resources that are not names',
+      [
+        {
+          ...good,
+          types: {
+            [TypeUrl.CLUSTER]: {
+              ...cdsOf(good),
+              lastNack: { version: 'v', time: 't', error: 'e', resources: [1] },
+            },
+          },
+        },
+      ],
+    ],
+  ];
+  for (const [what, syncz] of broken) {
+    const view = fleetView([{ url: R1, syncz }], nowMs);
+    t.deepEqual(
+      view.replicas.map((r) => [r.reachable, r.proxies]),
+      [[false, 0]],
+      what,
+    );
+    t.is(fleetExitCode(view), 3, what);
+  }
+  // Fields newer than a replica (identity, userAgent, NACK resources) may be absent.
+  const older = JSON.parse(JSON.stringify(good)) as Record<string, unknown>;
+  delete older.identity;
+  delete older.userAgent;
+  const view = fleetView([{ url: R1, syncz: [older] }], nowMs);
+  t.deepEqual(
+    view.proxies.map((p) => [p.nodeId, p.identity, p.userAgent, p.synced]),
+    [['gw-delta', null, null, true]],
+  );
+});
