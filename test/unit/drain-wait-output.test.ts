@@ -1,8 +1,10 @@
 /**
- * `drain-wait -o json|yaml|wide`: the result document on stdout for the two outcomes that are results
- * (drained: exit 0; timed out: exit 1, which keeps its stderr line), over a real admin server fed by the
- * real SyncStatus, as in drain-wait.test.ts.
+ * `drain-wait -o json|yaml|wide`: the result document on stdout for the two outcomes that are results:
+ * drained (exit 0), over a real admin server fed by the real SyncStatus as in drain-wait.test.ts; and
+ * timed out (exit 1, which keeps its stderr line), over a server that keeps saying "still routing".
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
@@ -20,23 +22,17 @@ import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'ns/web:http';
 
-/** Envoy `drained` has ACKed the version where ns/old is DRAINING; `stuck` only the one routing to it. */
-async function setup(
-  t: { teardown: (fn: () => Promise<void>) => void },
-  envoys: { drained: string[]; stuck: string[] },
-) {
+/** Envoys that have all ACKed the version where ns/old is DRAINING. */
+async function setup(t: { teardown: (fn: () => Promise<void>) => void }, drained: readonly string[]) {
   const history = new RoutingHistory();
   history.record(WEB, 'v1', new Map([['ns/old', 'HEALTHY']]));
   history.record(WEB, 'v2', new Map([['ns/old', 'DRAINING']]));
   const sync = new SyncStatus();
-  for (const [nodeId, version] of [
-    ...envoys.drained.map((id) => [id, 'v2'] as const),
-    ...envoys.stuck.map((id) => [id, 'v1'] as const),
-  ]) {
+  for (const nodeId of drained) {
     const stream = sync.open('sotw', 'peer');
     stream.nodeId = nodeId;
     stream.type(TypeUrl.ENDPOINT).subscribed = new Set([WEB]);
-    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, version);
+    ackVersion(sync, stream, TypeUrl.ENDPOINT, WEB, 'v2');
   }
   const admin = await startAdminServer({
     address: '127.0.0.1:0',
@@ -72,7 +68,7 @@ async function drainWait(url: string, output: OutputFormat | undefined, timeout:
 }
 
 test('drained: -o json and yaml print the document, table and wide the line', async (t) => {
-  const url = await setup(t, { drained: ['envoy-a', 'envoy-b'], stuck: [] });
+  const url = await setup(t, ['envoy-a', 'envoy-b']);
   const json = await drainWait(url, 'json', 5000);
   t.is(json.code, 0);
   const doc = JSON.parse(json.stdout) as DrainWaitDocument;
@@ -89,16 +85,44 @@ test('drained: -o json and yaml print the document, table and wide the line', as
   }
 });
 
-test('timed out: -o json prints drained false naming the Envoy still routing; the error stays (exit 1)', async (t) => {
-  const url = await setup(t, { drained: ['good-envoy'], stuck: ['stuck-envoy'] });
-  // Long enough that readygate's 504 (due 300 ms before the deadline) arrives in time on a loaded machine;
-  // a deadline that passes before any answer is "unreachable" (exit 3), not this outcome.
-  const json = await drainWait(url, 'json', 2500);
-  t.true(isReadygateError(json.error, ErrorCode.WAIT_TIMEOUT));
-  const doc = JSON.parse(json.stdout) as DrainWaitDocument;
-  t.like(doc, { pod: 'ns/old', drained: false, waitingOn: ['stuck-envoy'], nackedBy: [] });
-  t.true(doc.waitedSeconds >= 2.4 && doc.waitedSeconds < 15, `${doc.waitedSeconds}`);
-  const table = await drainWait(url, 'table', 2500);
+/**
+ * A fake /drain-wait that answers every poll at once with 504 "still routing". Why not the real one: it
+ * answers 504 only at the deadline the command asks for, 300 ms before the command's own, so on a starved
+ * machine the command can give up first and the outcome is "unreachable" (exit 3) rather than the
+ * timed-out result this test is about. Answering early makes the outcome depend only on the command.
+ */
+async function stillRouting(
+  t: { teardown: (fn: () => void) => void },
+  waitingOn: string[],
+  nackedBy: string[],
+) {
+  const server = createServer((_request, response) => {
+    response.writeHead(504, { 'content-type': 'application/json' });
+    response.end(JSON.stringify({ pod: 'ns/old', drained: false, waitingOn, nackedBy }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+test('timed out: -o json and yaml print drained false naming the Envoys; the error stays (exit 1)', async (t) => {
+  const url = await stillRouting(t, ['stuck-envoy', 'nacking-envoy'], ['nacking-envoy']);
+  for (const format of ['json', 'yaml'] as const) {
+    const run = await drainWait(url, format, 600);
+    t.true(isReadygateError(run.error, ErrorCode.WAIT_TIMEOUT), String(run.error));
+    const doc = (format === 'json' ? JSON.parse(run.stdout) : parseYaml(run.stdout)) as DrainWaitDocument;
+    t.like(doc, {
+      pod: 'ns/old',
+      drained: false,
+      waitingOn: ['stuck-envoy', 'nacking-envoy'],
+      nackedBy: ['nacking-envoy'],
+    });
+    t.true(doc.waitedSeconds >= 0.6 && doc.waitedSeconds < 10, `${doc.waitedSeconds}`);
+  }
+  const table = await drainWait(url, 'table', 600);
   t.true(isReadygateError(table.error, ErrorCode.WAIT_TIMEOUT));
   t.is(table.stdout, '', 'the table form says it on stderr only, as before');
 });
