@@ -255,6 +255,13 @@ const selectorSchema = refined((text) => checkLabelSelector(text) ?? { selector:
   (v) => v.selector,
 );
 
+export const OUTPUT_FORMATS = ['table', 'wide', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+const outputSchema = refined((text): { format: OutputFormat } | string => {
+  const format = OUTPUT_FORMATS.find((candidate) => candidate === text);
+  return format ? { format } : `"${text}" is not an output format (use one of ${OUTPUT_FORMATS.join(', ')})`;
+}).transform((v) => v.format);
+
 // ---------------------------------------------------------------------------------------------------
 // Option tables: one row per flag. The flag name is also the config-file key.
 // ---------------------------------------------------------------------------------------------------
@@ -264,6 +271,8 @@ export type OptionKind = 'string' | 'boolean' | 'list';
 export interface OptionDef<Out = unknown> {
   /** Flag name without dashes; also the config-file key. */
   readonly flag: string;
+  /** A one-letter alias (`o` for `-o`), for the flags kubectl users type by reflex. */
+  readonly short?: string;
   readonly kind: OptionKind;
   readonly env: string;
   /** Input is `string` (string), `boolean` (boolean), `string[]` (list) or undefined when unset. */
@@ -284,6 +293,18 @@ export interface OptionDef<Out = unknown> {
 function option<Out>(def: OptionDef<Out>): OptionDef<Out> {
   return Object.freeze(def);
 }
+
+/** `-o`: how a one-shot command prints its result (src/cli/output.ts). Unset means the command's table. */
+const outputOption = option({
+  flag: 'output',
+  short: 'o',
+  kind: 'string',
+  env: 'READYGATE_OUTPUT',
+  schema: outputSchema.optional(),
+  valueName: 'FORMAT',
+  help: `Print the result as ${OUTPUT_FORMATS.join(', ')} (wide: the table with more columns; json and yaml: the documented, stable document).`,
+  defaultText: 'table',
+});
 
 const logLevelOption = option({
   flag: 'log-level',
@@ -568,10 +589,9 @@ const statusOptions = {
     flag: 'envoy-admin',
     kind: 'string',
     env: 'READYGATE_ENVOY_ADMIN',
-    schema: urlSchema,
     valueName: 'URL',
-    help: "Envoy's admin URL (e.g. http://127.0.0.1:9901).",
-    required: true,
+    schema: urlSchema.optional(),
+    help: "One Envoy's admin URL (e.g. http://127.0.0.1:9901): compare that Envoy cluster by cluster. Without it, --control-plane/--peers-dns give the fleet view: one row per proxy connected to any replica.",
   }),
   controlPlane: option({
     flag: 'control-plane',
@@ -579,7 +599,7 @@ const statusOptions = {
     env: 'READYGATE_CONTROL_PLANE',
     schema: urlListSchema.prefault([]),
     valueName: 'URL[,URL...]',
-    help: "readygate's admin URL (e.g. http://127.0.0.1:9102), to compare what it sent with what Envoy has. Repeat it (or use --peers-dns) for every replica: Envoy streams from one of them.",
+    help: "readygate's admin URL (e.g. http://127.0.0.1:9102). Repeat it (or use --peers-dns) for every replica: each proxy streams from one of them. Without --envoy-admin: list the proxies on these replicas; with it: compare that Envoy with the replica holding its stream.",
   }),
   peersDns: option({
     flag: 'peers-dns',
@@ -603,9 +623,10 @@ const statusOptions = {
     kind: 'boolean',
     env: 'READYGATE_STATUS_JSON',
     schema: z.boolean().prefault(false),
-    help: 'Print the comparison as JSON instead of a table.',
+    help: 'The same as -o json (kept for scripts written before -o); an explicit -o wins.',
     defaultText: 'off',
   }),
+  output: outputOption,
   logLevel: logLevelOption,
 } as const;
 
@@ -637,6 +658,12 @@ const drainWaitOptions = {
     help: "readygate's admin URL, asked whether every Envoy has stopped sending new requests to the pod.",
     defaultText: 'http://127.0.0.1:9102',
   }),
+  output: outputOption,
+  logLevel: logLevelOption,
+} as const;
+
+const versionOptions = {
+  output: outputOption,
   logLevel: logLevelOption,
 } as const;
 
@@ -680,8 +707,9 @@ export const COMMANDS = Object.freeze({
     options: extprocOptions,
   },
   status: {
-    summary: 'Compare what Envoy has with what readygate sent; exit 1 on drift.',
-    description: "Reads Envoy's admin (/clusters, /config_dump) and readygate's /debug/syncz.",
+    summary: "Every proxy's sync state per xDS type, or one Envoy against readygate; exit 1 when not synced.",
+    description:
+      "Without --envoy-admin: one row per proxy streaming from any replica given (--control-plane, --peers-dns), from each replica's /debug/syncz. With --envoy-admin: that Envoy's admin (/clusters, /config_dump) against the replica it streams from.",
     options: statusOptions,
   },
   'drain-wait': {
@@ -693,6 +721,12 @@ export const COMMANDS = Object.freeze({
     summary: 'Rolling update, slow start, crash and outage under load: readygate vs a naive setup.',
     description: 'Starts a real Envoy, readygate and backends on 127.0.0.x and prints a side-by-side table.',
     options: demoOptions,
+  },
+  version: {
+    summary:
+      'Print the version, git commit, Node.js, the xDS/ext_proc APIs served and the Envoy tested against.',
+    description: '`readygate --version` prints the same.',
+    options: versionOptions,
   },
 } satisfies Record<string, CommandDef<Readonly<Record<string, OptionDef>>>>);
 
@@ -712,6 +746,7 @@ export type ExtprocConfig = ConfigOf<typeof extprocOptions>;
 export type StatusConfig = ConfigOf<typeof statusOptions>;
 export type DrainWaitConfig = ConfigOf<typeof drainWaitOptions>;
 export type DemoConfig = ConfigOf<typeof demoOptions>;
+export type VersionConfig = ConfigOf<typeof versionOptions>;
 
 export interface CommandConfigs {
   readonly serve: ServeConfig;
@@ -719,6 +754,7 @@ export interface CommandConfigs {
   readonly status: StatusConfig;
   readonly 'drain-wait': DrainWaitConfig;
   readonly demo: DemoConfig;
+  readonly version: VersionConfig;
 }
 
 /** Env var naming the config file when --config is not given. */
@@ -767,7 +803,10 @@ export function parseCommandLine(command: CommandName, args: readonly string[]):
     config: { type: 'string' },
   };
   for (const [, def] of entries)
-    parseOptions[def.flag] = { type: def.kind === 'boolean' ? 'boolean' : 'string' };
+    parseOptions[def.flag] = {
+      type: def.kind === 'boolean' ? 'boolean' : 'string',
+      ...(def.short === undefined ? {} : { short: def.short }),
+    };
 
   // Non-strict with tokens: parseArgs' own errors are long and mention internals; ours name the flag.
   const { tokens } = parseArgs({
@@ -1020,7 +1059,8 @@ export function commandHelp(command: CommandName): string {
   const lines = [`Usage: readygate ${command} [flags]`, '', def.summary, def.description, '', 'Flags:'];
   const rows: [string, string][] = [];
   for (const [, option] of optionEntries(command)) {
-    const flag = option.negatable ? `--[no-]${option.flag}` : `--${option.flag}`;
+    const long = option.negatable ? `--[no-]${option.flag}` : `--${option.flag}`;
+    const flag = option.short === undefined ? long : `-${option.short}, ${long}`;
     const head = option.valueName ? `${flag} ${option.valueName}` : flag;
     const notes = [
       option.required === true ? 'required' : undefined,

@@ -27,6 +27,7 @@ export const COMMAND_RUNNERS: { readonly [C in CommandName]: CommandEntry<C> } =
   status: { longRunning: false, load: async () => (await import('../status/command.js')).runStatus },
   'drain-wait': { longRunning: false, load: async () => (await import('../drain/command.js')).runDrainWait },
   demo: { longRunning: true, load: async () => (await import('../demo/command.js')).runDemo },
+  version: { longRunning: false, load: async () => (await import('./version.js')).runVersion },
 };
 
 /** Kept for commands whose body may be absent from a build (see the header comment). */

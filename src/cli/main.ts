@@ -28,6 +28,7 @@ import { ErrorCode, ReadygateError, errorMessage, isReadygateError } from '../er
 import { createLogger, type Logger } from '../log.js';
 import { COMMAND_RUNNERS, type CommandEntry } from './commands.js';
 import type { CliIo, CommandContext } from './context.js';
+import { readPackageVersion } from './version.js';
 
 export type { CliIo } from './context.js';
 
@@ -71,16 +72,14 @@ async function dispatch(argv: readonly string[], io: CliIo, commands: CommandTab
     throw usage('no command given (commands: ' + COMMAND_NAMES.join(', ') + '; see readygate --help)');
   }
   if (first === '--help' || first === '-h') {
-    io.stdout.write(topLevelHelp(await version()));
+    io.stdout.write(topLevelHelp(await readPackageVersion()));
     return 0;
   }
-  if (first === '--version') {
-    io.stdout.write(`${await version()}\n`);
-    return 0;
-  }
+  // The same as `readygate version` (its -o flag included).
+  if (first === '--version') return runCommand('version', rest, io, commands);
   if (first === 'help') {
     const topic = rest[0];
-    if (topic === undefined) io.stdout.write(topLevelHelp(await version()));
+    if (topic === undefined) io.stdout.write(topLevelHelp(await readPackageVersion()));
     else if (isCommandName(topic)) io.stdout.write(commandHelp(topic));
     else throw unknownCommand(topic);
     return 0;
@@ -246,22 +245,6 @@ function fileProblem(error: unknown): string {
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EISDIR') return 'it is a directory';
   return typeof code === 'string' ? code : errorMessage(error);
-}
-
-let cachedVersion: string | undefined;
-
-/** From package.json, two levels up from both src/cli/ and dist/cli/. */
-async function version(): Promise<string> {
-  if (cachedVersion !== undefined) return cachedVersion;
-  try {
-    const manifest = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: unknown;
-    };
-    cachedVersion = typeof manifest.version === 'string' ? manifest.version : 'unknown';
-  } catch {
-    cachedVersion = 'unknown';
-  }
-  return cachedVersion;
 }
 
 function usage(message: string): ReadygateError {

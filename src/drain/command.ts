@@ -11,11 +11,15 @@
  *
  * Exit codes (docs/cli.md): 0 drained; 1 Envoys still routing at the timeout; 2 bad flags; 3 readygate
  * never answered; 4 no replica knows the pod (a typo must not pass for "drained").
+ *
+ * With -o json|yaml, outcomes 0 and 1 also print a DrainWaitDocument on stdout (1 keeps its stderr line);
+ * 3 and 4 are errors, and print only the stderr line.
  */
 import type { DrainWaitConfig } from '../config.js';
 import type { CommandContext } from '../cli/context.js';
 import { ErrorCode, ExitCode, ReadygateError, errorMessage } from '../errors.js';
 import { httpGet } from '../net.js';
+import { isDocumentFormat, outputFormat, renderDocument } from '../cli/output.js';
 
 interface DrainWaitBody {
   pod?: string;
@@ -27,6 +31,18 @@ interface DrainWaitBody {
   error?: string;
 }
 
+/** The `-o json|yaml` result; its fields are documented in docs/cli.md and only ever added to. */
+export interface DrainWaitDocument {
+  readonly pod: string;
+  readonly drained: boolean;
+  /** One decimal place. */
+  readonly waitedSeconds: number;
+  /** Node ids of the Envoys still routing new requests to the pod (empty when drained). */
+  readonly waitingOn: readonly string[];
+  /** Of those, the ones rejecting readygate's config. */
+  readonly nackedBy: readonly string[];
+}
+
 const RETRY_MS = 250;
 /**
  * readygate is asked to answer this much before our deadline, so its 504 (naming the Envoys still
@@ -35,6 +51,7 @@ const RETRY_MS = 250;
 const ANSWER_MARGIN_MS = 300;
 
 export async function runDrainWait(config: DrainWaitConfig, context: CommandContext): Promise<number> {
+  const format = outputFormat(config);
   const pod = `${config.pod.namespace}/${config.pod.name}`;
   const started = Date.now();
   const deadline = started + config.timeout;
@@ -63,8 +80,11 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
       continue;
     }
     if (status === 200 && body.drained === true) {
+      const waited = (Date.now() - started) / 1000;
       context.stdout.write(
-        `${pod} is drained from every Envoy (waited ${((Date.now() - started) / 1000).toFixed(1)}s)\n`,
+        isDocumentFormat(format)
+          ? renderDocument(format, drainWaitDocument(pod, true, waited, [], []))
+          : `${pod} is drained from every Envoy (waited ${waited.toFixed(1)}s)\n`,
       );
       return ExitCode.OK;
     }
@@ -102,6 +122,8 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
   }
   const waiting = last.waitingOn ?? [];
   const nacked = last.nackedBy ?? [];
+  if (isDocumentFormat(format))
+    context.stdout.write(renderDocument(format, drainWaitDocument(pod, false, seconds, waiting, nacked)));
   throw new ReadygateError(
     ErrorCode.WAIT_TIMEOUT,
     `drain-wait timed out after ${seconds}s: Envoys still routing new requests to ${pod}: ` +
@@ -109,6 +131,16 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
       (nacked.length > 0 ? ` (rejecting config: ${nacked.join(', ')})` : ''),
     { exitCode: ExitCode.FAILED },
   );
+}
+
+export function drainWaitDocument(
+  pod: string,
+  drained: boolean,
+  waitedSeconds: number,
+  waitingOn: readonly string[],
+  nackedBy: readonly string[],
+): DrainWaitDocument {
+  return { pod, drained, waitedSeconds: Math.round(waitedSeconds * 10) / 10, waitingOn, nackedBy };
 }
 
 /** readygate's answers are JSON objects; anything else is an answer we cannot use. */

@@ -1,7 +1,13 @@
 /**
- * `readygate status`: reads one Envoy's admin and, with --control-plane (repeatable) or --peers-dns,
- * the admin of every readygate replica; compares Envoy with the replica it streams from (compare.ts)
- * and prints a table or JSON.
+ * `readygate status`, in two forms.
+ *
+ * Without --envoy-admin, the fleet view (fleet.ts): every replica's /debug/syncz, one row per connected
+ * proxy with its per-type sync state. Exit 0 all synced (or none connected); 1 a proxy not synced;
+ * 3 a replica could not be read (1 wins: it is evidence); 2 neither form's flags given.
+ *
+ * With --envoy-admin: reads one Envoy's admin and, with --control-plane (repeatable) or --peers-dns,
+ * the admin of every readygate replica; compares Envoy with the replica it streams from (compare.ts).
+ * Both print a table, a wider table, JSON or YAML (-o).
  *
  * Exit codes (docs/cli.md): 0 in sync; 1 drift; 2 bad flags; 3 unknown — an admin did not answer
  * within --timeout, or this Envoy has no stream on any replica that answered, so its versions could not
@@ -14,6 +20,7 @@
 import type { StatusConfig } from '../config.js';
 import { ErrorCode, ExitCode, ReadygateError, errorMessage } from '../errors.js';
 import type { CommandContext } from '../cli/context.js';
+import { isDocumentFormat, outputFormat, renderDocument } from '../cli/output.js';
 import { httpGet, withDeadline } from '../net.js';
 import { dnsPeers } from '../readiness/peers.js';
 import {
@@ -25,6 +32,8 @@ import {
   type ReadygateDocuments,
   type StatusReport,
 } from './compare.js';
+import { fleetExitCode, fleetView, type ReplicaSyncz } from './fleet.js';
+import { fleetDocument, formatFleet } from './fleet-format.js';
 import { formatReport } from './format.js';
 
 /** The default --timeout: admin endpoints answer from memory; a slow one is a stuck process, not a busy one. */
@@ -121,6 +130,59 @@ type ReplicaAnswer = { url: string; docs: ReadygateDocuments } | { url: string; 
 
 export async function runStatus(config: StatusConfig, context: CommandContext): Promise<number> {
   const deadline: StatusDeadline = { at: Date.now() + config.timeout, signal: context.shutdown };
+  if (config.envoyAdmin !== undefined) return runEnvoyStatus(config.envoyAdmin, config, context, deadline);
+  if (config.controlPlane.length === 0 && config.peersDns === undefined) {
+    throw new ReadygateError(
+      ErrorCode.CONFIG_INVALID,
+      'status needs --control-plane URL or --peers-dns HOST:PORT (every proxy on those replicas), or --envoy-admin URL (one Envoy) (see readygate status --help)',
+    );
+  }
+  return runFleetStatus(config, context, deadline);
+}
+
+/** The fleet view: every replica's /debug/syncz, one row per stream. */
+async function runFleetStatus(
+  config: StatusConfig,
+  context: CommandContext,
+  deadline: StatusDeadline,
+): Promise<number> {
+  const urls = await replicaUrls(config, deadline);
+  const answers = await Promise.all(
+    urls.map(async (url): Promise<ReplicaSyncz> => {
+      try {
+        return { url, syncz: await fetchJson(url, '/debug/syncz', "readygate's admin", deadline) };
+      } catch (error) {
+        return { url, error: errorMessage(error) };
+      }
+    }),
+  );
+  const nowMs = Date.now();
+  const view = fleetView(answers, nowMs);
+  if (view.replicas.every((r) => !r.reachable)) {
+    // Nothing was read: one line, as for any unreachable admin.
+    throw unknown(view.replicas.map((r) => r.error ?? r.url).join('; '));
+  }
+  const code = fleetExitCode(view);
+  context.logger.debug(
+    { event: 'status.fleet', proxies: view.proxies.length, exitCode: code },
+    'fleet status read',
+  );
+  const format = outputFormat(config);
+  context.stdout.write(
+    isDocumentFormat(format)
+      ? renderDocument(format, fleetDocument(view))
+      : formatFleet(view, { wide: format === 'wide', nowMs }),
+  );
+  return code;
+}
+
+/** One Envoy against the replica it streams from. */
+async function runEnvoyStatus(
+  envoyAdmin: string,
+  config: StatusConfig,
+  context: CommandContext,
+  deadline: StatusDeadline,
+): Promise<number> {
   const urls = await replicaUrls(config, deadline);
   // readygate first: it is the reference, so a push it makes while Envoy is read shows up as Envoy being
   // behind (true at that instant), never as Envoy being ahead of what readygate says it serves.
@@ -139,7 +201,7 @@ export async function runStatus(config: StatusConfig, context: CommandContext): 
     // Nothing to compare with: one line, like any unreachable admin.
     throw unknown(failed.map((r) => r.error).join('; '));
   }
-  const envoy = await readEnvoy(config.envoyAdmin, deadline);
+  const envoy = await readEnvoy(envoyAdmin, deadline);
   const picked = replicaOfNode(
     answered.map((r) => r.docs),
     envoyNodeId(envoy),
@@ -164,26 +226,24 @@ export async function runStatus(config: StatusConfig, context: CommandContext): 
     { event: 'status.compared', drift: report.drift, unknown: report.unknown },
     'status compared',
   );
-  if (config.json) {
+  const format = outputFormat(config);
+  if (isDocumentFormat(format)) {
     context.stdout.write(
-      JSON.stringify(
-        {
-          envoyAdminUrl: config.envoyAdmin,
-          controlPlaneUrl: reference?.url ?? null,
-          controlPlaneUrls: urls,
-          unreachable: failed.map((r) => r.url),
-          ...report,
-        },
-        null,
-        2,
-      ) + '\n',
+      renderDocument(format, {
+        envoyAdminUrl: envoyAdmin,
+        controlPlaneUrl: reference?.url ?? null,
+        controlPlaneUrls: urls,
+        unreachable: failed.map((r) => r.url),
+        ...report,
+      }),
     );
   } else {
     context.stdout.write(
-      formatReport(report, {
-        envoy: config.envoyAdmin,
-        ...(reference === undefined ? {} : { controlPlane: reference.url }),
-      }),
+      formatReport(
+        report,
+        { envoy: envoyAdmin, ...(reference === undefined ? {} : { controlPlane: reference.url }) },
+        { wide: format === 'wide' },
+      ),
     );
   }
   if (report.drift) return ExitCode.FAILED;

@@ -10,27 +10,30 @@ import {
   type TypeSyncView,
   type VersionPair,
 } from './compare.js';
+import { table } from '../cli/table.js';
 
 export const DRIFT_MARKER = '<< DRIFT';
 
-/** Left-aligned columns, two spaces apart; the last column is not padded. */
-export function table(rows: readonly (readonly string[])[]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) =>
-    row
-      .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd(),
-  );
-}
-
-function typeLine(label: string, view: TypeSyncView | null): string[] {
-  if (!view) return [label, 'NOT_SENT', '', 'last NACK: none'];
+/** `wide` adds the version sent and gives the NACK error whole (its lines joined), not just its first line. */
+function typeLine(label: string, view: TypeSyncView | null, wide: boolean): string[] {
+  if (!view)
+    return wide ? [label, 'NOT_SENT', '', '', 'last NACK: none'] : [label, 'NOT_SENT', '', 'last NACK: none'];
+  const error = view.lastNack
+    ? wide
+      ? view.lastNack.error
+          .split('\n')
+          .map((line) => line.trim())
+          .filter((line) => line !== '')
+          .join(' | ')
+      : (view.lastNack.error.split('\n')[0] ?? '')
+    : '';
   const nack = view.lastNack
-    ? `last NACK ${view.lastNack.time}${view.lastNack.current ? ' (latest response)' : ''}: ${view.lastNack.error.split('\n')[0] ?? ''}`
+    ? `last NACK ${view.lastNack.time}${view.lastNack.current ? ' (latest response)' : ''}: ${error}`
     : 'last NACK: none';
-  return [label, view.status, `acked ${view.ackedVersion ?? 'none'}`, nack];
+  const acked = `acked ${view.ackedVersion ?? 'none'}`;
+  return wide
+    ? [label, view.status, `sent ${view.sentVersion ?? 'none'}`, acked, nack]
+    : [label, view.status, acked, nack];
 }
 
 function versionText(label: string, pair: VersionPair, hasStream: boolean): string {
@@ -82,7 +85,12 @@ function clusterBlock(cluster: ClusterReport, hasStream: boolean): string[] {
   return lines;
 }
 
-export function formatReport(report: StatusReport, urls: { envoy: string; controlPlane?: string }): string {
+export function formatReport(
+  report: StatusReport,
+  urls: { envoy: string; controlPlane?: string },
+  options: { wide?: boolean } = {},
+): string {
+  const wide = options.wide === true;
   const node = report.node;
   const connected =
     node.connectedToControlPlane === null
@@ -100,7 +108,8 @@ export function formatReport(report: StatusReport, urls: { envoy: string; contro
         ? `readygate at ${urls.controlPlane}: stream ${cp.stream.streamId} (${cp.stream.kind}) from ${cp.stream.peer}${cp.stream.identity === null ? '' : ` (mTLS ${cp.stream.identity})`}, connected ${cp.stream.connectedAt}`
         : `readygate at ${urls.controlPlane}: no stream from this Envoy`,
     );
-    for (const line of table([typeLine('CDS', cp.cds), typeLine('EDS', cp.eds)])) lines.push(`  ${line}`);
+    for (const line of table([typeLine('CDS', cp.cds, wide), typeLine('EDS', cp.eds, wide)]))
+      lines.push(`  ${line}`);
   }
   for (const note of report.notes) lines.push(`! ${note}`);
   const hasStream = (cp?.stream ?? null) !== null;

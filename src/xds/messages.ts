@@ -10,6 +10,10 @@ export interface EnvoyNode {
   cluster?: string;
   user_agent_name?: string;
   user_agent_version?: string;
+  /** What Envoy sends instead of user_agent_version (a oneof). */
+  user_agent_build_version?: {
+    version?: { major_number?: number; minor_number?: number; patch?: number };
+  };
   client_features?: string[];
 }
 

@@ -71,6 +71,7 @@ export abstract class XdsStreamBase {
     if (this.syncState.nodeId !== '' || !node?.id) return;
     this.syncState.nodeId = node.id;
     this.syncState.nodeCluster = node.cluster ?? '';
+    this.syncState.userAgent = userAgentOf(node);
     this.logger = this.logger.child({ node: node.id });
     this.logger.info({ peer: this.syncState.peer, userAgent: node.user_agent_name }, 'xds stream opened');
   }
@@ -134,4 +135,18 @@ export abstract class XdsStreamBase {
   protected abstract buildResponse(typeUrl: string): EncodedResponse | undefined;
 
   abstract handleCacheChange(change: CacheChange): void;
+}
+
+/** `name/version` from a node (Envoy: `envoy/1.36.4`; gRPC: `grpc-go/1.70.0`), null without a name. */
+export function userAgentOf(node: EnvoyNode): string | null {
+  const name = node.user_agent_name;
+  if (name === undefined || name === '') return null;
+  const build = node.user_agent_build_version?.version;
+  const version =
+    node.user_agent_version !== undefined && node.user_agent_version !== ''
+      ? node.user_agent_version
+      : build
+        ? `${build.major_number ?? 0}.${build.minor_number ?? 0}.${build.patch ?? 0}`
+        : undefined;
+  return version === undefined ? name : `${name}/${version}`;
 }

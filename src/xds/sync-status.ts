@@ -252,6 +252,8 @@ export class StreamSyncState {
   readonly connectedAt = new Date();
   nodeId = '';
   nodeCluster = '';
+  /** The client's software, e.g. `envoy/1.36.4`, from its first request's node; null when it sent none. */
+  userAgent: string | null = null;
   readonly types = new Map<string, TypeSyncState>();
 
   constructor(streamId: number, kind: StreamKind, peer: string, identity?: string) {
@@ -391,6 +393,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
       stream: stream.kind,
       peer: stream.peer,
       identity: stream.identity,
+      userAgent: stream.userAgent,
       connectedAt: stream.connectedAt.toISOString(),
       types: Object.fromEntries(
         [...stream.types.values()].map((t) => [
@@ -440,6 +443,8 @@ export interface SynczEntry {
   peer: string;
   /** mTLS: the client certificate's URI SANs, else `CN=…`; null without TLS client certificates. Absent in older readygate versions. */
   identity?: string | null;
+  /** `envoy/1.36.4`, `grpc-go/1.70.0`: the node's user agent name and version; null when it sent none. Absent in older readygate versions. */
+  userAgent?: string | null;
   connectedAt: string;
   types: Record<string, SynczTypeEntry>;
 }

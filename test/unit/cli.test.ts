@@ -70,12 +70,13 @@ interface BadInput {
 const badInputs: BadInput[] = [
   {
     args: [],
-    stderr: 'no command given (commands: serve, extproc, status, drain-wait, demo; see readygate --help)',
+    stderr:
+      'no command given (commands: serve, extproc, status, drain-wait, demo, version; see readygate --help)',
   },
   {
     args: ['launch'],
     stderr:
-      'unknown command "launch" (commands: serve, extproc, status, drain-wait, demo; see readygate --help)',
+      'unknown command "launch" (commands: serve, extproc, status, drain-wait, demo, version; see readygate --help)',
   },
   {
     args: ['--xds-address', '127.0.0.1:1', 'serve'],
@@ -84,7 +85,7 @@ const badInputs: BadInput[] = [
   {
     args: ['help', 'launch'],
     stderr:
-      'unknown command "launch" (commands: serve, extproc, status, drain-wait, demo; see readygate --help)',
+      'unknown command "launch" (commands: serve, extproc, status, drain-wait, demo, version; see readygate --help)',
   },
   {
     args: ['serve', '--xds-address', '127.0.0.1'],
@@ -168,7 +169,11 @@ const badInputs: BadInput[] = [
     stderr: '--address: "localhost" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
   },
   { args: ['extproc', '--debug=true'], stderr: '--debug takes no value (see readygate extproc --help)' },
-  { args: ['status'], stderr: '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN)' },
+  {
+    args: ['status'],
+    stderr:
+      'status needs --control-plane URL or --peers-dns HOST:PORT (every proxy on those replicas), or --envoy-admin URL (one Envoy) (see readygate status --help)',
+  },
   {
     args: ['status', '--envoy-admin', '127.0.0.1:9901'],
     stderr: '--envoy-admin: "127.0.0.1:9901" is not a URL (did you mean http://127.0.0.1:9901?)',
@@ -243,11 +248,14 @@ for (const command of COMMAND_NAMES) {
   });
 }
 
-test('--version prints the package version', async (t) => {
+test('--version is readygate version: the package version first, -o included', async (t) => {
   const manifest = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { version: string };
   const result = await run(['--version']);
   t.is(result.code, 0);
-  t.is(result.stdout, `${manifest.version}\n`);
+  t.is(result.stdout.split('\n')[0], `readygate  ${manifest.version}`);
+  t.deepEqual(await run(['version']), result);
+  const json = await run(['--version', '-o', 'json']);
+  t.is((JSON.parse(json.stdout) as { readygate: string }).readygate, manifest.version);
 });
 
 // --- dispatch: what main does with a command body, shown with fake bodies ------------------------------
@@ -303,6 +311,7 @@ test('a command body gets the frozen config and its exit code is returned', asyn
     pod: { namespace: 'shop', name: 'web-1' },
     timeout: 90_000,
     controlPlane: 'http://127.0.0.1:9102',
+    output: undefined,
     logLevel: 'info',
   });
   t.true(Object.isFrozen(seen));

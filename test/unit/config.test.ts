@@ -193,14 +193,17 @@ test('defaults of the other commands', (t) => {
     peersDns: undefined,
     timeout: 5000,
     json: false,
+    output: undefined,
     logLevel: 'info',
   });
   t.deepEqual(buildConfig('drain-wait', { args: ['--pod', 'default/web-1'] }), {
     pod: { namespace: 'default', name: 'web-1' },
     timeout: 30_000,
     controlPlane: 'http://127.0.0.1:9102',
+    output: undefined,
     logLevel: 'info',
   });
+  t.deepEqual(buildConfig('version', { args: [] }), { output: undefined, logLevel: 'info' });
   t.deepEqual(buildConfig('demo', { args: [] }), { short: false, out: 'demo-output', logLevel: 'info' });
 });
 
@@ -472,7 +475,6 @@ const errorCases: ErrorCase[] = [
     args: ['--xds-address', '1.2.3.4:1'],
     message: 'unknown flag --xds-address for readygate extproc (see readygate extproc --help)',
   },
-  { command: 'status', message: '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN)' },
   {
     command: 'status',
     args: ['--envoy-admin', '127.0.0.1:9901'],
