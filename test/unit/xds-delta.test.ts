@@ -1,6 +1,7 @@
 import test from 'ava';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { startControlPlaneFixture } from '../helpers/control-plane-fixture.js';
+import { waitUntil } from '../helpers/envoy-process.js';
 import { unpack, type DeltaResponse } from '../helpers/xds-client.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 
@@ -23,7 +24,11 @@ test('wildcard CDS: every cluster with its content-hash version', async (t) => {
   t.deepEqual(response.removed_resources, []);
   stream.send(ack(response));
   t.true(await stream.silentFor(150));
-  t.is(plane.sync.toJSON()[0]!.types[TypeUrl.CLUSTER]!.status, 'SYNCED');
+  // The ACK is read on the server's next turn; on a busy machine that can come after the silence ended.
+  await waitUntil(() => plane.sync.toJSON()[0]?.types[TypeUrl.CLUSTER]?.status === 'SYNCED', {
+    timeoutMs: 3000,
+    description: 'the ACK recorded',
+  });
 });
 
 test('EDS: subscribed names answered; an unknown name comes back in removed_resources', async (t) => {
@@ -135,6 +140,11 @@ test('a NACK is recorded and a later change still flows', async (t) => {
   const first = await stream.next();
   stream.send({ ...ack(first), error_detail: { code: 13, message: 'rejected: duplicate host' } });
   t.true(await stream.silentFor(100));
+  // The ACK is read on the server's next turn; on a busy machine that can come after the silence ended.
+  await waitUntil(() => plane.sync.toJSON()[0]?.types[TypeUrl.ENDPOINT]?.status === 'NACKED', {
+    timeoutMs: 3000,
+    description: 'the NACK recorded',
+  });
   const eds = plane.sync.toJSON()[0]!.types[TypeUrl.ENDPOINT]!;
   t.is(eds.status, 'NACKED');
   t.is(eds.lastNack?.error, 'rejected: duplicate host');

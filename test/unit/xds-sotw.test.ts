@@ -1,6 +1,7 @@
 import test from 'ava';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import { startControlPlaneFixture } from '../helpers/control-plane-fixture.js';
+import { waitUntil } from '../helpers/envoy-process.js';
 import { unpack, type SotwResponse } from '../helpers/xds-client.js';
 import { SERVING_TERMINATING, endpoint, service } from '../helpers/model-fixtures.js';
 
@@ -132,6 +133,11 @@ test("a NACK is recorded with Envoy's error text and the stream keeps working", 
     error_detail: { code: 3, message: 'bad cluster: test' },
   });
   t.true(await stream.silentFor(150));
+  // The ACK is read on the server's next turn; on a busy machine that can come after the silence ended.
+  await waitUntil(() => plane.sync.toJSON()[0]?.types[TypeUrl.CLUSTER]?.status === 'NACKED', {
+    timeoutMs: 3000,
+    description: 'the NACK recorded',
+  });
   const syncz = plane.sync.toJSON();
   t.is(syncz.length, 1);
   const cds = syncz[0]!.types[TypeUrl.CLUSTER]!;
@@ -148,6 +154,11 @@ test("a NACK is recorded with Envoy's error text and the stream keeps working", 
     response_nonce: pushed.nonce!,
   });
   t.true(await stream.silentFor(100));
+  // The ACK is read on the server's next turn; on a busy machine that can come after the silence ended.
+  await waitUntil(() => plane.sync.toJSON()[0]?.types[TypeUrl.CLUSTER]?.status === 'SYNCED', {
+    timeoutMs: 3000,
+    description: 'the ACK recorded',
+  });
   const after = plane.sync.toJSON()[0]!.types[TypeUrl.CLUSTER]!;
   t.is(after.status, 'SYNCED');
   t.is(after.acked?.version, pushed.version_info);
