@@ -13,6 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  copyFileSync,
   existsSync,
   openSync,
   readdirSync,
@@ -133,11 +134,15 @@ function installHooks(): void {
   process.once('exit', () => {
     for (const id of liveRuns) removeRunSync(id);
   });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  for (const [signal, number] of [
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+  ] as const) {
     process.once(signal, () => {
       for (const id of liveRuns) removeRunSync(id);
-      // The default action now: exit as the signal says.
-      process.kill(process.pid, signal);
+      // Through exit, not by re-raising the signal: the other exit hooks (killOnExit: the apiserver, etcd,
+      // Envoy of the same test) run only on a normal exit.
+      process.exit(128 + number);
     });
   }
 }
@@ -460,10 +465,13 @@ export class RealNode {
   }
 
   async #startScheduler(binDir: string, cluster: KubeCluster): Promise<void> {
+    // A copy in the run dir: `real-node.sh down` stops only processes whose command line names the run dir.
+    const kubeconfig = path.join(this.dir, 'kube-scheduler.kubeconfig');
+    copyFileSync(cluster.adminKubeconfigPath, kubeconfig);
     this.#spawn('kube-scheduler', path.join(binDir, 'kube-scheduler'), [
-      `--kubeconfig=${cluster.adminKubeconfigPath}`,
-      `--authentication-kubeconfig=${cluster.adminKubeconfigPath}`,
-      `--authorization-kubeconfig=${cluster.adminKubeconfigPath}`,
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
       '--leader-elect=false',
       '--bind-address=127.0.0.1',
       `--secure-port=${await freePort()}`,
