@@ -41,7 +41,13 @@ import {
 import { startKubernetesSource, type KubernetesSource } from '../../src/sources/kubernetes.js';
 import { startControlPlane, type ControlPlane } from '../../src/xds/control-plane.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
-import { firstEndpointAddress, gatewayBootstrap, valueAt, type Json } from '../helpers/gateway-bootstrap.js';
+import {
+  firstEndpointAddress,
+  gatewayBootstrap,
+  objectAt,
+  valueAt,
+  type Json,
+} from '../helpers/gateway-bootstrap.js';
 import {
   KubeObjects,
   readygateIdentity,
@@ -84,8 +90,12 @@ const DRAIN_TIMEOUT = '10s';
 const GATED_GRACE_SECONDS = 20;
 const BASELINE_GRACE_SECONDS = 15;
 const LOAD_RPS = 60;
-/** A request the app holds this long is in flight when the test crashes the app (route timeout: 5 s). */
-const SLOW_REQUEST_MS = 4_000;
+/**
+ * A request the app holds this long is in flight when the test crashes the app; ROUTE_TIMEOUT leaves it
+ * room on a loaded machine.
+ */
+const SLOW_REQUEST_MS = 8_000;
+const ROUTE_TIMEOUT = '15s';
 const LOAD_CONCURRENCY = 16;
 
 interface Context {
@@ -192,6 +202,20 @@ function envoyBootstrap(xdsPort: number, extprocPort: number, listenerPort: numb
   const extproc = clusters.find((c) => c['name'] === 'readygate_extproc');
   if (!extproc) throw new Error('gateway-ads-extproc.yaml has no readygate_extproc cluster');
   firstEndpointAddress(extproc)['port_value'] = extprocPort;
+  // The helper's route times out after 5 s; the crash test holds requests longer.
+  const hcm = objectAt(
+    bootstrap,
+    'static_resources',
+    'listeners',
+    0,
+    'filter_chains',
+    0,
+    'filters',
+    0,
+    'typed_config',
+  );
+  const routes = valueAt(hcm, 'route_config', 'virtual_hosts', 0, 'routes') as { route: Json }[];
+  for (const route of routes) route.route['timeout'] = ROUTE_TIMEOUT;
   return bootstrap;
 }
 
@@ -697,12 +721,12 @@ serial('a container killed mid-request: 502 for the requests in flight to it', a
   if (!victim || !ip) throw new Error('no pod to kill');
   const name = victim.metadata?.name ?? '';
   const restartsBefore = victim.status?.containerStatuses?.[0]?.restartCount ?? 0;
-  // Slow requests spread over the pods (Envoy balances round robin), answered well inside the route's 5 s
+  // Slow requests spread over the pods (Envoy balances round robin), answered well inside the route
   // timeout; the crash comes while they are held.
   const slow = Array.from({ length: 9 }, () => viaEnvoy(ctx, GATED, `/?delay=${SLOW_REQUEST_MS}`, 20_000));
   await waitUntil(
     async () => (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.reduce((n, h) => n + h.rqActive, 0) === 9,
-    { timeoutMs: 2_000, intervalMs: 50, description: 'the 9 slow requests in flight' },
+    { timeoutMs: 4_000, intervalMs: 50, description: 'the 9 slow requests in flight' },
   );
   const inFlight =
     (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.find((h) => h.address === ip)?.rqActive ?? 0;
