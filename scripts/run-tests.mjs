@@ -1,12 +1,16 @@
 // `npm test`: everything CI checks, in one command, on both supported Node.js lines. Installs the pinned
-// Node 24 and Node 26 builds, the real Envoy, and builds the real Kubernetes binaries and h2spec (all
-// cached outside the repo); then, on Node 24 (the default runtime), the build, lint, format, cycle and
+// Node 24 and Node 26 builds, the real Envoy, and builds the real Kubernetes binaries (the kubelet and
+// kube-scheduler of the real-node e2e too), h2spec and the e2e container images (all cached outside the
+// repo); then, on Node 24 (the default runtime), the build, lint, format, cycle and
 // type checks and every AVA test, and on Node 26 every AVA test again. Each runtime runs with its bin
 // directory first on PATH, so what the tests spawn (`node bin/readygate.js`, npm, tsx) runs on it too;
 // the Node that started this script (whatever the machine ships) only orchestrates.
 // Closes with one `nodeNN: N passed, N failed` line per runtime and then the line CI reads, their sum:
 // `N passed, N failed[, N skipped]`.
 // READYGATE_TEST_NODE_LINES=24 (or 26) limits a local run to one line; CI always runs both.
+// The real-kubelet e2e (test/integration/real-node*.test.ts, docs/e2e.md) runs on the first line only:
+// it is the heaviest file, and what it adds (a kubelet, containerd, CNI) does not depend on the runtime
+// readygate runs on, which every other test still covers on both lines.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -77,11 +81,15 @@ const nodeBins = new Map();
 let envoyBin;
 let k8sBinDir;
 let h2specBin;
+let nodeBinDir;
+let nodeImagesDir;
 try {
   for (const line of lines) nodeBins.set(line, capture('bash', ['scripts/node-runtime.sh', line]));
   envoyBin = capture('bash', ['scripts/envoy-binary.sh']);
   k8sBinDir = capture('bash', ['scripts/k8s-binaries.sh']);
   h2specBin = capture('bash', ['scripts/h2spec-binary.sh']);
+  nodeBinDir = capture('bash', ['scripts/node-binaries.sh']);
+  nodeImagesDir = capture('bash', ['scripts/real-node-images.sh']);
   for (const counts of perLine.values()) tally(counts, 'passed');
   console.log(`ok - Node ${lines.join(' and ')}, real Envoy, Kubernetes and h2spec binaries available`);
 } catch (error) {
@@ -100,6 +108,8 @@ function runtimeEnv(nodeBin) {
     READYGATE_ENVOY_BIN: envoyBin,
     READYGATE_K8S_BIN_DIR: k8sBinDir,
     READYGATE_H2SPEC_BIN: h2specBin,
+    READYGATE_NODE_BIN_DIR: nodeBinDir,
+    READYGATE_NODE_IMAGES_DIR: nodeImagesDir,
   };
 }
 
@@ -113,10 +123,12 @@ function staticChecks(counts, nodeBin) {
 }
 
 /** Every AVA test (or those named on the command line) on this runtime, counted from AVA's TAP output. */
-function avaTests(line, counts, nodeBin) {
+function avaTests(line, counts, nodeBin, firstLine) {
   const started = Date.now();
   console.log(`# node${line}: AVA tests on ${capture(nodeBin, ['--version'])}`);
-  const ava = spawn(nodeBin, [avaCli, '--tap', ...avaArgs], {
+  const files =
+    avaArgs.length > 0 || firstLine ? avaArgs : ['test/**/*.test.ts', '!test/integration/real-node*.test.ts'];
+  const ava = spawn(nodeBin, [avaCli, '--tap', ...files], {
     cwd: root,
     env: runtimeEnv(nodeBin),
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -159,6 +171,6 @@ for (const [index, line] of lines.entries()) {
   const counts = perLine.get(line);
   const nodeBin = nodeBins.get(line);
   if (index === 0) staticChecks(counts, nodeBin);
-  await avaTests(line, counts, nodeBin);
+  await avaTests(line, counts, nodeBin, index === 0);
 }
 finish();

@@ -5,6 +5,11 @@
  * Everything Kubernetes is real except the kubelet: kube-apiserver + etcd + kube-controller-manager running
  * the deployment, replicaset and endpointslice controllers; test/helpers/node-agent.ts plays the kubelet
  * (starts each pod as a local process, probes it, patches pod status, runs preStop, SIGTERM, grace period).
+ * The simulated kubelet is the point here: it records when each pod transition happened (terminating,
+ * preStop done, containers ready), which pins every failure of the naive gateway to the transition it was
+ * not told about in time and times the readiness gate's wait; a real kubelet reports none of that. The same
+ * rollout on a real kubelet, with real probes, hooks and signals, is test/integration/real-node.test.ts
+ * (docs/e2e.md).
  *
  * Two data planes watch the same cluster through the same Kubernetes source:
  * - readygate: the source's model through readygate's control plane unchanged (eligibility: ready →

@@ -1,0 +1,3 @@
+module readygate.test/e2e-app
+
+go 1.24
