@@ -62,7 +62,9 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
     if (remaining <= 0) break;
     const url = new URL('/drain-wait', config.controlPlane);
     url.searchParams.set('pod', pod);
-    url.searchParams.set('timeout', `${Math.max(1, Math.ceil(remaining - ANSWER_MARGIN_MS))}ms`);
+    const longPollMs = Math.max(1, Math.ceil(remaining - ANSWER_MARGIN_MS));
+    url.searchParams.set('timeout', `${longPollMs}ms`);
+    const asked = Date.now();
     let status: number;
     let body: DrainWaitBody;
     try {
@@ -98,6 +100,13 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
     if (status === 504) {
       last = body;
       lastError = undefined;
+      // A 504 this close to the deadline is the final word: asking again would get a 1 ms long poll,
+      // answered at once, over and over until the deadline.
+      if (deadline - Date.now() <= ANSWER_MARGIN_MS) break;
+      // A 504 well before the long poll's end (a replica capping its wait): not a reason to spin.
+      if (Date.now() - asked < longPollMs / 2) {
+        await sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
+      }
       continue;
     }
     if (status === 503) {

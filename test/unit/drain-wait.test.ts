@@ -2,10 +2,11 @@
  * drain-wait over a real admin server: the long poll answers on the ACK that makes the pod drained, the
  * CLI body exits 0 then, and at its timeout fails naming the Envoy that has not ACKed.
  */
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Registry } from 'prom-client';
 import { startAdminServer } from '../../src/admin/server.js';
 import type { CommandContext } from '../../src/cli/context.js';
@@ -21,7 +22,7 @@ import { ackVersion } from '../helpers/sync-fixtures.js';
 
 const WEB = 'ns/web:http';
 
-async function setup() {
+async function setup(t: ExecutionContext) {
   const history = new RoutingHistory();
   history.record(WEB, 'v1', new Map([['ns/old', 'HEALTHY']]));
   history.record(WEB, 'v2', new Map([['ns/old', 'DRAINING']]));
@@ -41,6 +42,8 @@ async function setup() {
     readiness: () => ({ ready: true }),
     routes: readinessAdminRoutes({ sync, history }),
   });
+  // Closed even when an assertion fails: a server left listening keeps the AVA worker alive.
+  t.teardown(() => admin.close());
   return { admin, envoy, url: `http://127.0.0.1:${admin.port}` };
 }
 
@@ -59,7 +62,7 @@ function context(): { context: CommandContext; out: string[] } {
 }
 
 test('the long poll answers on the ACK that drains the pod; the CLI exits 0', async (t) => {
-  const { admin, envoy, url } = await setup();
+  const { admin, envoy, url } = await setup(t);
   const ackA = envoy('envoy-a');
   const ackB = envoy('envoy-b');
   const { context: ctx, out } = context();
@@ -74,11 +77,10 @@ test('the long poll answers on the ACK that drains the pod; the CLI exits 0', as
   const elapsed = performance.now() - started;
   t.true(elapsed >= 290 && elapsed < 2000, `returned after the last ACK (${elapsed} ms)`);
   t.regex(out.join(''), /ns\/old is drained from every Envoy/);
-  await admin.close();
 });
 
 test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed; HTTP 504 says the same', async (t) => {
-  const { admin, envoy, url } = await setup();
+  const { admin, envoy, url } = await setup(t);
   envoy('stuck-envoy');
   const ack = envoy('good-envoy');
   ack();
@@ -99,7 +101,39 @@ test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed;
   const unknown = await fetch(`${url}/drain-wait?pod=ns/never-seen&timeout=5s`);
   t.is(unknown.status, 404, 'a pod no replica knows is not "drained"');
   t.like(await unknown.json(), { pod: 'ns/never-seen', unknown: true });
-  await admin.close();
+});
+
+test('at the timeout it asks once more only if there is time for a long poll: no burst of 504s', async (t) => {
+  const { envoy, url } = await setup(t);
+  envoy('stuck-envoy');
+  // Counts the long polls on their way to the real admin server.
+  let asked = 0;
+  const counter = createHttpServer((request, response) => {
+    asked += 1;
+    fetch(`${url}${request.url ?? '/'}`)
+      .then(async (answer) => {
+        response.writeHead(answer.status, { 'content-type': 'application/json' });
+        response.end(await answer.text());
+      })
+      .catch(() => response.destroy());
+  });
+  await new Promise<void>((resolve) => counter.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => counter.close(() => resolve())));
+  const { context: ctx } = context();
+  const error = await t.throwsAsync(
+    runDrainWait(
+      {
+        pod: { namespace: 'ns', name: 'old' },
+        timeout: 1500,
+        controlPlane: `http://127.0.0.1:${(counter.address() as AddressInfo).port}`,
+        logLevel: 'info',
+      } as never,
+      ctx,
+    ),
+  );
+  t.true(isReadygateError(error, ErrorCode.WAIT_TIMEOUT));
+  // One long poll of 1.2 s, answered 504 with 0.3 s left: no second one (it was 60-260 of them).
+  t.is(asked, 1);
 });
 
 test('control plane unreachable for the whole wait: ADMIN_UNREACHABLE', async (t) => {
@@ -119,7 +153,7 @@ test('control plane unreachable for the whole wait: ADMIN_UNREACHABLE', async (t
 });
 
 test('a pod no replica knows: POD_UNKNOWN (exit 4) at once, naming the pod; never "drained"', async (t) => {
-  const { admin, envoy, url } = await setup();
+  const { admin, envoy, url } = await setup(t);
   envoy('envoy-a');
   const { context: ctx, out } = context();
   const started = performance.now();
@@ -139,7 +173,6 @@ test('a pod no replica knows: POD_UNKNOWN (exit 4) at once, naming the pod; neve
   t.regex(error.message, /no readygate replica knows pod ns\/typo/);
   t.true(performance.now() - started < 2000, 'answered at once, not at the timeout');
   t.deepEqual(out, []);
-  await admin.close();
 });
 
 test('a pod only a peer knows, or only the source names, is not unknown', async (t) => {
@@ -152,6 +185,7 @@ test('a pod only a peer knows, or only the source names, is not unknown', async 
     readiness: () => ({ ready: true }),
     routes: readinessAdminRoutes({ sync: new SyncStatus(), history: peerHistory }),
   });
+  t.teardown(() => peer.close());
   const sourcePods = { synced: true, has: (pod: string) => pod === 'ns/never-ready' };
   const admin = await startAdminServer({
     address: '127.0.0.1:0',
@@ -164,21 +198,25 @@ test('a pod only a peer knows, or only the source names, is not unknown', async 
       sourcePods,
     }),
   });
+  t.teardown(() => admin.close());
   const url = `http://127.0.0.1:${admin.port}`;
-  t.is((await fetch(`${url}/drain-wait?pod=ns/elsewhere&timeout=1s`)).status, 200, 'the peer knows it');
-  t.is((await fetch(`${url}/drain-wait?pod=ns/never-ready&timeout=1s`)).status, 200, 'the source names it');
-  t.is((await fetch(`${url}/drain-wait?pod=ns/nobody&timeout=1s`)).status, 404);
+  // 10 s only bounds the wait: a drained pod is answered as soon as the peer replies (1 s raced a busy box).
+  t.is((await fetch(`${url}/drain-wait?pod=ns/elsewhere&timeout=10s`)).status, 200, 'the peer knows it');
+  t.is((await fetch(`${url}/drain-wait?pod=ns/never-ready&timeout=10s`)).status, 200, 'the source names it');
+  t.is((await fetch(`${url}/drain-wait?pod=ns/nobody&timeout=10s`)).status, 404);
   sourcePods.synced = false;
   const early = await fetch(`${url}/drain-wait?pod=ns/nobody&timeout=1s`);
   t.is(early.status, 503, 'before the first sync nothing can be called unknown');
-  await admin.close();
-  await peer.close();
 });
 
 test('an admin that accepts and never answers: exit 3 (unknown) at --timeout, with GC during the wait', async (t) => {
   const sockets: Socket[] = [];
   const silent = createServer((socket) => sockets.push(socket));
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  });
   const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
@@ -197,6 +235,4 @@ test('an admin that accepts and never answers: exit 3 (unknown) at --timeout, wi
   t.is(isReadygateError(error) ? error.exitCode : undefined, ExitCode.UNKNOWN);
   t.regex(error.message, /did not answer \(no complete answer within \d+ ms\)/);
   t.true(elapsed >= 1490 && elapsed < 2500, `gave up after ${elapsed} ms`);
-  for (const socket of sockets) socket.destroy();
-  await new Promise((resolve) => silent.close(resolve));
 });
