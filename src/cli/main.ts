@@ -22,7 +22,9 @@ import {
   topLevelHelp,
   type CommandConfigs,
   type CommandName,
+  type LogFormat,
   type LogLevel,
+  unknownEnvironmentVariables,
 } from '../config.js';
 import { ErrorCode, ReadygateError, errorMessage, isReadygateError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -109,11 +111,21 @@ async function runCommand<C extends CommandName>(
 
   const commandLine = parseCommandLine(command, args);
   const env = environmentValues(command, io.env);
-  const configPath = commandLine.configPath ?? nonEmpty(io.env[CONFIG_ENV]);
+  const envConfigPath = nonEmpty(io.env[CONFIG_ENV]);
+  const configPath = commandLine.configPath ?? envConfigPath;
+  // Say where the path came from: a bad READYGATE_CONFIG blamed on a --config nobody typed misleads.
+  const configLabel =
+    commandLine.configPath !== undefined
+      ? `--config ${commandLine.configPath}`
+      : `${CONFIG_ENV}=${envConfigPath ?? ''}`;
   const file =
     configPath === undefined
       ? undefined
-      : configFileValues(command, configPath, parseConfigText(configPath, await readConfigFile(configPath)));
+      : configFileValues(
+          command,
+          configPath,
+          parseConfigText(configPath, await readConfigFile(configPath, configLabel)),
+        );
   const config = resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) });
   await checkReadableFiles(command, config);
 
@@ -124,8 +136,12 @@ async function runCommand<C extends CommandName>(
     return 1;
   }
 
-  const logLevel = (config as { readonly logLevel: LogLevel }).logLevel;
-  const logger = io.logger ?? commandLogger(command, logLevel);
+  const { logLevel, logFormat } = config as {
+    readonly logLevel: LogLevel;
+    readonly logFormat: LogFormat | undefined;
+  };
+  const logger = io.logger ?? commandLogger(command, logLevel, logFormat);
+  warnAboutUnknownVariables(io.env, logger);
   const shutdown = new AbortController();
   const stopListening = entry.longRunning ? listenForShutdown(shutdown, io, logger) : () => undefined;
   const context: CommandContext = {
@@ -198,22 +214,31 @@ function listenForShutdown(controller: AbortController, io: CliIo, logger: Logge
 }
 
 /** Servers log to stdout (their output is the log); one-shot commands keep stdout for their results. */
-function commandLogger(command: CommandName, level: LogLevel): Logger {
-  if (command === 'serve' || command === 'extproc') return createLogger({ level });
-  return createLogger({ level, destination: 'stderr' });
+function commandLogger(command: CommandName, level: LogLevel, format: LogFormat | undefined): Logger {
+  if (command === 'serve' || command === 'extproc') return createLogger({ level, format });
+  return createLogger({ level, format, destination: 'stderr' });
 }
 
-async function readConfigFile(path: string): Promise<string> {
+/**
+ * A misspelt READYGATE_* variable would otherwise be silently ignored; warn once per run (a warning,
+ * not an error: one environment often serves several commands and readygate versions).
+ */
+function warnAboutUnknownVariables(env: CliIo['env'], logger: Logger): void {
+  for (const { name, suggestion } of unknownEnvironmentVariables(env)) {
+    logger.warn(
+      { event: 'cli.unknown-env', variable: name, ...(suggestion ? { suggestion } : {}) },
+      `unknown environment variable ${name} is ignored${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
+    );
+  }
+}
+
+async function readConfigFile(path: string, label: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
-    throw new ReadygateError(
-      ErrorCode.CONFIG_INVALID,
-      `--config ${path}: cannot read it (${fileProblem(error)})`,
-      {
-        cause: error,
-      },
-    );
+    throw new ReadygateError(ErrorCode.CONFIG_INVALID, `${label}: cannot read it (${fileProblem(error)})`, {
+      cause: error,
+    });
   }
 }
 

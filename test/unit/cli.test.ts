@@ -124,7 +124,7 @@ const badInputs: BadInput[] = [
   {
     args: ['serve'],
     env: { READYGATE_CONFIG: 'missing.yaml' },
-    stderr: '--config missing.yaml: cannot read it (no such file)',
+    stderr: 'READYGATE_CONFIG=missing.yaml: cannot read it (no such file)',
   },
   {
     args: ['serve', '--config', '<dir>/bad-key.yaml'],
@@ -167,7 +167,10 @@ const badInputs: BadInput[] = [
     args: ['extproc', '--address', 'localhost'],
     stderr: '--address: "localhost" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
   },
-  { args: ['extproc', '--debug=true'], stderr: '--debug takes no value (see readygate extproc --help)' },
+  {
+    args: ['extproc', '--debug=on-public-traffic'],
+    stderr: '--debug: "on-public-traffic" is not a boolean (use --debug=true or --debug=false)',
+  },
   { args: ['status'], stderr: '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN)' },
   {
     args: ['status', '--envoy-admin', '127.0.0.1:9901'],
@@ -304,6 +307,7 @@ test('a command body gets the frozen config and its exit code is returned', asyn
     timeout: 90_000,
     controlPlane: 'http://127.0.0.1:9102',
     logLevel: 'info',
+    logFormat: undefined,
   });
   t.true(Object.isFrozen(seen));
 });
