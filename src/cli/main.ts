@@ -126,7 +126,9 @@ async function runCommand<C extends CommandName>(
           configPath,
           parseConfigText(configPath, await readConfigFile(configPath, configLabel)),
         );
-  const config = resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) });
+  const config = withTypoHint(io.env, () =>
+    resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) }),
+  );
   await checkReadableFiles(command, config);
 
   const entry = commands[command] as CommandEntry<C>;
@@ -228,6 +230,27 @@ function warnAboutUnknownVariables(env: CliIo['env'], logger: Logger): void {
     logger.warn(
       { event: 'cli.unknown-env', variable: name, ...(suggestion ? { suggestion } : {}) },
       `unknown environment variable ${name} is ignored${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
+    );
+  }
+}
+
+/**
+ * A required value reported missing while a misspelt variable for it is set: the misspelling is the news
+ * (the unknown-variable warning would come only after a logger exists, i.e. never on this path).
+ */
+function withTypoHint<T>(env: CliIo['env'], resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (error) {
+    const missing = isReadygateError(error, ErrorCode.CONFIG_INVALID)
+      ? /^--\S+ is required \(or set (READYGATE_\w+)\)$/.exec(error.message)?.[1]
+      : undefined;
+    const typo = unknownEnvironmentVariables(env).find((variable) => variable.suggestion === missing);
+    if (missing === undefined || typo === undefined) throw error;
+    throw new ReadygateError(
+      ErrorCode.CONFIG_INVALID,
+      `${(error as Error).message}; ${typo.name} is set: did you mean ${missing}?`,
+      { cause: error },
     );
   }
 }

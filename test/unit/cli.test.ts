@@ -173,6 +173,12 @@ const badInputs: BadInput[] = [
   },
   { args: ['status'], stderr: '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN)' },
   {
+    args: ['status'],
+    env: { READYGATE_ENVOY_ADMN: 'http://127.0.0.1:9901' },
+    stderr:
+      '--envoy-admin is required (or set READYGATE_ENVOY_ADMIN); READYGATE_ENVOY_ADMN is set: did you mean READYGATE_ENVOY_ADMIN?',
+  },
+  {
     args: ['status', '--envoy-admin', '127.0.0.1:9901'],
     stderr: '--envoy-admin: "127.0.0.1:9901" is not a URL (did you mean http://127.0.0.1:9901?)',
   },
