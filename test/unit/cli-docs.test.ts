@@ -75,7 +75,8 @@ for (const command of COMMAND_NAMES) {
     const documented = [...text.matchAll(/^\| `(--(?:\[no-\])?[a-z0-9-]+)/gm)].map((match) =>
       (match[1] ?? '').replace('[no-]', ''),
     );
-    t.true(documented.length > 0, `${command}: no flag table found`);
+    // A command with flags has a table of them (so this test cannot pass by finding no rows).
+    if (optionEntries(command).length > 0) t.true(documented.length > 0, `${command}: no flag table found`);
     for (const flag of documented) t.true(accepted.has(flag), `${command}: docs/cli.md lists ${flag}`);
   });
 
