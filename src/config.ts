@@ -167,6 +167,9 @@ function splitTopLevel(text: string): string[] | undefined {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const LOG_FORMATS = ['json', 'text'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 /** Env vars carry booleans as text; accept the usual spellings and nothing else. */
 export function parseBooleanText(text: string): boolean | undefined {
   const normalized = text.trim().toLowerCase();
@@ -229,6 +232,10 @@ const logLevelSchema = refined((text): { level: LogLevel } | string => {
   const level = LOG_LEVELS.find((candidate) => candidate === text);
   return level ? { level } : `"${text}" is not a log level (use one of ${LOG_LEVELS.join(', ')})`;
 }).transform((v) => v.level);
+const logFormatSchema = refined((text): { format: LogFormat } | string => {
+  const format = LOG_FORMATS.find((candidate) => candidate === text);
+  return format ? { format } : `"${text}" is not a log format (use json or text)`;
+}).transform((v) => v.format);
 const terminatingSchema = refined((text): { mode: 'draining' | 'omit' } | string =>
   text === 'draining' || text === 'omit' ? { mode: text } : `"${text}" is not draining or omit`,
 ).transform((v) => v.mode);
@@ -280,7 +287,10 @@ export interface OptionDef<Out = unknown> {
   readonly valueName?: string;
   readonly help: string;
   readonly defaultText?: string;
-  /** Boolean flags that default to true are turned off with `--no-<flag>`. */
+  /**
+   * Help shows the flag as `--[no-]<flag>` (set on booleans that default to on). Every boolean accepts
+   * `--no-<flag>`, `--<flag>=false` and `--<flag>=true`, so a value set by env or config can be undone.
+   */
   readonly negatable?: boolean;
   /** The value is a file path that must be readable when the command starts (checked by the CLI). */
   readonly readableFile?: boolean;
@@ -314,6 +324,16 @@ const logLevelOption = option({
   valueName: 'LEVEL',
   help: `Log level: ${LOG_LEVELS.join(', ')}.`,
   defaultText: 'info',
+});
+
+const logFormatOption = option({
+  flag: 'log-format',
+  kind: 'string',
+  env: 'READYGATE_LOG_FORMAT',
+  // No default here: unset means "decide by whether the log stream is a terminal" (src/log.ts).
+  schema: logFormatSchema.optional(),
+  valueName: 'json|text',
+  help: 'Log lines as JSON (one object per line, ISO-8601 UTC time) or as text (local time, level, message, key=value). Default: text when the log stream is a terminal, else json.',
 });
 
 /** TLS for the gRPC ports (serve's ADS and ext_proc, the extproc command); src/tls/. */
@@ -356,6 +376,15 @@ const serveOptions = {
     valueName: 'file:PATH|kubernetes',
     help: 'Where endpoints come from: an endpoints file (watched for edits) or the Kubernetes API.',
     defaultText: 'kubernetes',
+  }),
+  sourceFileMaxSize: option({
+    flag: 'source-file-max-size',
+    kind: 'string',
+    env: 'READYGATE_SOURCE_FILE_MAX_SIZE',
+    schema: byteSizeSchema.prefault('32MiB'),
+    valueName: 'SIZE',
+    help: 'File source: a larger endpoints file is rejected (at startup: exit 2; later: the last good version keeps being served, readygate_file_source_valid 0).',
+    defaultText: '32MiB',
   }),
   xdsAddress: option({
     flag: 'xds-address',
@@ -560,6 +589,7 @@ const serveOptions = {
     defaultText: '10s',
   }),
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 const extprocOptions = {
@@ -582,6 +612,7 @@ const extprocOptions = {
   }),
   ...tlsOptions,
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 const statusOptions = {
@@ -628,6 +659,7 @@ const statusOptions = {
   }),
   output: outputOption,
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 const drainWaitOptions = {
@@ -660,11 +692,13 @@ const drainWaitOptions = {
   }),
   output: outputOption,
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 const versionOptions = {
   output: outputOption,
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 const demoOptions = {
@@ -686,6 +720,7 @@ const demoOptions = {
     defaultText: 'demo-output',
   }),
   logLevel: logLevelOption,
+  logFormat: logFormatOption,
 } as const;
 
 interface CommandDef<Options extends Readonly<Record<string, OptionDef>>> {
@@ -852,14 +887,22 @@ export function parseCommandLine(command: CommandName, args: readonly string[]):
       }
       continue;
     }
-    if (
-      known?.def.kind === 'boolean' ||
-      (negated?.def.kind === 'boolean' && negated.def.negatable === true)
-    ) {
-      if (token.value !== undefined) throw configInvalid(`${rawName} takes no value (${usage})`);
-      const target = known ?? negated;
-      if (target)
-        values.set(target.key, { value: known !== undefined, origin: { kind: 'flag', flag: rawName } });
+    const booleanTarget =
+      known?.def.kind === 'boolean' ? known : negated?.def.kind === 'boolean' ? negated : undefined;
+    if (booleanTarget) {
+      const { key, def } = booleanTarget;
+      let value = known !== undefined;
+      if (token.value !== undefined) {
+        // kubectl style: --flag=false turns off a default-on flag or one set by env or config file.
+        if (known === undefined) throw configInvalid(`${rawName} takes no value (${usage})`);
+        const parsed = token.value === '' ? undefined : parseBooleanText(token.value);
+        if (parsed === undefined)
+          throw configInvalid(
+            `${rawName}: "${token.value}" is not a boolean (use --${def.flag}=true or --${def.flag}=false)`,
+          );
+        value = parsed;
+      }
+      values.set(key, { value, origin: { kind: 'flag', flag: rawName } });
       continue;
     }
     throw configInvalid(`unknown flag ${rawName} for readygate ${command} (${usage})`);
@@ -893,6 +936,79 @@ export function environmentValues(
     }
   }
   return values;
+}
+
+/**
+ * `READYGATE_*` variables readygate reads outside the flag table: the test harness, the scripts that
+ * fetch Envoy and Kubernetes binaries, and the demo. They are not typos, so they draw no warning.
+ */
+export const TOOLING_ENV: readonly string[] = Object.freeze([
+  'READYGATE_CACHE_DIR',
+  'READYGATE_CLUSTER_NAME',
+  'READYGATE_ENVOY_BIN',
+  'READYGATE_ENVOY_VERSION',
+  'READYGATE_ETCD_VERSION',
+  'READYGATE_FUZZ_SEED',
+  'READYGATE_H2SPEC_BIN',
+  'READYGATE_H2SPEC_VERSION',
+  'READYGATE_K8S_BIN_DIR',
+  'READYGATE_K8S_VERSION',
+  'READYGATE_KUBECTL',
+  'READYGATE_PROGRESS_SECONDS',
+  'READYGATE_TEST_NODE_LINES',
+  'READYGATE_TEST_VERBOSE',
+]);
+
+/** Every `READYGATE_*` name readygate knows: any command's flags (a shared env serves several), --config, tooling. */
+export function knownEnvironmentNames(): ReadonlySet<string> {
+  const names = new Set<string>([CONFIG_ENV, ...TOOLING_ENV]);
+  for (const command of COMMAND_NAMES) for (const [, def] of optionEntries(command)) names.add(def.env);
+  return names;
+}
+
+export interface UnknownVariable {
+  readonly name: string;
+  /** The known name closest to it, when it is close enough to be a likely typo. */
+  readonly suggestion?: string | undefined;
+}
+
+/** `READYGATE_*` variables that nothing reads (a misspelt name would otherwise be silently ignored). */
+export function unknownEnvironmentVariables(
+  env: Readonly<Record<string, string | undefined>>,
+): readonly UnknownVariable[] {
+  const known = knownEnvironmentNames();
+  const unknown: UnknownVariable[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('READYGATE_') || known.has(name)) continue;
+    unknown.push({ name, suggestion: closestName(name, known) });
+  }
+  return unknown;
+}
+
+/** The closest candidate by edit distance, if within a third of the name's length (typos, not rewrites). */
+function closestName(name: string, candidates: Iterable<string>): string | undefined {
+  const suffix = name.slice('READYGATE_'.length);
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = editDistance(suffix, candidate.slice('READYGATE_'.length));
+    if (best === undefined || distance < best.distance) best = { name: candidate, distance };
+  }
+  return best !== undefined && best.distance <= Math.max(2, Math.floor(suffix.length / 3))
+    ? best.name
+    : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
 }
 
 /** Parses a config file's text (YAML, which includes JSON). Throws CONFIG_INVALID naming the file. */
@@ -993,16 +1109,31 @@ export interface ConfigLayers {
   readonly file?: ReadonlyMap<string, Sourced>;
 }
 
-/** Merges the layers (flag > env > file > default), validates each value and freezes the result. */
+/**
+ * Merges the layers (flag > env > file > default), validates each value and freezes the result. Values a
+ * higher layer overrides are validated too: a bad READYGATE_* variable or config key is a latent failure
+ * (the next run without the flag breaks), so it is reported now, naming that source.
+ */
 export function resolveConfig<C extends CommandName>(command: C, layers: ConfigLayers): CommandConfigs[C] {
   const config: Record<string, unknown> = {};
   for (const [key, def] of optionEntries(command)) {
-    const sourced = layers.flags.get(key) ?? layers.env?.get(key) ?? layers.file?.get(key);
-    const result = def.schema.safeParse(sourced?.value);
+    const candidates = [layers.flags.get(key), layers.env?.get(key), layers.file?.get(key)].filter(
+      (sourced) => sourced !== undefined,
+    );
+    const winner = candidates[0];
+    const result = def.schema.safeParse(winner?.value);
     if (!result.success) {
       const issue = result.error.issues[0];
-      if (sourced === undefined) throw configInvalid(`--${def.flag} is required (or set ${def.env})`);
-      throw configInvalid(`${originLabel(sourced.origin)}: ${issueText(issue?.message, sourced.value)}`);
+      if (winner === undefined) throw configInvalid(`--${def.flag} is required (or set ${def.env})`);
+      throw configInvalid(`${originLabel(winner.origin)}: ${issueText(issue?.message, winner.value)}`);
+    }
+    for (const overridden of candidates.slice(1)) {
+      const check = def.schema.safeParse(overridden.value);
+      if (check.success || winner === undefined) continue;
+      throw configInvalid(
+        `${originLabel(overridden.origin)}: ${issueText(check.error.issues[0]?.message, overridden.value)} ` +
+          `(overridden by ${originLabel(winner.origin)}, but still invalid: fix or remove it)`,
+      );
     }
     config[key] = result.data;
   }
@@ -1074,7 +1205,10 @@ export function commandHelp(command: CommandName): string {
   rows.push(['--config FILE', `YAML or JSON file with the same keys as the flags (env ${CONFIG_ENV}).`]);
   rows.push(['-h, --help', 'Show this help.']);
   for (const [head, text] of rows) lines.push(`  ${head}`, `      ${text}`);
-  lines.push('', 'Precedence: flag > READYGATE_* env var > config file > default.', '');
+  lines.push('', 'Precedence: flag > READYGATE_* env var > config file > default.');
+  if (optionEntries(command).some(([, option]) => option.kind === 'boolean'))
+    lines.push('Boolean flags also take --no-<flag>, --<flag>=true and --<flag>=false.');
+  lines.push('');
   return lines.join('\n');
 }
 

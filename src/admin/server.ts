@@ -13,6 +13,11 @@ import { formatHostPort, parseHostPort } from '../net.js';
 export interface Readiness {
   readonly ready: boolean;
   readonly reason?: string;
+  /**
+   * Problems that do not make readygate unready but that an operator should see (e.g. an endpoints file
+   * that is rejected while its last good version is served): listed under the status line of /readyz.
+   */
+  readonly warnings?: readonly string[];
 }
 
 export type AdminRouteHandler = (
@@ -31,7 +36,10 @@ export interface AdminServerOptions {
   readonly address: string;
   readonly registry: Registry;
   readonly readiness: () => Readiness;
-  /** Extra GET routes by path, e.g. /debug/syncz; other parts of readygate plug in here. */
+  /**
+   * Extra GET routes by path, e.g. /debug/syncz; other parts of readygate plug in here. Looked up per
+   * request, so a caller may add routes after the server listens (serve opens the admin port first).
+   */
   readonly routes?: Readonly<Record<string, AdminRouteHandler>>;
   readonly logger?: Logger;
 }
@@ -45,21 +53,29 @@ export interface AdminServer {
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const logger = options.logger ?? silentLogger;
   const { host, port } = parseHostPort(options.address);
-  const routes: Record<string, AdminRouteHandler> = {
+  const builtin: Record<string, AdminRouteHandler> = {
     '/healthz': () => ({ status: 200, body: 'ok\n', type: 'text' }),
     '/readyz': () => {
       const readiness = options.readiness();
+      const warnings = (readiness.warnings ?? []).map((warning) => `warning: ${warning}\n`).join('');
       return readiness.ready
-        ? { status: 200, body: 'ready\n', type: 'text' }
-        : { status: 503, body: `not ready: ${readiness.reason ?? 'starting'}\n`, type: 'text' };
+        ? { status: 200, body: `ready\n${warnings}`, type: 'text' }
+        : { status: 503, body: `not ready: ${readiness.reason ?? 'starting'}\n${warnings}`, type: 'text' };
     },
     '/metrics': async () => ({ status: 200, body: await options.registry.metrics(), type: 'prometheus' }),
-    ...options.routes,
   };
+  const extra = options.routes ?? {};
+  const handlerFor = (pathname: string): AdminRouteHandler | undefined =>
+    Object.hasOwn(extra, pathname)
+      ? extra[pathname]
+      : Object.hasOwn(builtin, pathname)
+        ? builtin[pathname]
+        : undefined;
+  const routeNames = (): string[] => [...new Set([...Object.keys(builtin), ...Object.keys(extra)])].sort();
 
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://admin');
-    const handler = routes[url.pathname];
+    const handler = handlerFor(url.pathname);
     const reply = (r: AdminResponse): void => {
       const text =
         r.type === 'json' || r.type === undefined ? JSON.stringify(r.body, null, 2) + '\n' : String(r.body);
@@ -75,7 +91,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     if (!handler) {
       reply({
         status: 404,
-        body: { error: `no such admin endpoint: ${url.pathname}`, endpoints: Object.keys(routes).sort() },
+        body: { error: `no such admin endpoint: ${url.pathname}`, endpoints: routeNames() },
       });
       return;
     }

@@ -22,7 +22,9 @@ import {
   topLevelHelp,
   type CommandConfigs,
   type CommandName,
+  type LogFormat,
   type LogLevel,
+  unknownEnvironmentVariables,
 } from '../config.js';
 import { ErrorCode, ReadygateError, errorMessage, isReadygateError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -108,12 +110,24 @@ async function runCommand<C extends CommandName>(
 
   const commandLine = parseCommandLine(command, args);
   const env = environmentValues(command, io.env);
-  const configPath = commandLine.configPath ?? nonEmpty(io.env[CONFIG_ENV]);
+  const envConfigPath = nonEmpty(io.env[CONFIG_ENV]);
+  const configPath = commandLine.configPath ?? envConfigPath;
+  // Say where the path came from: a bad READYGATE_CONFIG blamed on a --config nobody typed misleads.
+  const configLabel =
+    commandLine.configPath !== undefined
+      ? `--config ${commandLine.configPath}`
+      : `${CONFIG_ENV}=${envConfigPath ?? ''}`;
   const file =
     configPath === undefined
       ? undefined
-      : configFileValues(command, configPath, parseConfigText(configPath, await readConfigFile(configPath)));
-  const config = resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) });
+      : configFileValues(
+          command,
+          configPath,
+          parseConfigText(configPath, await readConfigFile(configPath, configLabel)),
+        );
+  const config = withTypoHint(io.env, () =>
+    resolveConfig(command, { flags: commandLine.values, env, ...(file ? { file } : {}) }),
+  );
   await checkReadableFiles(command, config);
 
   const entry = commands[command] as CommandEntry<C>;
@@ -123,8 +137,12 @@ async function runCommand<C extends CommandName>(
     return 1;
   }
 
-  const logLevel = (config as { readonly logLevel: LogLevel }).logLevel;
-  const logger = io.logger ?? commandLogger(command, logLevel);
+  const { logLevel, logFormat } = config as {
+    readonly logLevel: LogLevel;
+    readonly logFormat: LogFormat | undefined;
+  };
+  const logger = io.logger ?? commandLogger(command, logLevel, logFormat);
+  warnAboutUnknownVariables(io.env, logger);
   const shutdown = new AbortController();
   const stopListening = entry.longRunning ? listenForShutdown(shutdown, io, logger) : () => undefined;
   const context: CommandContext = {
@@ -197,22 +215,52 @@ function listenForShutdown(controller: AbortController, io: CliIo, logger: Logge
 }
 
 /** Servers log to stdout (their output is the log); one-shot commands keep stdout for their results. */
-function commandLogger(command: CommandName, level: LogLevel): Logger {
-  if (command === 'serve' || command === 'extproc') return createLogger({ level });
-  return createLogger({ level, destination: 'stderr' });
+function commandLogger(command: CommandName, level: LogLevel, format: LogFormat | undefined): Logger {
+  if (command === 'serve' || command === 'extproc') return createLogger({ level, format });
+  return createLogger({ level, format, destination: 'stderr' });
 }
 
-async function readConfigFile(path: string): Promise<string> {
+/**
+ * A misspelt READYGATE_* variable would otherwise be silently ignored; warn once per run (a warning,
+ * not an error: one environment often serves several commands and readygate versions).
+ */
+function warnAboutUnknownVariables(env: CliIo['env'], logger: Logger): void {
+  for (const { name, suggestion } of unknownEnvironmentVariables(env)) {
+    logger.warn(
+      { event: 'cli.unknown-env', variable: name, ...(suggestion ? { suggestion } : {}) },
+      `unknown environment variable ${name} is ignored${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
+    );
+  }
+}
+
+/**
+ * A required value reported missing while a misspelt variable for it is set: the misspelling is the news
+ * (the unknown-variable warning would come only after a logger exists, i.e. never on this path).
+ */
+function withTypoHint<T>(env: CliIo['env'], resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (error) {
+    const missing = isReadygateError(error, ErrorCode.CONFIG_INVALID)
+      ? /^--\S+ is required \(or set (READYGATE_\w+)\)$/.exec(error.message)?.[1]
+      : undefined;
+    const typo = unknownEnvironmentVariables(env).find((variable) => variable.suggestion === missing);
+    if (missing === undefined || typo === undefined) throw error;
+    throw new ReadygateError(
+      ErrorCode.CONFIG_INVALID,
+      `${(error as Error).message}; ${typo.name} is set: did you mean ${missing}?`,
+      { cause: error },
+    );
+  }
+}
+
+async function readConfigFile(path: string, label: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
-    throw new ReadygateError(
-      ErrorCode.CONFIG_INVALID,
-      `--config ${path}: cannot read it (${fileProblem(error)})`,
-      {
-        cause: error,
-      },
-    );
+    throw new ReadygateError(ErrorCode.CONFIG_INVALID, `${label}: cannot read it (${fileProblem(error)})`, {
+      cause: error,
+    });
   }
 }
 

@@ -7,7 +7,12 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { debugRoutes } from '../admin/debug-routes.js';
 import { createRegistry, registerControlPlaneMetrics } from '../admin/metrics.js';
-import { startAdminServer, type Readiness } from '../admin/server.js';
+import {
+  startAdminServer,
+  type AdminRouteHandler,
+  type AdminServer,
+  type Readiness,
+} from '../admin/server.js';
 import type { ServeConfig } from '../config.js';
 import { errorMessage } from '../errors.js';
 import { startExtprocServer } from '../extproc/server.js';
@@ -39,15 +44,19 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     terminatingServing: config.terminating,
     terminatingFallback: config.terminatingFallback,
   });
-  // Started in data-flow order and closed in the same order: the source stops feeding first (the store
+  // The admin server listens first, so /healthz answers and /readyz says what startup is waiting for while
+  // the slow parts (a large endpoints file, the Kubernetes client and its first lists) load. The rest is
+  // started in data-flow order and closed in the same order: the source stops feeding first (the store
   // keeps its last state), then xDS streams end with a status, then ext_proc; the admin server goes
   // last so /readyz and /metrics stay observable while the rest shuts down.
   const started: Closable[] = [];
+  let admin: AdminServer | undefined;
   try {
     warnAboutIgnoredFlags(config, logger);
     // Checked before anything starts: a bad certificate is a config error (exit 2), not a late failure.
     const tlsFiles = tlsFilesFromFlags(config);
     const tlsMetrics = createTlsMetrics(registry);
+
     const tls = tlsFiles ? await startTlsReloader(tlsFiles, { logger, metrics: tlsMetrics }) : undefined;
     if (tls)
       started.push({
@@ -57,6 +66,21 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
           return Promise.resolve();
         },
       });
+
+    // Filled in as the parts start; the admin server looks routes and readiness up per request.
+    const routes: Record<string, AdminRouteHandler> = {};
+    let readiness: () => Readiness = () => ({
+      ready: false,
+      reason: `starting: loading the source (${describeSource(config)})`,
+    });
+    admin = await startAdminServer({
+      address: config.adminAddress.address,
+      registry,
+      readiness: () => readiness(),
+      routes,
+      logger,
+    });
+
     const source = await startSource(config, store, logger, registry);
     started.push({ name: 'source', close: () => source.close() });
 
@@ -88,7 +112,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     // /drain-wait and /debug/gates work with any source; the gate controller needs Kubernetes.
     const { startReadiness, dnsPeers, storePods } = await import('../readiness/index.js');
     const gates = config.readinessGates && source.kubeConfig !== undefined;
-    const readiness = await startReadiness({
+    const rollouts = await startReadiness({
       cache: plane.cache,
       sync: plane.sync,
       logger,
@@ -108,7 +132,7 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
         ? { peers: dnsPeers({ name: config.peersDns.host, port: config.peersDns.port }) }
         : {}),
     });
-    started.push({ name: 'readiness', close: () => readiness.close() });
+    started.push({ name: 'readiness', close: () => rollouts.close() });
 
     if (config.extproc) {
       const extproc = await startExtprocServer({
@@ -120,27 +144,22 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       started.push({ name: 'ext_proc server', close: () => extproc.close() });
     }
 
-    const admin = await startAdminServer({
-      address: config.adminAddress.address,
-      registry,
-      readiness: () => {
-        const sourceReadiness = source.readiness?.() ?? { ready: true };
-        if (!store.synced) {
-          const why = sourceReadiness.ready ? '' : ` (${sourceReadiness.reason ?? ''})`;
-          return {
-            ready: false,
-            reason: `waiting for the first complete view from the source; xDS requests are held until then${why}`,
-          };
-        }
-        return sourceReadiness;
-      },
-      routes: {
-        ...debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
-        ...readiness.routes,
-      },
-      logger,
-    });
-    started.push({ name: 'admin server', close: () => admin.close() });
+    Object.assign(
+      routes,
+      debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
+      rollouts.routes,
+    );
+    readiness = () => {
+      const sourceReadiness = source.readiness?.() ?? { ready: true };
+      if (!store.synced) {
+        const why = sourceReadiness.ready ? '' : ` (${sourceReadiness.reason ?? ''})`;
+        return {
+          ready: false,
+          reason: `waiting for the first complete view from the source; xDS requests are held until then${why}`,
+        };
+      }
+      return sourceReadiness;
+    };
 
     logger.info(
       { event: 'serve.started', xds: plane.address, admin: admin.address, source: describeSource(config) },
@@ -149,6 +168,8 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     await untilAborted(context.shutdown);
     logger.info({ event: 'serve.stopping' }, 'shutting down');
   } finally {
+    const adminServer = admin;
+    if (adminServer) started.push({ name: 'admin server', close: () => adminServer.close() });
     await closeInOrder(started, logger);
   }
   logger.info({ event: 'serve.stopped' }, 'stopped');
@@ -173,7 +194,13 @@ async function startSource(
         '--readiness-gates needs --source kubernetes; ignored',
       );
     }
-    return startFileSource({ path: config.source.path, store, logger });
+    return startFileSource({
+      path: config.source.path,
+      store,
+      logger,
+      registry,
+      maxBytes: config.sourceFileMaxSize,
+    });
   }
   return startKubernetesSourceFromConfig({
     store,

@@ -21,12 +21,10 @@ import type { EndpointStore } from '../model/store.js';
 import type { ResourceCache } from '../xds/cache.js';
 import type { SyncStatus } from '../xds/sync-status.js';
 import { readinessAdminRoutes, type SourcePods } from './admin-routes.js';
-import { LeaderElector, DEFAULT_LEASE_NAME } from './leader-election.js';
-import {
-  ReadinessGateController,
-  kubernetesPodStatusPatcher,
-  type PodStatusPatcher,
-} from './readiness-gate-controller.js';
+// Type-only: the controller and the elector load @kubernetes/client-node, which a file source never needs
+// (it is a large part of startup); startReadiness imports them only when given a kubeConfig.
+import type { LeaderElector } from './leader-election.js';
+import type { ReadinessGateController, PodStatusPatcher } from './readiness-gate-controller.js';
 import type { PeerList } from './peers.js';
 import { RoutingHistory } from './routing-history.js';
 
@@ -113,7 +111,7 @@ export function storePods(store: EndpointStore): SourcePods {
   };
 }
 
-export function startReadiness(options: StartReadinessOptions): Promise<Readiness> {
+export async function startReadiness(options: StartReadinessOptions): Promise<Readiness> {
   const logger = options.logger ?? silentLogger;
   const history = new RoutingHistory({ versionsPerCluster: options.versionsPerCluster });
   const unfollow = history.follow(options.cache, (cluster, error) => {
@@ -128,6 +126,8 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
   let ownedPods: PodGateIndex | undefined;
   const kubeConfig = options.kubeConfig;
   if (kubeConfig) {
+    const [{ LeaderElector, DEFAULT_LEASE_NAME }, { ReadinessGateController, kubernetesPodStatusPatcher }] =
+      await Promise.all([import('./leader-election.js'), import('./readiness-gate-controller.js')]);
     const pods =
       options.pods ?? (ownedPods = startPodGateIndex({ kubeConfig, namespaces: options.namespaces, logger }));
     if (options.leaderElection !== false) {
@@ -194,7 +194,7 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
         }
       : undefined,
   });
-  return Promise.resolve({
+  return {
     routes,
     history,
     controller,
@@ -205,5 +205,5 @@ export function startReadiness(options: StartReadinessOptions): Promise<Readines
       unfollow();
       await ownedPods?.close();
     },
-  });
+  };
 }

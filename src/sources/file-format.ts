@@ -119,7 +119,7 @@ function issueReason(issue: z.core.$ZodIssue): string {
 export function parseEndpointsFile(text: string): ServiceModel[] {
   let data: unknown;
   try {
-    data = parseYaml(text);
+    data = parseJsonOrYaml(text);
   } catch (error) {
     const first = ((error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '').replace(
       /:$/,
@@ -147,6 +147,23 @@ export function parseEndpointsFile(text: string): ServiceModel[] {
     services.push(toServiceModel(entry, index));
   });
   return services;
+}
+
+/**
+ * JSON is YAML, but the YAML parser reads about 1 MB/s while JSON.parse reads a hundred times faster, and
+ * large endpoints files are usually generated JSON: a document that looks like a JSON object is tried as
+ * JSON first. If that fails it goes to the YAML parser, whose error message (with line and column) is the
+ * one reported.
+ */
+function parseJsonOrYaml(text: string): unknown {
+  if (/^\s*\{/.test(text)) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // Not strict JSON (comments, trailing commas, YAML flow style): YAML decides.
+    }
+  }
+  return parseYaml(text);
 }
 
 function toServiceModel(entry: ServiceEntry, index: number): ServiceModel {

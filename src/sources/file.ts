@@ -12,10 +12,20 @@
  * store in milliseconds. The only wait is for content that does not parse: a writer that truncates and
  * then writes is caught mid-write, so a rejection is only reported if the same content is still there a
  * moment later. An invalid version is never applied; the last good state stays in the store.
+ *
+ * Whether the file's current content is the one being served is visible beyond the log: the
+ * readygate_file_source_valid gauge and a warning in /readyz (which stays 200: the last good version is
+ * still served, and pulling every replica out of rotation over a bad edit would turn a typo into an outage).
+ *
+ * A file that disappears is only reported after a grace period: editors save by renaming the old file
+ * away and writing a new one, and that gap is not news.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Gauge, type Registry } from 'prom-client';
+import type { Readiness } from '../admin/server.js';
 import { ErrorCode, ReadygateError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { EndpointStore } from '../model/store.js';
@@ -30,16 +40,35 @@ export interface FileSourceOptions {
   readonly pollIntervalMs?: number;
   /** How long unparsable content must stay unchanged before it is reported as rejected. Default 30 ms. */
   readonly settleMs?: number;
+  /** --source-file-max-size: a larger file is rejected without being read. Default 32 MiB. */
+  readonly maxBytes?: number;
+  /** How long the file may be missing before that is reported (save-by-rename gap). Default 2 s. */
+  readonly missingGraceMs?: number;
+  /** Where readygate_file_source_valid is registered (serve's registry). */
+  readonly registry?: Registry;
 }
 
 export interface FileSource {
   /** Absolute path of the watched file. */
   readonly path: string;
+  /** false while the file's current content is rejected (invalid, too large, unreadable, missing). */
+  readonly valid: boolean;
+  /** Always ready once loaded (the last good version is served); a warning while the file is rejected. */
+  readiness(): Readiness;
   close(): Promise<void>;
 }
 
 export const DEFAULT_POLL_INTERVAL_MS = 250;
 export const DEFAULT_SETTLE_MS = 30;
+export const DEFAULT_MAX_BYTES = 32 * 2 ** 20;
+/**
+ * Editors (vim's default backupcopy, many IDEs) rename the old file away and then write the new one; the
+ * gap is milliseconds, but a loaded machine or a slow network filesystem can stretch it. Two seconds is
+ * long enough for that and short enough that a real deletion is reported before anyone wonders.
+ */
+export const DEFAULT_MISSING_GRACE_MS = 2000;
+/** From this size on, a load logs a line before parsing (parsing YAML takes about a second per MB). */
+export const LARGE_FILE_BYTES = 2 ** 20;
 
 /** Names of the events this module logs (the `event` field), for log filters and tests. */
 export const FileSourceEvent = {
@@ -48,6 +77,8 @@ export const FileSourceEvent = {
   MISSING: 'source.file.missing',
   READ_FAILED: 'source.file.read-failed',
   WATCH_FAILED: 'source.file.watch-failed',
+  LOADING: 'source.file.loading',
+  VALID_AGAIN: 'source.file.valid-again',
 } as const;
 
 /**
@@ -70,6 +101,8 @@ class WatchedEndpointsFile implements FileSource {
   readonly #logger: Logger;
   readonly #pollIntervalMs: number;
   readonly #settleMs: number;
+  readonly #maxBytes: number;
+  readonly #missingGraceMs: number;
 
   #watcher: FSWatcher | undefined;
   /** Inode of the directory the watch was set on; undefined when not known (first watch). */
@@ -95,6 +128,12 @@ class WatchedEndpointsFile implements FileSource {
   #unsettledText: string | undefined;
   #reportedInvalidText: string | undefined;
   #missingReported = false;
+  /** When the file was first found missing in the current absence (performance.now()). */
+  #missingSince: number | undefined;
+  #missingTimer: NodeJS.Timeout | undefined;
+  /** Why the file's current content is not the one served; undefined while it is. */
+  #problem: string | undefined;
+  #appliedAt: Date | undefined;
 
   constructor(options: FileSourceOptions) {
     this.path = path.resolve(options.path);
@@ -103,6 +142,39 @@ class WatchedEndpointsFile implements FileSource {
     this.#logger = (options.logger ?? silentLogger).child({ component: 'source.file', path: options.path });
     this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.#settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+    this.#maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.#missingGraceMs = options.missingGraceMs ?? DEFAULT_MISSING_GRACE_MS;
+    if (options.registry) this.#registerGauge(options.registry);
+  }
+
+  get valid(): boolean {
+    return this.#problem === undefined;
+  }
+
+  readiness(): Readiness {
+    if (this.#problem === undefined) return { ready: true };
+    const since = this.#appliedAt ? ` (applied ${this.#appliedAt.toISOString()})` : '';
+    return {
+      ready: true,
+      warnings: [
+        `endpoints file ${this.#displayPath} ${this.#problem}; serving its last good version${since}`,
+      ],
+    };
+  }
+
+  #registerGauge(registry: Registry): void {
+    if (registry.getSingleMetric('readygate_file_source_valid'))
+      registry.removeSingleMetric('readygate_file_source_valid');
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- collect() is called with the gauge as this
+    const source = this;
+    new Gauge({
+      name: 'readygate_file_source_valid',
+      help: "1 while the endpoints file's current content is the one served; 0 while it is rejected (invalid, over --source-file-max-size, unreadable or missing) and its last good version is served.",
+      registers: [registry],
+      collect() {
+        this.set(source.valid ? 1 : 0);
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -132,6 +204,7 @@ class WatchedEndpointsFile implements FileSource {
     this.#watcher = undefined;
     if (this.#pollTimer) clearInterval(this.#pollTimer);
     if (this.#settleTimer) clearTimeout(this.#settleTimer);
+    if (this.#missingTimer) clearTimeout(this.#missingTimer);
     await this.#running;
   }
 
@@ -139,9 +212,16 @@ class WatchedEndpointsFile implements FileSource {
     let text: string;
     try {
       const signature = await this.#signature();
-      text = await readFile(this.path, 'utf8');
+      text = await this.#read();
       this.#lastSignature = signature;
     } catch (error) {
+      if (error instanceof FileTooLarge) {
+        throw new ReadygateError(
+          ErrorCode.SOURCE_FILE_INVALID,
+          `endpoints file ${this.#displayPath}: ${error.message}`,
+          { cause: error },
+        );
+      }
       throw new ReadygateError(
         ErrorCode.SOURCE_FILE_INVALID,
         `endpoints file ${this.#displayPath}: cannot read it (${readFailure(error)})`,
@@ -158,6 +238,24 @@ class WatchedEndpointsFile implements FileSource {
       );
     }
     this.#store.markSynced();
+  }
+
+  /**
+   * Reads the file, refusing one over the limit before reading it (a stat) and after (it may have grown
+   * in between), so an accidental multi-gigabyte file never reaches the parser.
+   */
+  async #read(): Promise<string> {
+    const size = (await stat(this.path)).size;
+    if (size > this.#maxBytes) throw new FileTooLarge(size, this.#maxBytes);
+    if (size >= LARGE_FILE_BYTES) {
+      this.#logger.info(
+        { event: FileSourceEvent.LOADING, bytes: size },
+        `loading endpoints file ${this.#displayPath} (${formatBytes(size)}); parsing takes about a second per MB of YAML (JSON is much faster)`,
+      );
+    }
+    const bytes = await readFile(this.path);
+    if (bytes.length > this.#maxBytes) throw new FileTooLarge(bytes.length, this.#maxBytes);
+    return bytes.toString('utf8');
   }
 
   /**
@@ -247,42 +345,33 @@ class WatchedEndpointsFile implements FileSource {
       signature = await this.#signature();
     } catch (error) {
       this.#lastSignature = undefined;
-      if (isMissing(error)) {
-        if (!this.#missingReported) {
-          this.#missingReported = true;
-          this.#logger.warn(
-            { event: FileSourceEvent.MISSING },
-            `endpoints file ${this.#displayPath} is missing; keeping the last good state until it is back`,
-          );
-        }
-      } else {
-        this.#logger.error(
-          { event: FileSourceEvent.READ_FAILED, error: readFailure(error) },
-          `endpoints file ${this.#displayPath}: cannot read it (${readFailure(error)}); keeping the last good state`,
-        );
-      }
+      if (isMissing(error)) this.#noteMissing();
+      else this.#readFailed(error);
       return;
     }
+    this.#noteFound();
     if (!forceRead && signature === this.#lastSignature) return;
 
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = await this.#read();
     } catch (error) {
-      // Gone between stat and read (a rename-replace in progress): the next event or poll retries.
-      if (!isMissing(error)) {
-        this.#logger.error(
-          { event: FileSourceEvent.READ_FAILED, error: readFailure(error) },
-          `endpoints file ${this.#displayPath}: cannot read it (${readFailure(error)}); keeping the last good state`,
-        );
+      if (error instanceof FileTooLarge) {
+        this.#lastSignature = signature;
+        this.#reject(`size:${signature}`, error.message, { settled: true });
+        return;
       }
+      // Gone between stat and read (a rename-replace in progress): the next event or poll retries.
+      if (!isMissing(error)) this.#readFailed(error);
       return;
     }
     if (this.#closed) return;
     this.#lastSignature = signature;
-    this.#missingReported = false;
     if (text === this.#appliedText) {
+      // Back to the content being served (an edit undone): nothing to apply, but no longer rejected.
       this.#unsettledText = undefined;
+      this.#reportedInvalidText = undefined;
+      this.#markValid();
       return;
     }
     try {
@@ -292,10 +381,55 @@ class WatchedEndpointsFile implements FileSource {
     }
   }
 
+  /** A missing file is reported only if it stays missing past the grace (save-by-rename is not news). */
+  #noteMissing(): void {
+    if (this.#missingReported) return;
+    const now = performance.now();
+    this.#missingSince ??= now;
+    const waited = now - this.#missingSince;
+    if (waited < this.#missingGraceMs) {
+      if (!this.#missingTimer) {
+        this.#missingTimer = setTimeout(() => {
+          this.#missingTimer = undefined;
+          this.#schedule(true);
+        }, this.#missingGraceMs - waited);
+        this.#missingTimer.unref();
+      }
+      return;
+    }
+    this.#missingReported = true;
+    this.#problem = 'is missing';
+    this.#logger.warn(
+      { event: FileSourceEvent.MISSING, graceMs: this.#missingGraceMs },
+      `endpoints file ${this.#displayPath} is missing (for ${this.#missingGraceMs} ms); keeping the last good state until it is back`,
+    );
+  }
+
+  #noteFound(): void {
+    this.#missingSince = undefined;
+    this.#missingReported = false;
+    if (this.#missingTimer) clearTimeout(this.#missingTimer);
+    this.#missingTimer = undefined;
+  }
+
+  #readFailed(error: unknown): void {
+    const reason = readFailure(error);
+    if (this.#problem !== `cannot be read (${reason})`)
+      this.#logger.error(
+        { event: FileSourceEvent.READ_FAILED, error: reason },
+        `endpoints file ${this.#displayPath}: cannot read it (${reason}); keeping the last good state`,
+      );
+    this.#problem = `cannot be read (${reason})`;
+  }
+
   #apply(text: string): void {
+    const started = performance.now();
     const services = parseEndpointsFile(text);
     const change = this.#store.replaceAll(services);
+    const ms = Math.round(performance.now() - started);
+    const bytes = Buffer.byteLength(text);
     this.#appliedText = text;
+    this.#appliedAt = new Date();
     this.#unsettledText = undefined;
     this.#reportedInvalidText = undefined;
     this.#logger.info(
@@ -304,16 +438,34 @@ class WatchedEndpointsFile implements FileSource {
         services: services.length,
         changed: change.changed.length,
         removed: change.removed.length,
+        bytes,
+        ms,
       },
-      `endpoints file ${this.#displayPath} applied: ${services.length} services (${change.changed.length} changed, ${change.removed.length} removed)`,
+      `endpoints file ${this.#displayPath} applied: ${services.length} services (${change.changed.length} changed, ${change.removed.length} removed; ${formatBytes(bytes)} in ${ms} ms)`,
+    );
+    this.#markValid();
+  }
+
+  #markValid(): void {
+    if (this.#problem === undefined) return;
+    const was = this.#problem;
+    this.#problem = undefined;
+    this.#logger.info(
+      { event: FileSourceEvent.VALID_AGAIN, was },
+      `endpoints file ${this.#displayPath} is valid again (it ${was}); serving its current content`,
     );
   }
 
-  #reject(text: string, reason: string): void {
-    if (text === this.#reportedInvalidText) return;
-    if (text !== this.#unsettledText) {
+  /**
+   * `key` identifies the rejected content (the text, or the size signature of a file too large to
+   * read), so the same rejection is logged once. Content that does not parse gets a second look after
+   * settleMs; a size verdict is settled at once.
+   */
+  #reject(key: string, reason: string, options: { settled?: boolean } = {}): void {
+    if (key === this.#reportedInvalidText) return;
+    if (options.settled !== true && key !== this.#unsettledText) {
       // Possibly a write caught halfway; look again once the writer had a moment to finish.
-      this.#unsettledText = text;
+      this.#unsettledText = key;
       if (this.#settleTimer) clearTimeout(this.#settleTimer);
       this.#settleTimer = setTimeout(() => {
         this.#settleTimer = undefined;
@@ -323,7 +475,8 @@ class WatchedEndpointsFile implements FileSource {
       return;
     }
     this.#unsettledText = undefined;
-    this.#reportedInvalidText = text;
+    this.#reportedInvalidText = key;
+    this.#problem = `was rejected: ${reason}`;
     this.#logger.error(
       { event: FileSourceEvent.REJECTED, reason },
       `endpoints file ${this.#displayPath} rejected: ${reason}; keeping the last good state`,
@@ -334,6 +487,21 @@ class WatchedEndpointsFile implements FileSource {
     const stats = await stat(this.path, { bigint: true });
     return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
   }
+}
+
+class FileTooLarge extends Error {
+  constructor(size: number, max: number) {
+    super(
+      `the file is ${formatBytes(size)} (${size} bytes), over --source-file-max-size ${formatBytes(max)}`,
+    );
+  }
+}
+
+/** 10.2 MiB, 512.0 KiB, 900 B: for log lines, where exact bytes are in a field next to it. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${bytes} B`;
 }
 
 async function directoryInode(file: string): Promise<bigint | undefined> {

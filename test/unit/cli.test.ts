@@ -125,7 +125,7 @@ const badInputs: BadInput[] = [
   {
     args: ['serve'],
     env: { READYGATE_CONFIG: 'missing.yaml' },
-    stderr: '--config missing.yaml: cannot read it (no such file)',
+    stderr: 'READYGATE_CONFIG=missing.yaml: cannot read it (no such file)',
   },
   {
     args: ['serve', '--config', '<dir>/bad-key.yaml'],
@@ -168,11 +168,19 @@ const badInputs: BadInput[] = [
     args: ['extproc', '--address', 'localhost'],
     stderr: '--address: "localhost" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000)',
   },
-  { args: ['extproc', '--debug=true'], stderr: '--debug takes no value (see readygate extproc --help)' },
+  {
+    args: ['extproc', '--debug=on-public-traffic'],
+    stderr: '--debug: "on-public-traffic" is not a boolean (use --debug=true or --debug=false)',
+  },
   {
     args: ['status'],
     stderr:
       'status needs --control-plane URL or --peers-dns HOST:PORT (every proxy on those replicas), or --envoy-admin URL (one Envoy) (see readygate status --help)',
+  },
+  {
+    args: ['drain-wait'],
+    env: { READYGATE_PD: 'shop/web-1' },
+    stderr: '--pod is required (or set READYGATE_POD); READYGATE_PD is set: did you mean READYGATE_POD?',
   },
   {
     args: ['status', '--envoy-admin', '127.0.0.1:9901'],
@@ -313,6 +321,7 @@ test('a command body gets the frozen config and its exit code is returned', asyn
     controlPlane: 'http://127.0.0.1:9102',
     output: undefined,
     logLevel: 'info',
+    logFormat: undefined,
   });
   t.true(Object.isFrozen(seen));
 });

@@ -12,6 +12,7 @@ import {
   parsePodRef,
   parseSource,
   type CommandName,
+  unknownEnvironmentVariables,
 } from '../../src/config.js';
 import { ErrorCode, isReadygateError } from '../../src/errors.js';
 
@@ -146,6 +147,7 @@ test('serve defaults', (t) => {
   const config = buildConfig('serve', { args: [] });
   t.deepEqual(config, {
     source: { kind: 'kubernetes' },
+    sourceFileMaxSize: 32 * 2 ** 20,
     xdsAddress: { host: '127.0.0.1', port: 18000, address: '127.0.0.1:18000' },
     xdsMaxConnections: 10_000,
     adminAddress: { host: '127.0.0.1', port: 9102, address: '127.0.0.1:9102' },
@@ -173,6 +175,7 @@ test('serve defaults', (t) => {
     tlsClientCa: undefined,
     tlsHandshakeTimeout: 10_000,
     logLevel: 'info',
+    logFormat: undefined,
   });
   t.true(Object.isFrozen(config));
   t.true(Object.isFrozen(config.xdsAddress));
@@ -186,6 +189,7 @@ test('defaults of the other commands', (t) => {
     tlsKey: undefined,
     tlsClientCa: undefined,
     logLevel: 'info',
+    logFormat: undefined,
   });
   t.deepEqual(buildConfig('status', { args: ['--envoy-admin', 'http://127.0.0.1:9901'] }), {
     envoyAdmin: 'http://127.0.0.1:9901',
@@ -195,6 +199,7 @@ test('defaults of the other commands', (t) => {
     json: false,
     output: undefined,
     logLevel: 'info',
+    logFormat: undefined,
   });
   t.deepEqual(buildConfig('drain-wait', { args: ['--pod', 'default/web-1'] }), {
     pod: { namespace: 'default', name: 'web-1' },
@@ -202,9 +207,19 @@ test('defaults of the other commands', (t) => {
     controlPlane: 'http://127.0.0.1:9102',
     output: undefined,
     logLevel: 'info',
+    logFormat: undefined,
   });
-  t.deepEqual(buildConfig('version', { args: [] }), { output: undefined, logLevel: 'info' });
-  t.deepEqual(buildConfig('demo', { args: [] }), { short: false, out: 'demo-output', logLevel: 'info' });
+  t.deepEqual(buildConfig('demo', { args: [] }), {
+    short: false,
+    out: 'demo-output',
+    logLevel: 'info',
+    logFormat: undefined,
+  });
+  t.deepEqual(buildConfig('version', { args: [] }), {
+    output: undefined,
+    logLevel: 'info',
+    logFormat: undefined,
+  });
 });
 
 test('serve flags', (t) => {
@@ -383,8 +398,58 @@ const errorCases: ErrorCase[] = [
   },
   {
     command: 'serve',
-    args: ['--extproc=yes'],
-    message: '--extproc takes no value (see readygate serve --help)',
+    args: ['--extproc=maybe'],
+    message: '--extproc: "maybe" is not a boolean (use --extproc=true or --extproc=false)',
+  },
+  {
+    command: 'serve',
+    args: ['--extproc='],
+    message: '--extproc: "" is not a boolean (use --extproc=true or --extproc=false)',
+  },
+  {
+    command: 'serve',
+    args: ['--no-extproc=false'],
+    message: '--no-extproc takes no value (see readygate serve --help)',
+  },
+  {
+    command: 'serve',
+    args: ['--log-format', 'yaml'],
+    message: '--log-format: "yaml" is not a log format (use json or text)',
+  },
+  {
+    command: 'serve',
+    args: ['--source-file-max-size', '10MB'],
+    message:
+      '--source-file-max-size: "10MB" is not a size (examples: 4MiB, 512KiB, 1048576; at least 1 byte, at most 64GiB)',
+  },
+  {
+    // The flag wins, but the bad env var would break the next run without it: reported now, by name.
+    command: 'drain-wait',
+    args: ['--pod', 'default/web', '--timeout', '10s'],
+    env: { READYGATE_DRAIN_TIMEOUT: '10' },
+    message:
+      'READYGATE_DRAIN_TIMEOUT: "10" is not a duration (examples: 30s, 500ms, 2m, 1m30s) (overridden by --timeout, but still invalid: fix or remove it)',
+  },
+  {
+    command: 'serve',
+    args: ['--xds-address', '127.0.0.1:1'],
+    file: 'xds-address: nowhere\n',
+    message:
+      'cfg.yaml: xds-address: "nowhere" is not HOST:PORT (example: 127.0.0.1:18000, [::1]:18000) (overridden by --xds-address, but still invalid: fix or remove it)',
+  },
+  {
+    command: 'serve',
+    env: { READYGATE_LOG_FORMAT: 'txt' },
+    file: 'log-format: json\n',
+    message: 'READYGATE_LOG_FORMAT: "txt" is not a log format (use json or text)',
+  },
+  {
+    // Env overrides the file, and the file's bad value is still named as the file's.
+    command: 'serve',
+    env: { READYGATE_LOG_FORMAT: 'text' },
+    file: 'serve:\n  log-format: plain\n',
+    message:
+      'cfg.yaml: serve.log-format: "plain" is not a log format (use json or text) (overridden by READYGATE_LOG_FORMAT, but still invalid: fix or remove it)',
   },
   {
     command: 'serve',
@@ -508,7 +573,11 @@ const errorCases: ErrorCase[] = [
     message: 'READYGATE_DRAIN_TIMEOUT: "10" is not a duration (examples: 30s, 500ms, 2m, 1m30s)',
   },
   { command: 'demo', args: ['--out', ''], message: '--out: "" must not be empty' },
-  { command: 'demo', args: ['--short=1'], message: '--short takes no value (see readygate demo --help)' },
+  {
+    command: 'demo',
+    args: ['--short=sometimes'],
+    message: '--short: "sometimes" is not a boolean (use --short=true or --short=false)',
+  },
 ];
 
 for (const [index, c] of errorCases.entries()) {
@@ -549,4 +618,84 @@ test('--xds-max-connections: a whole number from 1, from a flag or a YAML number
       message: `--xds-max-connections: "${bad}" is not a whole number of connections from 1 to 9999999`,
     });
   }
+});
+
+// --- booleans: every one can be turned on and off from the command line ------------------------------
+
+/** The least each command needs to resolve, so only the boolean under test varies. */
+const REQUIRED_ARGS: Readonly<Record<CommandName, readonly string[]>> = {
+  serve: [],
+  extproc: [],
+  status: ['--envoy-admin', 'http://127.0.0.1:9901'],
+  'drain-wait': ['--pod', 'default/web-1'],
+  demo: [],
+  version: [],
+};
+
+const booleanOptions = COMMAND_NAMES.flatMap((command) =>
+  optionEntries(command)
+    .filter(([, option]) => option.kind === 'boolean')
+    .map(([key, option]) => ({ command, key, option })),
+);
+
+test('there are boolean flags to test (the table below is not vacuous)', (t) => {
+  t.true(booleanOptions.length >= 6);
+});
+
+for (const { command, key, option } of booleanOptions) {
+  test(`${command} --${option.flag}: --no-, =false and =true override env and config file`, (t) => {
+    const resolve = (args: string[], layers: { env?: string; file?: boolean } = {}): unknown =>
+      (
+        buildConfig(command, {
+          args: [...REQUIRED_ARGS[command], ...args],
+          ...(layers.env !== undefined ? { env: { [option.env]: layers.env } } : {}),
+          ...(layers.file !== undefined
+            ? {
+                configFile: {
+                  path: 'c.yaml',
+                  text: `${command}:\n  ${option.flag}: ${String(layers.file)}\n`,
+                },
+              }
+            : {}),
+        }) as unknown as Record<string, unknown>
+      )[key];
+    t.is(resolve([`--${option.flag}`]), true);
+    t.is(resolve([`--no-${option.flag}`]), false);
+    t.is(resolve([`--no-${option.flag}`], { env: 'true' }), false);
+    t.is(resolve([`--no-${option.flag}`], { file: true }), false);
+    t.is(resolve([`--${option.flag}=false`], { env: 'on' }), false);
+    t.is(resolve([`--${option.flag}=false`], { file: true }), false);
+    t.is(resolve([`--${option.flag}=true`], { env: 'false' }), true);
+    t.is(resolve([`--${option.flag}=true`], { file: false }), true);
+    for (const spelling of ['1', 'yes', 'on', 'TRUE']) t.is(resolve([`--${option.flag}=${spelling}`]), true);
+    for (const spelling of ['0', 'no', 'off', 'False'])
+      t.is(resolve([`--${option.flag}=${spelling}`]), false);
+    // The last one on the line wins, as for every other flag.
+    t.is(resolve([`--${option.flag}`, `--no-${option.flag}`]), false);
+    t.is(resolve([`--no-${option.flag}`, `--${option.flag}=true`]), true);
+  });
+}
+
+// --- unknown READYGATE_* variables -----------------------------------------------------------------------
+
+test('unknown READYGATE_* variables are named, with the closest known one when it looks like a typo', (t) => {
+  t.deepEqual(
+    unknownEnvironmentVariables({
+      READYGATE_LOG_LEVL: 'debug',
+      READYGATE_XDS_ADRESS: '127.0.0.1:1',
+      READYGATE_LOG_LEVEL: 'info',
+      READYGATE_CONFIG: 'x.yaml',
+      READYGATE_ENVOY_BIN: '/usr/bin/envoy',
+      READYGATE_DEMO_SHORT: 'true',
+      READYGATE_COMPLETELY_DIFFERENT_THING: '1',
+      PATH: '/usr/bin',
+      readygate_log_level: 'debug',
+    }),
+    [
+      { name: 'READYGATE_COMPLETELY_DIFFERENT_THING', suggestion: undefined },
+      { name: 'READYGATE_LOG_LEVL', suggestion: 'READYGATE_LOG_LEVEL' },
+      { name: 'READYGATE_XDS_ADRESS', suggestion: 'READYGATE_XDS_ADDRESS' },
+    ],
+  );
+  t.deepEqual(unknownEnvironmentVariables({}), []);
 });

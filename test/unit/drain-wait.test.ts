@@ -62,7 +62,7 @@ function context(): { context: CommandContext; out: string[] } {
 }
 
 test('the long poll answers on the ACK that drains the pod; the CLI exits 0', async (t) => {
-  const { admin, envoy, url } = await setup(t);
+  const { envoy, url } = await setup(t);
   const ackA = envoy('envoy-a');
   const ackB = envoy('envoy-b');
   const { context: ctx, out } = context();
@@ -80,7 +80,7 @@ test('the long poll answers on the ACK that drains the pod; the CLI exits 0', as
 });
 
 test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed; HTTP 504 says the same', async (t) => {
-  const { admin, envoy, url } = await setup(t);
+  const { envoy, url } = await setup(t);
   envoy('stuck-envoy');
   const ack = envoy('good-envoy');
   ack();
@@ -118,7 +118,14 @@ test('at the timeout it asks once more only if there is time for a long poll: no
       .catch(() => response.destroy());
   });
   await new Promise<void>((resolve) => counter.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => counter.close(() => resolve())));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        counter.close(() => {
+          resolve();
+        });
+      }),
+  );
   const { context: ctx } = context();
   const error = await t.throwsAsync(
     runDrainWait(
@@ -153,7 +160,7 @@ test('control plane unreachable for the whole wait: ADMIN_UNREACHABLE', async (t
 });
 
 test('a pod no replica knows: POD_UNKNOWN (exit 4) at once, naming the pod; never "drained"', async (t) => {
-  const { admin, envoy, url } = await setup(t);
+  const { envoy, url } = await setup(t);
   envoy('envoy-a');
   const { context: ctx, out } = context();
   const started = performance.now();

@@ -210,6 +210,12 @@ const invalidCases: [string, string, string][] = [
     'not valid YAML or JSON: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 12',
   ],
   [
+    // Starts like JSON, is not strict JSON: the YAML parser decides, and its message (with position) is reported.
+    'broken JSON',
+    '{"services": [}',
+    'not valid YAML or JSON: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 15',
+  ],
+  [
     'duplicate YAML key',
     'services: []\nservices: []',
     'not valid YAML or JSON: Map keys must be unique at line 2, column 1',
@@ -227,4 +233,24 @@ for (const [name, text, reason] of invalidCases) {
 test('formatIssuePath', (t) => {
   t.is(formatIssuePath([]), '');
   t.is(formatIssuePath(['services', 0, 'endpoints', 2, 'addresses']), 'services[0].endpoints[2].addresses');
+});
+
+test('a document starting with { is read as JSON, or as YAML flow style when it is not strict JSON', (t) => {
+  const service = { namespace: 'default', name: 'web', ports: [{ name: 'http', port: 8080 }] };
+  const expected = [
+    {
+      namespace: 'default',
+      name: 'web',
+      ports: [{ key: 'http', port: 8080, targetPort: 8080 }],
+      endpoints: [],
+    },
+  ];
+  t.deepEqual(parseEndpointsFile(`  \n${JSON.stringify({ services: [service] }, null, 2)}`), expected);
+  // YAML flow style with a comment and unquoted keys: not JSON, still a valid endpoints file.
+  t.deepEqual(
+    parseEndpointsFile(
+      '{services: [{namespace: default, name: web, ports: [{name: http, port: 8080}]}]} # flow\n',
+    ),
+    expected,
+  );
 });
