@@ -151,6 +151,12 @@ const invalid: [string, Record<string, string>, object, string[]][] = [
     ],
   ],
   [
+    'a key named by the issue but not built yet says so',
+    { 'readygate.io/zone-aware': 'true' },
+    {},
+    ['readygate.io/zone-aware: zone-aware routing is not built yet (docs/policy.md); ignored'],
+  ],
+  [
     'a huge value is quoted short',
     { [PolicyKey.CONNECT_TIMEOUT]: 'x'.repeat(10_000) },
     {},
