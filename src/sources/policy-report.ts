@@ -122,6 +122,10 @@ export class PolicyProblemReporter {
     }
     if (reported.length > 0) this.#current.set(service, reported);
     else this.#current.delete(service);
+    // A deleted Service's rate-limit entries go with it, so the map is bounded by the live Services.
+    if (!model) {
+      for (const id of this.#lastLogged.keys()) if (id.startsWith(`${service} `)) this.#lastLogged.delete(id);
+    }
   }
 
   #log(service: ServiceKey, problem: PolicyProblem, now: number): void {
