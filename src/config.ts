@@ -411,7 +411,7 @@ const serveOptions = {
     env: 'READYGATE_ADMIN_ADDRESS',
     schema: hostPortSchema.prefault('127.0.0.1:9102'),
     valueName: 'HOST:PORT',
-    help: 'Where the admin HTTP server listens: /healthz, /readyz, /metrics, /debug/syncz, /debug/resources, /debug/endpoints, /debug/gates, /drain-wait.',
+    help: 'Where the admin HTTP server listens: /healthz, /readyz, /metrics, /debug/syncz, /debug/resources, /debug/endpoints, /debug/gates, /debug/policy, /drain-wait.',
     defaultText: '127.0.0.1:9102',
   }),
   kubeconfig: option({

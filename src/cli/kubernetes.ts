@@ -29,6 +29,8 @@ export interface StartedKubernetesSource {
   readonly pods: PodGateIndex | undefined;
   /** Not ready while any watch (services, endpointslices, pods) cannot deliver changes. */
   readiness(): Readiness;
+  /** The uid of a watched Service, for Events about it. */
+  serviceUid(key: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -61,6 +63,7 @@ export async function startKubernetesSourceFromConfig(
     kubeConfig,
     pods,
     readiness: () => watchReadiness([...source.health(), ...(pods?.health() ?? [])]),
+    serviceUid: (key) => source.serviceUid(key),
     close: async () => {
       await source.close();
       await pods?.close();

@@ -3,6 +3,7 @@
  * Thin on purpose: every part lives in its own module; this only starts them in order and stops them in
  * reverse when the shutdown signal fires.
  */
+import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { debugRoutes } from '../admin/debug-routes.js';
@@ -21,6 +22,7 @@ import type { EligibilityOptions } from '../model/eligibility.js';
 import { EndpointStore } from '../model/store.js';
 import { startFileSource } from '../sources/file.js';
 import type { PodGateIndex } from '../sources/kubernetes-pods.js';
+import { PolicyProblemReporter } from '../sources/policy-report.js';
 import { createTlsMetrics } from '../tls/metrics.js';
 import { tlsFilesFromFlags } from '../tls/material.js';
 import { startTlsReloader } from '../tls/reloader.js';
@@ -134,6 +136,29 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
     });
     started.push({ name: 'readiness', close: () => rollouts.close() });
 
+    // Invalid readygate.io/* annotations: log, metrics, /debug/policy and, with Kubernetes, an Event.
+    const policyEvents =
+      source.kubeConfig !== undefined && source.serviceUid !== undefined
+        ? (await import('../sources/kubernetes-events.js')).kubernetesPolicyEvents(
+            source.kubeConfig,
+            source.serviceUid,
+            hostname(),
+          )
+        : undefined;
+    const policy = new PolicyProblemReporter({
+      store,
+      logger,
+      registry,
+      ...(policyEvents ? { events: policyEvents } : {}),
+    });
+    started.push({
+      name: 'policy reports',
+      close: () => {
+        policy.close();
+        return Promise.resolve();
+      },
+    });
+
     if (config.extproc) {
       const extproc = await startExtprocServer({
         address: config.extprocAddress.address,
@@ -148,6 +173,10 @@ export async function runServe(config: ServeConfig, context: CommandContext): Pr
       routes,
       debugRoutes({ sync: plane.sync, cache: plane.cache, store, eligibility }),
       rollouts.routes,
+      {
+        /** Services whose readygate.io/* annotations have invalid values, and what is wrong. */
+        '/debug/policy': () => ({ status: 200, body: policy.toJSON() }),
+      },
     );
     readiness = () => {
       const sourceReadiness = source.readiness?.() ?? { ready: true };
@@ -186,6 +215,7 @@ async function startSource(
   kubeConfig?: KubeConfig;
   pods?: PodGateIndex | undefined;
   readiness?: () => Readiness;
+  serviceUid?: (key: string) => string | undefined;
 }> {
   if (config.source.kind === 'file') {
     if (config.readinessGates) {

@@ -19,6 +19,8 @@ export const ResponseAttribute = {
   REQUEST_ID: 'request.id',
   /** The answer to a HEAD request must not carry a body (problem.ts): only the method says so. */
   REQUEST_METHOD: 'request.method',
+  /** W3C trace context of the request, so a mapped error names the trace it belongs to (problem.ts). */
+  TRACEPARENT: "request.headers['traceparent']",
   HOST_STATE: hostMetadata(HostMetadataKey.STATE),
   HOST_POD: hostMetadata(HostMetadataKey.POD),
 } as const;
@@ -138,6 +140,8 @@ export function responseFacts(
   if (pod !== undefined) facts.pod = pod;
   const method = text(ResponseAttribute.REQUEST_METHOD);
   if (method !== undefined) facts.method = method;
+  const traceparent = text(ResponseAttribute.TRACEPARENT);
+  if (traceparent !== undefined) facts.traceparent = traceparent;
   const requestId = text(ResponseAttribute.REQUEST_ID);
   if (requestId !== undefined) facts.requestId = requestId;
   // request.id may fail to evaluate in some versions; the header is what clients see anyway.

@@ -120,6 +120,8 @@ export interface ResponseFacts {
   readonly upstreamAddress?: string;
   readonly pod?: string;
   readonly requestId?: string;
+  /** The request's W3C `traceparent` header as sent; problem.ts validates it before using its trace id. */
+  readonly traceparent?: string;
   /** `request.method` (methods are case-sensitive: only `HEAD` is HEAD); decides whether the replacement has a body. */
   readonly method?: string;
 }

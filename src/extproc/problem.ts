@@ -71,6 +71,8 @@ export interface ProblemDocument {
   status: number;
   detail: string;
   request_id?: string;
+  /** W3C trace id from the request's `traceparent`, to find the failed request's trace. */
+  trace_id?: string;
   cluster?: string;
   upstream?: string;
   pod?: string;
@@ -95,6 +97,29 @@ export function hasNoContent(method: string | undefined, status: number): boolea
   return method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304;
 }
 
+/**
+ * W3C Trace Context `traceparent`: version-traceid-parentid-flags, lowercase hex. Version ff is invalid;
+ * version 00 has exactly these four fields, later versions may append more after a '-'.
+ */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ALL_ZERO = /^0+$/;
+
+/**
+ * The trace id of a valid `traceparent`, or undefined. An invalid header (or an all-zero trace or parent
+ * id, which the spec says to treat as invalid) gives none: a wrong id would send someone to the wrong trace.
+ */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  if (traceparent === undefined) return undefined;
+  const match = TRACEPARENT.exec(traceparent.trim());
+  if (!match) return undefined;
+  const [, version, traceId, parentId, , rest] = match;
+  if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;
+  if (traceId === undefined || ALL_ZERO.test(traceId) || parentId === undefined || ALL_ZERO.test(parentId)) {
+    return undefined;
+  }
+  return traceId;
+}
+
 export function problemTypeUri(cause: FailureCause): string {
   return `${PROBLEM_TYPE_BASE}${cause}`;
 }
@@ -112,6 +137,8 @@ export function problemResponse(
     detail: text.detail,
   };
   if (facts.requestId !== undefined) document.request_id = facts.requestId;
+  const traceId = traceIdOf(facts.traceparent);
+  if (traceId !== undefined) document.trace_id = traceId;
   if (options.debug) {
     if (facts.clusterName !== undefined) document.cluster = facts.clusterName;
     if (facts.upstreamAddress !== undefined) document.upstream = facts.upstreamAddress;

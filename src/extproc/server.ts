@@ -14,7 +14,7 @@ import { responseFacts, type DecodedHeaderValue, type DecodedStruct } from './at
 import { classify, shortFlagNames, type Decision, type ResponseFacts } from './classify.js';
 import { LogBudget } from './log-budget.js';
 import { createExtprocMetrics, type ExtprocMetrics } from './metrics.js';
-import { problemResponse } from './problem.js';
+import { problemResponse, traceIdOf } from './problem.js';
 import { reloadingServerCredentials } from '../tls/grpc-credentials.js';
 import { tlsMode, type TlsReloader } from '../tls/reloader.js';
 
@@ -242,6 +242,10 @@ function handleProcessStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, cont
     answer(replacementAnswer(decision, facts, context.debug));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     context.metrics.mapped.inc({ cause: decision.cause, status: String(decision.status) });
+    context.metrics.mappedByService.inc({
+      service: context.metrics.serviceLabel(facts.clusterName),
+      cause: decision.cause,
+    });
     context.metrics.processingSeconds.observe({ outcome: 'replace' }, seconds);
     const fields = {
       event: 'extproc.mapped',
@@ -317,6 +321,7 @@ function logFields(facts: ResponseFacts): Record<string, unknown> {
     upstream: facts.upstreamAddress,
     pod: facts.pod,
     request_id: facts.requestId,
+    trace_id: traceIdOf(facts.traceparent),
   };
 }
 

@@ -54,6 +54,12 @@ export interface ServiceModel {
   readonly name: string;
   readonly ports: readonly ServicePortModel[];
   readonly endpoints: readonly EndpointModel[];
+  /**
+   * The Service's `readygate.io/*` annotations, unparsed and sorted (src/model/policy.ts parses them).
+   * Raw rather than parsed so the store's fingerprint changes exactly when the author's text does, and a
+   * fixed typo clears its problem.
+   */
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
 }
 
 /** `<namespace>/<name>`: the identity of a service in a snapshot. */

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ErrorCode, ReadygateError } from '../errors.js';
+import { policyAnnotations } from '../model/policy.js';
 import type { EndpointModel, ServiceModel, ServicePortModel, TargetRef } from '../model/types.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -78,6 +79,10 @@ const serviceSchema = z.strictObject({
   namespace: dnsLabel('namespace'),
   name: dnsLabel('service name'),
   ports: z.array(portSchema).min(1, { error: 'needs at least one port' }),
+  // The Service's annotations, as in `kubectl get service -o yaml`. Only readygate.io/* keys are used
+  // (docs/policy.md); a bad value is reported and falls back to its default like in Kubernetes, it does
+  // not make the whole file invalid.
+  annotations: z.record(z.string(), z.string({ error: 'annotation values must be strings' })).optional(),
   // null is what kubectl prints for an EndpointSlice without endpoints (a Go nil slice).
   endpoints: z.array(endpointSchema).nullable().optional(),
 });
@@ -186,11 +191,13 @@ function toServiceModel(entry: ServiceEntry, index: number): ServiceModel {
       ...(port.appProtocol !== undefined ? { appProtocol: port.appProtocol } : {}),
     });
   });
+  const annotations = policyAnnotations(entry.annotations);
   return {
     namespace: entry.namespace,
     name: entry.name,
     ports,
     endpoints: (entry.endpoints ?? []).map(toEndpointModel),
+    ...(annotations === undefined ? {} : { annotations }),
   };
 }
 

@@ -7,6 +7,7 @@
  * src/model/eligibility.ts, never here.
  */
 import { isIP } from 'node:net';
+import { policyAnnotations } from '../model/policy.js';
 import {
   serviceKey,
   type EndpointConditions,
@@ -28,6 +29,7 @@ export interface ObjectMetaShape {
   readonly namespace?: Maybe<string>;
   readonly name?: Maybe<string>;
   readonly labels?: Maybe<Readonly<Record<string, string>>>;
+  readonly annotations?: Maybe<Readonly<Record<string, string>>>;
 }
 
 export interface ServicePortShape {
@@ -123,7 +125,13 @@ export function translateService(
   const ordered = [...slices].sort((a, b) => compareStrings(a.metadata?.name ?? '', b.metadata?.name ?? ''));
   for (const slice of ordered) endpoints.push(...translateSlice(slice, bindings, warnings));
   const ports = bindings.map((binding) => binding.model);
-  return { model: { namespace, name, ports, endpoints }, warnings };
+  // Policy values are validated downstream (src/model/policy.ts), per key, so one bad annotation costs
+  // only its own field; here they are only carried.
+  const annotations = policyAnnotations(service.metadata.annotations);
+  return {
+    model: { namespace, name, ports, endpoints, ...(annotations === undefined ? {} : { annotations }) },
+    warnings,
+  };
 }
 
 /** A model port plus the slice port name it is matched by. */

@@ -61,6 +61,8 @@ export interface KubernetesSource {
   readonly synced: boolean;
   /** Per watch: can changes arrive? (for /readyz) */
   health(): WatchHealth[];
+  /** The uid of a watched Service (Events name their object by uid), or undefined when unknown. */
+  serviceUid(key: ServiceKey): string | undefined;
 }
 
 export async function startKubernetesSource(options: KubernetesSourceOptions): Promise<KubernetesSource> {
@@ -181,6 +183,10 @@ class KubernetesSourceImpl implements KubernetesSource {
 
   health(): WatchHealth[] {
     return this.#watchers.map((watcher) => watcher.health);
+  }
+
+  serviceUid(key: ServiceKey): string | undefined {
+    return this.#services.get(key)?.metadata?.uid ?? undefined;
   }
 
   start(): void {

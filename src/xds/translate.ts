@@ -9,6 +9,7 @@ import {
   type EligibleHost,
 } from '../model/eligibility.js';
 import { HOST_METADATA_NAMESPACE, HostMetadataKey } from '../model/metadata.js';
+import { parsePolicy, type PolicyOverrides } from '../model/policy.js';
 import { clusterName, grpcListenerName, type ServiceModel, type ServicePortModel } from '../model/types.js';
 import { packAny } from '../protos/envoy-protos.js';
 import { TypeUrl } from './resource-types.js';
@@ -22,6 +23,34 @@ export interface TranslateOptions {
 export const DEFAULT_TRANSLATE_OPTIONS: TranslateOptions = Object.freeze({
   eligibility: DEFAULT_ELIGIBILITY,
   connectTimeoutMs: 1000,
+});
+
+/**
+ * Outlier detection on every cluster (issue 17): a pod that crashed or stopped accepting connections is
+ * out of the balancer after a couple of requests, in milliseconds, instead of after the kubelet's probe
+ * period and the EDS update that follows it. docs/policy.md gives the reasons per number.
+ */
+export const OUTLIER_DEFAULTS = Object.freeze({
+  /**
+   * Connect failures, connect timeouts and resets before a response: the pod is gone or not listening.
+   * Two in a row, not one, so a single SYN dropped under load does not take a healthy pod out.
+   */
+  consecutiveLocalOriginFailures: 2,
+  /** 502/503/504 answered by the pod itself (an app proxy whose own upstream is gone, an overloaded pod). */
+  consecutiveGatewayErrors: 3,
+  /**
+   * At most half of a cluster can be ejected, so passive detection can never empty a Service: with the
+   * panic threshold at 0 an all-ejected cluster would answer 503 to everything. Envoy only ejects while the
+   * ejected share stays below this, so a one-pod Service is never left with nothing (tested with the real
+   * Envoy in test/integration/outlier-detection-envoy.test.ts).
+   */
+  maxEjectionPercent: 50,
+  /** Sweep period: how late an ejected host can come back after its ejection time. */
+  intervalMs: 1_000,
+  /** Short: EDS removes a really dead pod soon after; this only has to bridge the probe period. */
+  baseEjectionMs: 5_000,
+  /** Repeated ejections back off (base × count) up to this, not Envoy's 300 s. */
+  maxEjectionMs: 30_000,
 });
 
 export interface ResourceDraft {
@@ -39,9 +68,11 @@ export function translateService(
   options: TranslateOptions = DEFAULT_TRANSLATE_OPTIONS,
 ): ResourceDraft[] {
   const drafts: ResourceDraft[] = [];
+  // Invalid keys are simply absent from the overrides; the source reports them (src/sources/policy-report.ts).
+  const { overrides } = parsePolicy(service.annotations);
   for (const port of service.ports) {
     const name = clusterName(service, port.key);
-    drafts.push({ typeUrl: TypeUrl.CLUSTER, name, message: clusterFor(name, port, options) });
+    drafts.push({ typeUrl: TypeUrl.CLUSTER, name, message: clusterFor(name, port, options, overrides) });
     drafts.push({
       typeUrl: TypeUrl.ENDPOINT,
       name,
@@ -49,7 +80,11 @@ export function translateService(
     });
     const listenerName = grpcListenerName(service, port.port);
     drafts.push({ typeUrl: TypeUrl.LISTENER, name: listenerName, message: grpcListenerFor(listenerName) });
-    drafts.push({ typeUrl: TypeUrl.ROUTE, name: listenerName, message: grpcRouteFor(listenerName, name) });
+    drafts.push({
+      typeUrl: TypeUrl.ROUTE,
+      name: listenerName,
+      message: grpcRouteFor(listenerName, name, overrides.hashHeader),
+    });
   }
   return drafts;
 }
@@ -58,12 +93,13 @@ export function clusterFor(
   name: string,
   port: ServicePortModel,
   options: TranslateOptions,
+  policy: PolicyOverrides = {},
 ): Record<string, unknown> {
   const cluster: Record<string, unknown> = {
     name,
     type: 'EDS',
     eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
-    connect_timeout: durationOf(options.connectTimeoutMs),
+    connect_timeout: durationOf(policy.connectTimeoutMs ?? options.connectTimeoutMs),
     // 0 disables panic mode: with the default 50 %, Envoy would balance over excluded hosts once most
     // hosts of a cluster are unhealthy, which is exactly the rollout moment readygate exists for.
     common_lb_config: {
@@ -73,15 +109,97 @@ export function clusterFor(
       update_merge_window: durationOf(0),
     },
   };
-  if (port.appProtocol !== undefined && HTTP2_APP_PROTOCOLS.has(port.appProtocol)) {
+  const http2 = port.appProtocol !== undefined && HTTP2_APP_PROTOCOLS.has(port.appProtocol);
+  if (http2 || policy.idleTimeoutMs !== undefined) {
     cluster['typed_extension_protocol_options'] = {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': packAny(
         'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-        { explicit_http_config: { http2_protocol_options: {} } },
+        {
+          // Envoy requires one protocol choice whenever these options are present.
+          explicit_http_config: http2 ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+          ...(policy.idleTimeoutMs === undefined
+            ? {}
+            : { common_http_protocol_options: { idle_timeout: durationOf(policy.idleTimeoutMs) } }),
+        },
       ),
     };
   }
+  Object.assign(cluster, balancerFor(policy));
+  const breakers = breakersFor(policy);
+  if (breakers) cluster['circuit_breakers'] = breakers;
+  cluster['outlier_detection'] = outlierDetectionFor(policy);
   return cluster;
+}
+
+const LB_POLICY_ENUM = {
+  'round-robin': 'ROUND_ROBIN',
+  'least-request': 'LEAST_REQUEST',
+  random: 'RANDOM',
+  'ring-hash': 'RING_HASH',
+} as const;
+
+/** Slow start lives in the round-robin / least-request configs; policy.ts refuses it for the others. */
+const SLOW_START_AGGRESSION_RUNTIME_KEY = 'readygate.slow_start.aggression';
+
+function balancerFor(policy: PolicyOverrides): Record<string, unknown> {
+  const lb = policy.lbPolicy ?? 'round-robin';
+  const fields: Record<string, unknown> = {};
+  // ROUND_ROBIN is the proto default (0): leaving it out keeps default clusters byte-identical to before.
+  if (lb !== 'round-robin') fields['lb_policy'] = LB_POLICY_ENUM[lb];
+  if (policy.slowStartWindowMs !== undefined) {
+    const slowStart = {
+      slow_start_config: {
+        slow_start_window: durationOf(policy.slowStartWindowMs),
+        ...(policy.slowStartAggression === undefined
+          ? {}
+          : {
+              aggression: {
+                default_value: policy.slowStartAggression,
+                runtime_key: SLOW_START_AGGRESSION_RUNTIME_KEY,
+              },
+            }),
+      },
+    };
+    if (lb === 'least-request') fields['least_request_lb_config'] = slowStart;
+    else fields['round_robin_lb_config'] = slowStart;
+  }
+  return fields;
+}
+
+function breakersFor(policy: PolicyOverrides): Record<string, unknown> | undefined {
+  const threshold: Record<string, unknown> = {};
+  if (policy.maxConnections !== undefined) threshold['max_connections'] = { value: policy.maxConnections };
+  if (policy.maxPendingRequests !== undefined) {
+    threshold['max_pending_requests'] = { value: policy.maxPendingRequests };
+  }
+  if (policy.maxRequests !== undefined) threshold['max_requests'] = { value: policy.maxRequests };
+  // Unset thresholds keep Envoy's defaults (1024 each), so only the keys the author set are sent.
+  return Object.keys(threshold).length === 0 ? undefined : { thresholds: [threshold] };
+}
+
+function outlierDetectionFor(policy: PolicyOverrides): Record<string, unknown> {
+  return {
+    // Connect failures and resets count apart from HTTP statuses, so each has its own threshold.
+    split_external_local_origin_errors: true,
+    consecutive_local_origin_failure: { value: OUTLIER_DEFAULTS.consecutiveLocalOriginFailures },
+    enforcing_consecutive_local_origin_failure: { value: 100 },
+    consecutive_gateway_failure: {
+      value: policy.outlierConsecutiveGatewayErrors ?? OUTLIER_DEFAULTS.consecutiveGatewayErrors,
+    },
+    // Envoy counts gateway failures by default but enforces 0 % of them.
+    enforcing_consecutive_gateway_failure: { value: 100 },
+    // Plain 5xx (a 500 for one bad request path) and success-rate outliers are the app's business, not a
+    // sign the pod is gone; Envoy enforces both by default, which would eject pods for a buggy endpoint.
+    enforcing_consecutive_5xx: { value: 0 },
+    enforcing_success_rate: { value: 0 },
+    enforcing_local_origin_success_rate: { value: 0 },
+    interval: durationOf(OUTLIER_DEFAULTS.intervalMs),
+    base_ejection_time: durationOf(OUTLIER_DEFAULTS.baseEjectionMs),
+    max_ejection_time: durationOf(OUTLIER_DEFAULTS.maxEjectionMs),
+    max_ejection_percent: {
+      value: policy.outlierMaxEjectionPercent ?? OUTLIER_DEFAULTS.maxEjectionPercent,
+    },
+  };
 }
 
 export function loadAssignmentFor(
@@ -154,10 +272,15 @@ export function grpcListenerFor(name: string): Record<string, unknown> {
   };
 }
 
-export function grpcRouteFor(name: string, cluster: string): Record<string, unknown> {
+/** `hashHeader` (ring-hash policy): the route is readygate's here, so it can carry the hash policy itself. */
+export function grpcRouteFor(name: string, cluster: string, hashHeader?: string): Record<string, unknown> {
+  const route =
+    hashHeader === undefined
+      ? { cluster }
+      : { cluster, hash_policy: [{ header: { header_name: hashHeader } }] };
   return {
     name,
-    virtual_hosts: [{ name, domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster } }] }],
+    virtual_hosts: [{ name, domains: ['*'], routes: [{ match: { prefix: '' }, route }] }],
   };
 }
 

@@ -102,6 +102,7 @@ function routesInSource(): string[] {
   const files = [
     ...readdirSync(new URL('../../src/admin/', import.meta.url)).map((name) => `admin/${name}`),
     'readiness/admin-routes.ts',
+    'cli/serve.ts', // /debug/policy: the annotation reports, wired where they start
   ];
   const routes = new Set<string>();
   for (const file of files) {
