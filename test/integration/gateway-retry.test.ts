@@ -310,10 +310,14 @@ test.serial(
     t.is(await clusterStat(envoy, cluster, 'membership_total'), 2);
     const victimHost = (await hostStats(envoy, cluster)).find((h) => h.address === host(2));
     t.truthy(victimHost, 'the dead endpoint is still in Envoy');
-    // New requests did go to the dead endpoint and were retried: a refused connect, then another host.
-    t.true((victimHost?.stats.get('cx_connect_fail') ?? 0) >= 1, 'connects to the dead pod were refused');
+    // The dead endpoint was dealt with: new requests that picked it got a refused connect and were retried
+    // on another host, or outlier detection (on every cluster readygate sends) ejected it first — the two
+    // resets of its in-flight requests are consecutive local-origin failures. Which one wins is a race.
+    const refused = victimHost?.stats.get('cx_connect_fail') ?? 0;
     const retries = (await clusterStat(envoy, cluster, 'upstream_rq_retry')) - retriesBefore;
-    t.true(retries >= 1, `retries: ${retries}`);
+    const ejections = await clusterStat(envoy, cluster, 'outlier_detection.ejections_enforced_total');
+    t.log(`refused connects ${refused}, retries ${retries}, ejections ${ejections}`);
+    t.true((refused >= 1 && retries >= 1) || ejections >= 1, 'neither retried nor ejected: not exercised');
     t.is(await clusterStat(envoy, cluster, 'upstream_rq_retry_overflow'), 0);
 
     // In flight on the victim: 502 with readygate's cause and problem body (they reached the app). The rest

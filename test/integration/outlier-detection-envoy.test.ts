@@ -42,7 +42,15 @@ async function setup(t: ExecutionContext, hosts: string[]) {
   const plane = await startControlPlane({ store, xdsAddress: '127.0.0.1:0' });
   const listenerPort = await freePort();
   const envoy = await startEnvoy({
-    bootstrap: gatewayBootstrap({ xdsPort: plane.port, listenerPort, nodeId: 'outlier', apiType: 'GRPC' }),
+    // Without the shipped retry policy: this file shows outlier detection alone (each refused connect
+    // is one answered 503); gateway-retry.test.ts shows the two together.
+    bootstrap: gatewayBootstrap({
+      xdsPort: plane.port,
+      listenerPort,
+      nodeId: 'outlier',
+      apiType: 'GRPC',
+      withoutRetryPolicy: true,
+    }),
   });
   t.teardown(async () => {
     await envoy.stop();

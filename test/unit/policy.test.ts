@@ -219,7 +219,12 @@ test('every override lands in its Envoy field', (t) => {
   });
   t.deepEqual(cluster['circuit_breakers'], {
     thresholds: [
-      { max_connections: { value: 10 }, max_pending_requests: { value: 5 }, max_requests: { value: 20 } },
+      {
+        retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: { value: 50 } },
+        max_connections: { value: 10 },
+        max_pending_requests: { value: 5 },
+        max_requests: { value: 20 },
+      },
     ],
   });
   const outlier = cluster['outlier_detection'] as Record<string, unknown>;
@@ -229,10 +234,14 @@ test('every override lands in its Envoy field', (t) => {
   t.truthy(options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions']);
 });
 
-test('default clusters carry no lb_policy, breakers or protocol options; ring hash puts the hash policy on the gRPC route', (t) => {
+test('default clusters carry no lb_policy, connection breakers or protocol options, only the retry budget; ring hash puts the hash policy on the gRPC route', (t) => {
   const port = { key: 'http', port: 80, targetPort: 80 };
   const plain = clusterFor('ns/web:http', port, DEFAULT_TRANSLATE_OPTIONS);
+  t.deepEqual(plain['circuit_breakers'], {
+    thresholds: [{ retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: { value: 50 } } }],
+  });
   t.deepEqual(Object.keys(plain).sort(), [
+    'circuit_breakers',
     'common_lb_config',
     'connect_timeout',
     'eds_cluster_config',
