@@ -4,6 +4,7 @@
  * need to know which resource versions each Envoy has ACKed.
  */
 import { EventEmitter } from 'node:events';
+import type { ProxyProfileJson } from './node-metadata.js';
 
 export type StreamKind = 'sotw' | 'delta';
 
@@ -252,6 +253,8 @@ export class StreamSyncState {
   readonly connectedAt = new Date();
   nodeId = '';
   nodeCluster = '';
+  /** What the node's metadata made of it (node-metadata.ts); null until its node was seen. */
+  proxy: ProxyProfileJson | null = null;
   readonly types = new Map<string, TypeSyncState>();
 
   constructor(streamId: number, kind: StreamKind, peer: string, identity?: string) {
@@ -387,6 +390,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     return this.streams.map((stream) => ({
       nodeId: stream.nodeId,
       nodeCluster: stream.nodeCluster,
+      proxy: stream.proxy,
       streamId: stream.streamId,
       stream: stream.kind,
       peer: stream.peer,
@@ -435,6 +439,8 @@ export interface SynczTypeEntry {
 export interface SynczEntry {
   nodeId: string;
   nodeCluster: string;
+  /** Gateway or sidecar, with the sidecar's listener port and scope, or why its metadata was ignored. Absent in older readygate versions. */
+  proxy?: ProxyProfileJson | null;
   streamId: number;
   stream: StreamKind;
   peer: string;
