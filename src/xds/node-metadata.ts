@@ -111,6 +111,11 @@ function parsePort(value: ProtoValue, problems: string[]): number | undefined {
   return raw;
 }
 
+/** A scope from its text (a canonical `key` included); undefined if malformed or `*`. */
+export function parseEgressText(text: string): EgressScope | undefined {
+  return text === '*' ? undefined : parseEgress({ string_value: text }, []);
+}
+
 /** `undefined` with a problem pushed when malformed; a valid value always gives a scope. */
 function parseEgress(value: ProtoValue, problems: string[]): EgressScope | undefined {
   const text = value.string_value;
@@ -154,6 +159,12 @@ export function inScope(scope: EgressScope | undefined, serviceKey: string): boo
   if (scope === undefined) return true;
   if (scope.services.has(serviceKey)) return true;
   return scope.namespaces.has(serviceKey.slice(0, serviceKey.indexOf('/')));
+}
+
+/** `<namespace>/<service>` of a cluster or CLA name `<namespace>/<service>:<port>`. */
+export function serviceKeyOfCluster(name: string): string {
+  const colon = name.indexOf(':');
+  return colon < 0 ? name : name.slice(0, colon);
 }
 
 /** Equal profiles share one set of resources (outbound-views.ts); this is their identity. */

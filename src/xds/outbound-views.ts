@@ -20,7 +20,7 @@ import {
   type SharedResponseBody,
   type TypeChange,
 } from './cache.js';
-import { inScope, sidecarKey, type SidecarProfile } from './node-metadata.js';
+import { inScope, serviceKeyOfCluster, sidecarKey, type SidecarProfile } from './node-metadata.js';
 import type { OutboundCatalog } from './outbound-catalog.js';
 import { MessageName, TypeUrl } from './resource-types.js';
 import {
@@ -36,12 +36,6 @@ export interface ChangeTarget {
 }
 
 const EMPTY_CHANGE: CacheChange = new Map();
-
-/** `<namespace>/<service>` of a cluster or CLA name `<namespace>/<service>:<port>`. */
-export function serviceKeyOfCluster(name: string): ServiceKey {
-  const colon = name.indexOf(':');
-  return colon < 0 ? name : name.slice(0, colon);
-}
 
 interface ScopedSet {
   readonly byName: Map<string, CachedResource>;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { main } from '../../src/cli/main.js';
+import type { StatusReport } from '../../src/status/compare.js';
 import { UNKNOWN_HOST_PROBLEM } from '../../src/xds/translate-outbound.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
 import type { SynczEntry } from '../../src/xds/sync-status.js';
@@ -364,8 +365,47 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
   t.deepEqual(await dynamicClusters(scoped), ['default/api:http']);
   t.is(noncesOf(await syncz(adminAddress), 'scoped'), scopedNonces);
 
+  // `status` on the scoped sidecar: in sync (the Services outside its scope are not "missing"), and says
+  // what it is.
+  const report = await statusJson(scoped.adminUrl, `http://${adminAddress}`);
+  t.is(report.code, 0, JSON.stringify(report.report.clusters.map((c) => [c.name, c.verdict])));
+  t.deepEqual(
+    report.report.clusters.map((c) => [c.name, c.verdict]),
+    [['default/api:http', 'IN_SYNC']],
+  );
+  t.true(
+    report.report.notes.includes(
+      `Sidecar: outbound listener on 127.0.0.1:${scopedPort}, routes SYNCED, Services default/api.`,
+    ),
+    report.report.notes.join('\n'),
+  );
+  const brokenReport = await statusJson(broken.adminUrl, `http://${adminAddress}`);
+  t.true(
+    brokenReport.report.notes.includes(
+      `readygate ignored this Envoy's sidecar metadata (readygate.io/outbound-port must be a port number 1-65535, got "fifteen"): served as a gateway.`,
+    ),
+    brokenReport.report.notes.join('\n'),
+  );
+
   controller.abort();
   t.is(await serving, 0);
+}
+
+async function statusJson(
+  envoyAdmin: string,
+  controlPlane: string,
+): Promise<{ code: number; report: StatusReport }> {
+  let stdout = '';
+  const code = await main(
+    ['status', '--envoy-admin', envoyAdmin, '--control-plane', controlPlane, '--json'],
+    {
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: () => true },
+      env: {},
+      logger: pino({ level: 'silent' }),
+    },
+  );
+  return { code, report: JSON.parse(stdout) as StatusReport };
 }
 
 test('sidecars over SotW: routes by Service name, scoping, bad metadata served as a gateway', async (t) => {
