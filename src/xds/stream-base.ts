@@ -7,7 +7,8 @@ import type { Logger } from '../log.js';
 import type { CacheChange, ResourceCache, ResourceView } from './cache.js';
 import { PUSH_ORDER } from './cache.js';
 import type { EnvoyNode } from './messages.js';
-import { parseNodeProfile, profileJson } from './node-metadata.js';
+import { inScope, parseNodeProfile, profileJson, serviceKeyOfCluster } from './node-metadata.js';
+import { TypeUrl } from './resource-types.js';
 import type { OutboundView, OutboundViews } from './outbound-views.js';
 import { SendBudget } from './send-budget.js';
 import type { SharedSubscriptions } from './shared-subscriptions.js';
@@ -94,6 +95,12 @@ export abstract class XdsStreamBase {
     if (!this.#views) return;
     this.#view = this.#views.acquire(profile, this);
     this.cache = this.#view;
+    const { egress } = profile;
+    if (egress !== undefined) {
+      const scope = (name: string): boolean => inScope(egress, serviceKeyOfCluster(name));
+      this.syncState.type(TypeUrl.CLUSTER).wildcardScope = scope;
+      this.syncState.type(TypeUrl.ENDPOINT).wildcardScope = scope;
+    }
   }
 
   /** A cache change as this stream sees it: all of it for a gateway, its view's part for a sidecar. */

@@ -186,6 +186,11 @@ export class TypeSyncState {
   lastAcked: SentRecord | undefined;
   lastNack: NackRecord | undefined;
   wildcard = false;
+  /**
+   * What a wildcard subscription covers when not everything: a scoped sidecar's (docs/sidecar.md). The
+   * readiness gate must not wait for an Envoy to ACK a cluster it will never be sent.
+   */
+  wildcardScope: ((name: string) => boolean) | undefined = undefined;
   subscribed: ReadonlySet<string> = new Set();
   /** What was sent and what the client ACKed, per resource name. */
   readonly versions = new ResourceVersions();
@@ -209,7 +214,7 @@ export class TypeSyncState {
   }
 
   isSubscribed(name: string): boolean {
-    return this.wildcard || this.subscribed.has(name);
+    return (this.wildcard && (this.wildcardScope?.(name) ?? true)) || this.subscribed.has(name);
   }
 
   /** The response with this nonce, while it is in flight. */
