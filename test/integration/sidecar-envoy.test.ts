@@ -1,7 +1,8 @@
 /**
  * Envoy sidecars end to end: `readygate serve --source file:PATH` (the CLI, in-process) and real Envoys
  * started from the shipped envoy/sidecar-ads.yaml, over SotW and Delta. One Envoy may call every Service,
- * one is scoped to a single Service, one has bad metadata and must be served as a gateway.
+ * one is scoped to a single Service, one has bad metadata and must be served as a gateway. `serve --extproc`
+ * answers the served listener's ext_proc filter, as on the gateway.
  */
 import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -186,16 +187,36 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
       ),
     ),
   );
-  await writeFile(file, endpointsFile([web, api, otherWeb]));
+  // Not one ready endpoint: Envoy's 503 (no healthy upstream) goes through ext_proc, as on the gateway.
+  const drained: Backend = {
+    namespace: 'default',
+    name: 'drained',
+    port: webPort,
+    endpoints: [['127.0.0.3', false]],
+  };
+  await writeFile(file, endpointsFile([web, api, otherWeb, drained]));
 
   const lines: LogLine[] = [];
   const logger = pino(
     { level: 'info', base: null },
     { write: (line: string) => lines.push(JSON.parse(line) as LogLine) },
   );
+  // ext_proc in the same process, where the sidecar bootstrap's readygate_extproc cluster points.
+  const extprocPort = await freePort();
   const controller = new AbortController();
   const serving = main(
-    ['serve', '--source', `file:${file}`, '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+    [
+      'serve',
+      '--source',
+      `file:${file}`,
+      '--xds-address',
+      '127.0.0.1:0',
+      '--admin-address',
+      '127.0.0.1:0',
+      '--extproc',
+      '--extproc-address',
+      `127.0.0.1:${extprocPort}`,
+    ],
     {
       stdout: { write: () => true },
       stderr: { write: () => true },
@@ -218,8 +239,6 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
   });
   const xdsPort = Number(started.xds?.split(':').pop());
   const adminAddress = String(started.admin);
-  // Nothing listens there: ext_proc runs only on 5xx, and fails open (failure_mode_allow).
-  const extprocPort = await freePort();
   const [openPort, scopedPort] = await Promise.all([freePort(), freePort()]);
   const start = async (nodeId: string, metadata: Record<string, unknown>): Promise<EnvoyProcess> => {
     const envoy = await startEnvoy({
@@ -244,9 +263,15 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
     timeoutMs: 15_000,
     description: 'the outbound listener in the open sidecar',
   });
-  t.deepEqual(await dynamicClusters(open), ['default/api:http', 'default/web:http', 'other/web:http']);
+  t.deepEqual(await dynamicClusters(open), [
+    'default/api:http',
+    'default/drained:http',
+    'default/web:http',
+    'other/web:http',
+  ]);
   t.deepEqual(await virtualHosts(open), [
     'default/api:http',
+    'default/drained:http',
     'default/web:http',
     'other/web:http',
     'readygate.unknown-host',
@@ -273,6 +298,14 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
   t.is(unknown.contentType, 'application/problem+json');
   t.is(unknown.body, UNKNOWN_HOST_PROBLEM);
   t.is((await request(openPort, `web.default:${webPort + 1}`)).status, 404);
+  // The served listener's ext_proc filter maps Envoy's own 503 into readygate's problem document.
+  const noneReady = await request(openPort, 'drained');
+  t.is(noneReady.status, 503);
+  t.is(noneReady.contentType, 'application/problem+json');
+  t.like(JSON.parse(noneReady.body) as Record<string, unknown>, {
+    type: 'https://readygate.dev/problems/no-healthy-upstream',
+    status: 503,
+  });
 
   // The scoped sidecar: default/api only.
   await scoped.waitFor(async () => (await dynamicListeners(scoped)).join() === 'readygate.outbound', {
@@ -289,7 +322,7 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
   t.is(await answeredBy(scopedPort, `web:${webPort}`, 3), '404');
 
   // Bad metadata: a gateway (every cluster, no listener), the reason in /debug/syncz, one log line.
-  await broken.waitFor(async () => (await dynamicClusters(broken)).length === 3, {
+  await broken.waitFor(async () => (await dynamicClusters(broken)).length === 4, {
     timeoutMs: 15_000,
     description: 'the clusters in the Envoy with bad metadata',
   });
@@ -324,6 +357,7 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
   await writeFile(
     file,
     endpointsFile([
+      drained,
       {
         ...web,
         endpoints: [
@@ -352,7 +386,7 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
     port: apiPort,
     endpoints: [['127.0.0.4', true]],
   };
-  await writeFile(file, endpointsFile([web, api, otherWeb, admin]));
+  await writeFile(file, endpointsFile([web, api, otherWeb, drained, admin]));
   await open.waitFor(async () => (await dynamicClusters(open)).includes('default/admin:http'), {
     timeoutMs: 10_000,
     description: 'default/admin in the open sidecar',
