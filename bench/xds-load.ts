@@ -66,11 +66,37 @@ const encodeRequest = (value: Record<string, unknown>): Buffer =>
   Buffer.from((mode === 'delta' ? deltaCodec : sotwCodec).encode(value));
 const clusterNames = Array.from({ length: clusters }, (_, i) => `bench/svc-${i}:http`);
 
+/**
+ * BENCH_SIDECAR_SCOPE (bench/xds.ts, BENCH_SIDECARS): every stream is a sidecar (node metadata
+ * readygate.io/outbound-port); N > 0 also scopes stream i to N Services, (i + j·101) mod clusters for
+ * j < N: every scope distinct, every Service in about N·streams/clusters scopes. 0: every Service.
+ */
+const sidecarScope = process.env['BENCH_SIDECAR_SCOPE'];
+const scopeSize = Number(sidecarScope ?? 0);
+function scopeOf(index: number): number[] | undefined {
+  if (sidecarScope === undefined || scopeSize <= 0) return undefined;
+  return [...new Set(Array.from({ length: scopeSize }, (_, j) => (index + j * 101) % clusters))];
+}
+function sidecarMetadata(scope: number[] | undefined): Record<string, unknown> | undefined {
+  if (sidecarScope === undefined) return undefined;
+  const fields: Record<string, unknown> = { 'readygate.io/outbound-port': { number_value: 15001 } };
+  if (scope) fields['readygate.io/egress'] = { string_value: scope.map((i) => `bench/svc-${i}`).join(',') };
+  return { fields };
+}
+/** How many streams a change to Service `index` reaches: those whose scope holds it. */
+let expectedArrivals = streamsWanted;
+function arrivalsFor(index: number | undefined): number {
+  if (index === undefined || scopeSize <= 0 || sidecarScope === undefined) return streamsWanted;
+  let count = 0;
+  for (let i = 0; i < streamsWanted; i++) if (scopeOf(i)?.includes(index) === true) count++;
+  return count;
+}
+
 /** A SotW EDS ACK repeats every subscribed name, as Envoy's do; the names are encoded once here. */
 const encodedNames = encodeRequest({ resource_names: clusterNames });
-function sotwEdsAck(version: string, nonce: string): Buffer[] {
+function sotwEdsAck(version: string, nonce: string, names = encodedNames): Buffer[] {
   // In parts, so the names (20 KB at 1000 clusters) are not copied for every ACK.
-  return [stringField(1, version), encodedNames, stringField(4, TypeUrl.ENDPOINT), stringField(5, nonce)];
+  return [stringField(1, version), names, stringField(4, TypeUrl.ENDPOINT), stringField(5, nonce)];
 }
 
 /** A delta ACK names only the type and the nonce it answers. */
@@ -133,20 +159,24 @@ function open(index: number, session: http2.ClientHttp2Session): void {
     for (const part of parts) stream.write(part);
     stream.uncork();
   };
-  const node = { id: `bench-envoy-${index}`, cluster: 'bench' };
+  const scope = scopeOf(index);
+  const metadata = sidecarMetadata(scope);
+  const node = { id: `bench-envoy-${index}`, cluster: 'bench', ...(metadata ? { metadata } : {}) };
+  const edsNames = scope ? scope.map((i) => clusterNames[i]!) : clusterNames;
+  const encodedEdsNames = scope ? encodeRequest({ resource_names: edsNames }) : encodedNames;
   // Messages are used before the next chunk is pushed, as the reader requires.
   const reader = new GrpcMessageReader(MAX_RESPONSE_BYTES);
   const onResponse = (bytes: Buffer): void => {
     const now = performance.timeOrigin + performance.now();
     const { typeUrl, nonce, version } = scan(bytes);
     if (mode === 'delta') write(deltaAck(typeUrl, nonce));
-    else if (typeUrl === TypeUrl.ENDPOINT) write(sotwEdsAck(version, nonce));
+    else if (typeUrl === TypeUrl.ENDPOINT) write(sotwEdsAck(version, nonce, encodedEdsNames));
     else write(sotwAck(typeUrl, version, nonce));
     if (typeUrl === TypeUrl.CLUSTER && !sim.synced && sim.edsResponses === 0) {
       // Envoy asks for the CLAs of the clusters it just got.
       if (mode === 'delta')
-        write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names_subscribe: clusterNames }));
-      else write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names: clusterNames }));
+        write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names_subscribe: edsNames }));
+      else write(encodeRequest({ type_url: TypeUrl.ENDPOINT, resource_names: edsNames }));
     }
     if (typeUrl === TypeUrl.ENDPOINT) {
       sim.edsResponses += 1;
@@ -157,7 +187,7 @@ function open(index: number, session: http2.ClientHttp2Session): void {
           send({ cmd: 'synced', ms: now - startedAt, edsAckBytes: edsAckSize(version, nonce) });
       } else if (now >= expectChangeAfter) {
         changeArrivals.push(now);
-        if (changeArrivals.length === streamsWanted)
+        if (changeArrivals.length === expectedArrivals)
           send({ cmd: 'arrivals', times: changeArrivals.splice(0) });
       }
     }
@@ -195,9 +225,10 @@ for (let i = 0; i < streamsWanted; i++) {
   open(i, sessions[sessions.length - 1]!);
 }
 
-process.on('message', (message: { cmd: string; after?: number }) => {
+process.on('message', (message: { cmd: string; after?: number; index?: number }) => {
   if (message.cmd === 'expect') {
     expectChangeAfter = message.after ?? 0;
+    expectedArrivals = arrivalsFor(message.index);
     send({ cmd: 'expecting' });
   } else if (message.cmd === 'stop') {
     for (const s of streams) s.stream.close(http2.constants.NGHTTP2_CANCEL);

@@ -12,6 +12,7 @@
  * BENCH_SERVER_NODE_FLAGS (Node/V8 flags for the control plane, e.g. --heap-growing-percent=N),
  * BENCH_STALLED (10: each mode runs again with this many connections that never drain present,
  * bench/xds-stalled.ts, reported side by side; 0 for none).
+ * BENCH_SIDECARS (N: sidecars unscoped vs each scoped to N Services instead, see below),
  * BENCH_TRANSPORTS (h2c,tls: each mode runs over plain HTTP/2 and over mTLS, reported side by side with
  * the TLS/h2c CPU ratio; floors run with h2c only). Every
  * wait is bounded; a stuck run fails instead of hanging.
@@ -138,6 +139,7 @@ async function measureReadygate(
     // The stalled connections must stay for the whole run, not be closed at the 30 s default bound.
     ...(stalled > 0 ? { BENCH_STALL_TIMEOUT_MS: String(3_600_000) } : {}),
     ...(transport === 'tls' ? { BENCH_TLS_DIR: tlsFiles() } : {}),
+    ...(sidecarScope === undefined ? {} : { BENCH_SIDECAR_SCOPE: String(sidecarScope) }),
   };
   const server = start('xds-server.ts', env);
   let stalledLoad: ChildProcess | undefined;
@@ -163,12 +165,13 @@ async function measureReadygate(
       let phaseStartCpuMs: number | undefined;
       const warmupToAll: number[] = [];
       for (let i = -warmupChanges; i < changes; i++) {
-        load.send({ cmd: 'expect', after: performance.timeOrigin + performance.now() });
+        const index = ((i + warmupChanges) * 7919) % clusters;
+        load.send({ cmd: 'expect', after: performance.timeOrigin + performance.now(), index });
         await next(load, 'expecting', 5000);
         server.send({ cmd: 'stats' });
         const before = await next(server, 'stats', 5000);
         const arrivals = next(load, 'arrivals', 30_000);
-        server.send({ cmd: 'change', index: ((i + warmupChanges) * 7919) % clusters });
+        server.send({ cmd: 'change', index });
         const changed = await next(server, 'changed', 30_000);
         const times = (await arrivals)['times'] as number[];
         const changeToAll = Math.max(...times) - (changed['at'] as number);
@@ -249,6 +252,67 @@ function tlsFiles(): string {
     pki.issue(ca, 'client', { cn: 'bench-envoy', usage: 'clientAuth' });
   }
   return pki.dir;
+}
+
+/**
+ * BENCH_SIDECARS=N (docs/sidecar.md): instead of the runs below, per mode two runs over h2c, one after
+ * the other in this process: every stream a sidecar of every Service, then every stream a sidecar scoped
+ * to N Services (each scope different, bench/xds-load.ts). A change reaches only the sidecars whose
+ * scope holds its Service. Prints both and their ratios; writes results/xds-sidecars.json.
+ */
+let sidecarScope: number | undefined;
+const sidecarsWanted = process.env['BENCH_SIDECARS'];
+if (sidecarsWanted !== undefined) {
+  const runs: Omit<ModeResult, 'floors'>[] = [];
+  for (const mode of modes) {
+    for (const scope of [0, Number(sidecarsWanted)]) {
+      sidecarScope = scope;
+      console.error(
+        `bench:xds ${mode}: ${streams} sidecars, each of ${scope === 0 ? 'every Service' : `${scope} Services`} of ${clusters}, ${changes} changes`,
+      );
+      const { result } = await measureReadygate(mode, 'h2c', 0);
+      runs.push(result);
+      // As it comes: a later run that fails must not lose this one.
+      console.error(JSON.stringify(result));
+    }
+  }
+  const rows = runs.map((r, i) => ({
+    mode: r.mode,
+    scope: i % 2 === 0 ? 'all' : `${sidecarsWanted} of ${clusters}`,
+    'connect all (ms)': r.connectAllMs,
+    'change→all p99 (ms)': r.changeToAllMs.p99,
+    'CPU/change p50 (ms)': r.controlPlaneCpuMsPerChange.p50,
+    'CPU/change mean (ms)': r.controlPlaneCpuMsPerChange.mean,
+    'bytes/change': r.bytesPerChange,
+    'RSS (MB)': r.rssMB,
+    'RSS after GC (MB)': r.rssAfterGcMB,
+    'heap after GC (MB)': r.heapAfterGcMB,
+  }));
+  const ratios = modes.map((mode, m) => {
+    const [all, scoped] = [runs[2 * m]!, runs[2 * m + 1]!];
+    const ratio = (pick: (r: Omit<ModeResult, 'floors'>) => number): number =>
+      Math.round((pick(scoped) / pick(all)) * 1000) / 1000;
+    return {
+      mode,
+      'bytes/change scoped÷all': ratio((r) => r.bytesPerChange),
+      'CPU/change p50 scoped÷all': ratio((r) => r.controlPlaneCpuMsPerChange.p50),
+      'CPU/change mean scoped÷all': ratio((r) => r.controlPlaneCpuMsPerChange.mean),
+      'RSS after GC scoped÷all': ratio((r) => r.rssAfterGcMB),
+      'heap after GC scoped÷all': ratio((r) => r.heapAfterGcMB),
+    };
+  });
+  mkdirSync(path.join(here, 'results'), { recursive: true });
+  writeFileSync(
+    path.join(here, 'results', 'xds-sidecars.json'),
+    JSON.stringify(
+      { params: { streams, clusters, endpoints, changes, scope: sidecarsWanted }, runs, ratios },
+      null,
+      2,
+    ) + '\n',
+  );
+  console.table(rows);
+  console.table(ratios);
+  process.exit(0);
 }
 
 const results: ModeResult[] = [];

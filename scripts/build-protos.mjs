@@ -26,6 +26,12 @@ export const ENTRY_PROTOS = [
   'envoy/service/ext_proc/v3/external_processor.proto',
   'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  // A sidecar's outbound listener carries the ext_proc 5xx filter behind a status matcher (translate-outbound.ts).
+  'envoy/extensions/common/matching/v3/extension_matcher.proto',
+  'envoy/extensions/filters/common/matcher/action/v3/skip_action.proto',
+  'envoy/type/matcher/v3/http_inputs.proto',
+  // Its routes retry refused connects on another host, as the shipped gateways do.
+  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'google/rpc/status.proto',
 ];
 

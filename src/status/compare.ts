@@ -11,6 +11,7 @@
  */
 import type { SynczEntry, SynczTypeEntry } from '../xds/sync-status.js';
 import { TypeUrl } from '../xds/resource-types.js';
+import { inScope, parseEgressText, serviceKeyOfCluster } from '../xds/node-metadata.js';
 
 /** What Envoy's admin returned, parsed JSON as fetched. */
 export interface EnvoyDocuments {
@@ -542,7 +543,22 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
       );
   }
 
-  const readygateNames = new Set([...hostsByCluster.keys(), ...currentCds.keys()]);
+  // A scoped sidecar is sent only its Services' clusters (docs/sidecar.md): the others are not missing.
+  const proxy = entry?.proxy;
+  const scope = proxy?.mode === 'sidecar' ? parseEgressText(proxy.egress ?? '*') : undefined;
+  if (proxy?.mode === 'sidecar')
+    notes.push(
+      `Sidecar: outbound listener on 127.0.0.1:${proxy.outboundPort ?? '?'}, routes ${entry?.types[TypeUrl.ROUTE]?.status ?? 'NOT_SENT'}, Services ${proxy.egress ?? '*'}.`,
+    );
+  else if (proxy?.problems)
+    notes.push(
+      `readygate ignored this Envoy's sidecar metadata (${proxy.problems.join('; ')}): served as a gateway.`,
+    );
+  const readygateNames = new Set(
+    [...hostsByCluster.keys(), ...currentCds.keys()].filter((name) =>
+      inScope(scope, serviceKeyOfCluster(name)),
+    ),
+  );
   const names = [...new Set([...readygateNames, ...envoyNames])].sort();
   const clusters = names.map((name): ClusterReport => {
     const view = envoyView(name);

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { codecFor } from '../protos/envoy-protos.js';
-import { messageNameOf, TypeUrl } from './resource-types.js';
+import { messageNameOf, TypeUrl, wildcardReceivesAll } from './resource-types.js';
 import type { SentEntry } from './sync-status.js';
 import type { ResourceDraft } from './translate.js';
 import { lengthDelimitedField, stringField } from './wire.js';
@@ -113,10 +113,35 @@ export interface SharedResponseBody {
 const SOTW_VERSION_INFO = 1;
 const RESPONSE_TYPE_URL = 4;
 
+/**
+ * What an ADS stream reads its resources from. A gateway's view is the whole cache (ResourceCache); a
+ * sidecar's is an OutboundView (outbound-views.ts): the clusters and endpoints of the Services it may call,
+ * plus its outbound listener and routes. Streams do not know which they hold.
+ */
+export interface ResourceView {
+  /** True while no response may go out (ResourceCache.held). */
+  readonly held: boolean;
+  resources(typeUrl: string): ReadonlyMap<string, CachedResource>;
+  /** The version of the type's whole set in this view. */
+  typeVersion(typeUrl: string): string;
+  /** name → version of the type's set, one immutable table per change (ResourceCache.versionTable). */
+  versionTable(typeUrl: string): ReadonlyMap<string, string>;
+  /** `wholeType` = `resources` is this view's whole set of the type, in its order. */
+  sotwBody(
+    typeUrl: string,
+    versionInfo: string,
+    resources: readonly CachedResource[],
+    wholeType: boolean,
+  ): SharedResponseBody;
+  deltaBody(typeUrl: string, resources: readonly CachedResource[]): SharedResponseBody;
+  /** Whether a wildcard subscription to the type receives every resource of this view. */
+  wildcardReceivesAll(typeUrl: string): boolean;
+}
+
 /** Test-only hook: rewrites a draft before encoding (used to make Envoy reject a resource on purpose). */
 export type DraftOverride = (draft: ResourceDraft) => ResourceDraft;
 
-export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
+export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements ResourceView {
   readonly #byType = new Map<TypeUrl, Map<string, CachedResource>>(PUSH_ORDER.map((t) => [t, new Map()]));
   /** Per type, the XOR of every resource's digest: a set version maintained in O(changes). */
   readonly #typeDigest = new Map<string, bigint>(PUSH_ORDER.map((t) => [t, 0n]));
@@ -188,6 +213,10 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> {
       this.#versionTables.set(typeUrl, table);
     }
     return table;
+  }
+
+  wildcardReceivesAll(typeUrl: string): boolean {
+    return wildcardReceivesAll(typeUrl as TypeUrl);
   }
 
   count(typeUrl: TypeUrl): number {
@@ -293,7 +322,7 @@ function sentEntries(resources: readonly CachedResource[]): SentEntry[] {
   return resources.map((r): SentEntry => [r.name, r.version]);
 }
 
-function digestVersion(digest: bigint): string {
+export function digestVersion(digest: bigint): string {
   return digest.toString(16).padStart(16, '0');
 }
 

@@ -10,6 +10,8 @@ import type { EndpointStore, StoreChange } from '../model/store.js';
 import type { ServiceKey, ServiceModel } from '../model/types.js';
 import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
+import { OutboundCatalog } from './outbound-catalog.js';
+import { OutboundViews } from './outbound-views.js';
 import { GrpcHttp2Server } from '../http2/grpc-transport.js';
 import { Http2LimitReports, type Http2Limits } from '../http2/limits.js';
 import { ADS_SERVER_SETTINGS, type AdsConnectionEvents, AdsService } from './server.js';
@@ -71,6 +73,7 @@ export class TranslationPipeline {
   readonly #cache: ResourceCache;
   readonly #options: TranslateOptions;
   readonly #logger: Logger;
+  readonly #catalog: OutboundCatalog | undefined;
   /** The resources each service produced last time, to know what to remove. */
   readonly #produced = new Map<ServiceKey, readonly ResourceRef[]>();
   /** Translation by model identity: an unchanged service is never translated or encoded again. */
@@ -88,11 +91,18 @@ export class TranslationPipeline {
     }
   };
 
-  constructor(store: EndpointStore, cache: ResourceCache, options: TranslateOptions, logger: Logger) {
+  constructor(
+    store: EndpointStore,
+    cache: ResourceCache,
+    options: TranslateOptions,
+    logger: Logger,
+    catalog?: OutboundCatalog,
+  ) {
     this.#store = store;
     this.#cache = cache;
     this.#options = options;
     this.#logger = logger;
+    this.#catalog = catalog;
     for (const service of store.services) this.#dirty.add(`${service.namespace}/${service.name}`);
     store.on('change', this.#onChange);
     this.flush();
@@ -105,6 +115,7 @@ export class TranslationPipeline {
     const removals: ResourceRef[] = [];
     for (const key of this.#dirty) {
       const service = this.#store.get(key);
+      this.#catalog?.update(key, service);
       let drafts: readonly ResourceDraft[] = [];
       if (service) {
         try {
@@ -136,6 +147,8 @@ export class TranslationPipeline {
     } catch (error) {
       this.#logger.error({ err: errorMessage(error) }, 'cannot encode resources; keeping the last good ones');
     }
+    // Sidecars' routes changed with no resource change to carry them (a port renumbered): send them now.
+    this.#catalog?.publish();
   }
 
   close(): void {
@@ -156,11 +169,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const logger = options.logger ?? silentLogger;
   const cache = new ResourceCache();
   const sync = new SyncStatus();
+  const catalog = new OutboundCatalog();
+  const views = new OutboundViews(cache, catalog);
   const pipeline = new TranslationPipeline(
     options.store,
     cache,
     options.translate ?? DEFAULT_TRANSLATE_OPTIONS,
     logger,
+    catalog,
   );
   // Every type (CDS, EDS, LDS, RDS) is fed by the one store, so one hold covers them all. It is released
   // after the pipeline has turned the first complete view into resources, never before.
@@ -178,6 +194,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     cache,
     sync,
     logger,
+    views,
     ...definedOnly({
       maxPendingBytesPerConnection: options.maxPendingBytesPerConnection,
       maxPendingBytes: options.maxPendingBytes,
@@ -249,6 +266,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     close: async () => {
       if (releaseOnSync) options.store.off('synced', releaseOnSync);
       pipeline.close();
+      views.close();
       ads.closeAll('readygate is shutting down');
       await server.close(2000);
     },

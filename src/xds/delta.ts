@@ -4,7 +4,7 @@
  */
 import type { CacheChange, CachedResource } from './cache.js';
 import type { DeltaDiscoveryRequest } from './messages.js';
-import { TypeUrl, wildcardReceivesAll } from './resource-types.js';
+import { TypeUrl } from './resource-types.js';
 import { type EncodedResponse, XdsStreamBase } from './stream-base.js';
 import type { ResourceVersions, SentEntry } from './sync-status.js';
 import { stringField } from './wire.js';
@@ -112,13 +112,13 @@ export class DeltaStream extends XdsStreamBase {
   }
 
   #subscribed(typeUrl: string, state: DeltaTypeState, name: string): boolean {
-    return state.names.has(name) || (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl));
+    return state.names.has(name) || (state.wildcard && this.cache.wildcardReceivesAll(typeUrl));
   }
 
   #subscribeWildcard(typeUrl: string, state: DeltaTypeState): void {
     if (state.wildcard) return;
     state.wildcard = true;
-    if (wildcardReceivesAll(typeUrl as TypeUrl))
+    if (this.cache.wildcardReceivesAll(typeUrl))
       for (const name of this.cache.resources(typeUrl).keys()) state.dirty.add(name);
   }
 

@@ -1,4 +1,5 @@
 /** The decoded shapes of the xDS messages readygate reads (snake_case, as the protos name them). */
+import type { StructValue } from './node-metadata.js';
 
 export interface RpcStatus {
   code?: number;
@@ -7,6 +8,8 @@ export interface RpcStatus {
 
 export interface EnvoyNode {
   id?: string;
+  /** google.protobuf.Struct; readygate reads its `readygate.io/…` keys (node-metadata.ts). */
+  metadata?: StructValue;
   cluster?: string;
   user_agent_name?: string;
   user_agent_version?: string;

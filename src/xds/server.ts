@@ -21,6 +21,7 @@ import { SharedSubscriptions } from './shared-subscriptions.js';
 import { type CloseReason, DrainWatch, SendBudget } from './send-budget.js';
 import type { StreamTransport, XdsStreamBase } from './stream-base.js';
 import type { StreamKind, StreamSyncState, SyncStatus } from './sync-status.js';
+import type { OutboundViews } from './outbound-views.js';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const SOTW_METHOD_PATH = `/${ADS_SERVICE}/StreamAggregatedResources`;
@@ -54,6 +55,8 @@ export interface AdsServiceOptions {
   readonly cache: ResourceCache;
   readonly sync: SyncStatus;
   readonly logger: Logger;
+  /** Sidecars' views; without them every Envoy is served as a gateway. */
+  readonly views?: OutboundViews;
   /**
    * Bytes written to one connection's streams and not yet handed to its socket; beyond it that
    * connection's streams wait and then send their latest state (default 4 MiB).
@@ -107,7 +110,9 @@ export class AdsService {
     this.#total = new SendBudget(options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES);
     this.#maxStallMs = options.maxStallMs ?? DEFAULT_MAX_STALL_MS;
     options.cache.on('change', (change: CacheChange) => {
-      for (const stream of this.#streams.keys()) stream.handleCacheChange(change);
+      // Views first: each sidecar stream reads its view's part of the change.
+      options.views?.apply(change);
+      for (const stream of this.#streams.keys()) stream.onCacheChange(change);
     });
     options.cache.on('released', () => {
       for (const stream of this.#streams.keys()) stream.onCacheReleased();
@@ -195,7 +200,7 @@ export class AdsService {
   }
 
   #attach(call: GrpcServerCall, kind: StreamKind): BidiCallHandlers {
-    const { cache, sync, logger } = this.#options;
+    const { cache, sync, logger, views } = this.#options;
     if (this.#closing) {
       call.finish(GrpcStatus.UNAVAILABLE, 'readygate is shutting down');
       return { onMessage: () => undefined, onDrain: () => undefined, onClose: () => undefined };
@@ -230,11 +235,11 @@ export class AdsService {
     const stream =
       kind === 'sotw'
         ? new SotwStream(
-            { cache, sync, logger, budget, subscriptions: this.#subscriptions },
+            { cache, sync, logger, budget, subscriptions: this.#subscriptions, ...(views ? { views } : {}) },
             syncState,
             transport,
           )
-        : new DeltaStream({ cache, sync, logger, budget }, syncState, transport);
+        : new DeltaStream({ cache, sync, logger, budget, ...(views ? { views } : {}) }, syncState, transport);
     this.#streams.set(stream, call);
 
     const handle =

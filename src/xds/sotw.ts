@@ -6,7 +6,7 @@ import { aggregateVersion, type CacheChange, type CachedResource } from './cache
 import type { DiscoveryRequest } from './messages.js';
 import type { LazyDiscoveryRequest } from './request-decoder.js';
 import { type RequestedNames, type SharedSubscription, SharedSubscriptions } from './shared-subscriptions.js';
-import { TypeUrl, isServedTypeUrl, wildcardReceivesAll } from './resource-types.js';
+import { TypeUrl, isServedTypeUrl } from './resource-types.js';
 import {
   type EncodedResponse,
   type StreamContext,
@@ -126,7 +126,7 @@ export class SotwStream extends XdsStreamBase {
       const state = this.#types.get(typeUrl);
       if (!state || state.lastNonce === undefined) continue;
       const affected = (names: ReadonlySet<string>): boolean => {
-        if (state.wildcard && wildcardReceivesAll(typeUrl)) return names.size > 0;
+        if (state.wildcard && this.cache.wildcardReceivesAll(typeUrl)) return names.size > 0;
         for (const name of names) if (state.names.has(name)) return true;
         return false;
       };
@@ -209,7 +209,7 @@ export class SotwStream extends XdsStreamBase {
   /** Resources of the current subscription that exist. */
   #subscribedResources(typeUrl: string, state: SotwTypeState): CachedResource[] {
     const all = this.cache.resources(typeUrl);
-    if (state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl)) return [...all.values()];
+    if (state.wildcard && this.cache.wildcardReceivesAll(typeUrl)) return [...all.values()];
     const out: CachedResource[] = [];
     for (const name of state.names) {
       const resource = all.get(name);
@@ -222,7 +222,7 @@ export class SotwStream extends XdsStreamBase {
     const state = this.#types.get(typeUrl);
     if (!state) return undefined;
     const completeSet = isCompleteSetType(typeUrl);
-    const wildcardAll = state.wildcard && wildcardReceivesAll(typeUrl as TypeUrl);
+    const wildcardAll = state.wildcard && this.cache.wildcardReceivesAll(typeUrl);
     let toSend: CachedResource[];
     let versionInfo: string;
     if (completeSet) {

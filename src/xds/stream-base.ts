@@ -4,9 +4,12 @@
  * state once instead of a queue of outdated ones (memory stays O(types) per stream).
  */
 import type { Logger } from '../log.js';
-import type { CacheChange, ResourceCache } from './cache.js';
+import type { CacheChange, ResourceCache, ResourceView } from './cache.js';
 import { PUSH_ORDER } from './cache.js';
 import type { EnvoyNode } from './messages.js';
+import { inScope, parseNodeProfile, profileJson, serviceKeyOfCluster } from './node-metadata.js';
+import { TypeUrl } from './resource-types.js';
+import type { OutboundView, OutboundViews } from './outbound-views.js';
 import { SendBudget } from './send-budget.js';
 import type { SharedSubscriptions } from './shared-subscriptions.js';
 import type { StreamSyncState, SyncStatus } from './sync-status.js';
@@ -32,12 +35,15 @@ export interface StreamContext {
   readonly budget?: SendBudget;
   /** Where SotW streams share equal subscriptions; a stream without one shares with nobody. */
   readonly subscriptions?: SharedSubscriptions;
+  /** Sidecars' views (outbound-views.ts); without them every Envoy is served as a gateway. */
+  readonly views?: OutboundViews;
 }
 
 const UNLIMITED = new SendBudget(Number.POSITIVE_INFINITY);
 
 export abstract class XdsStreamBase {
-  protected readonly cache: ResourceCache;
+  /** The whole cache for a gateway; a sidecar's view once its node metadata has been read. */
+  protected cache: ResourceView;
   protected readonly sync: SyncStatus;
   protected readonly syncState: StreamSyncState;
   protected readonly transport: StreamTransport;
@@ -46,6 +52,8 @@ export abstract class XdsStreamBase {
   #blocked = false;
   #waitingForBudget = false;
   readonly #budget: SendBudget;
+  readonly #views: OutboundViews | undefined;
+  #view: OutboundView | undefined;
   readonly #onBudget = (): void => {
     this.#waitingForBudget = false;
     this.#flushDirty();
@@ -59,6 +67,7 @@ export abstract class XdsStreamBase {
     this.syncState = syncState;
     this.transport = transport;
     this.#budget = context.budget ?? UNLIMITED;
+    this.#views = context.views;
     this.logger = context.logger.child({ stream: syncState.streamId, kind: syncState.kind });
   }
 
@@ -74,6 +83,35 @@ export abstract class XdsStreamBase {
     this.syncState.userAgent = userAgentOf(node);
     this.logger = this.logger.child({ node: node.id });
     this.logger.info({ peer: this.syncState.peer, userAgent: node.user_agent_name }, 'xds stream opened');
+    // The first request decides for the stream's life: Envoy sends its node (and metadata) only then.
+    const profile = parseNodeProfile(node.metadata);
+    this.syncState.proxy = profileJson(profile);
+    if (profile.mode === 'gateway') {
+      if (profile.problems.length > 0) {
+        if (this.#views) this.#views.warnOnce(this.logger, node.id, profile.problems);
+        else this.logger.warn({ problems: profile.problems }, 'ignoring sidecar node metadata');
+      }
+      return;
+    }
+    if (!this.#views) return;
+    this.#view = this.#views.acquire(profile, this);
+    this.cache = this.#view;
+    const { egress } = profile;
+    if (egress !== undefined) {
+      const scope = (name: string): boolean => inScope(egress, serviceKeyOfCluster(name));
+      this.syncState.type(TypeUrl.CLUSTER).wildcardScope = scope;
+      this.syncState.type(TypeUrl.ENDPOINT).wildcardScope = scope;
+    }
+  }
+
+  /** A cache change as this stream sees it: all of it for a gateway, its view's part for a sidecar. */
+  onCacheChange(change: CacheChange): void {
+    if (this.#view === undefined) {
+      this.handleCacheChange(change);
+      return;
+    }
+    const own = this.#view.changeOf(change);
+    if (own.size > 0) this.handleCacheChange(own);
   }
 
   protected nextNonce(): string {
@@ -102,6 +140,8 @@ export abstract class XdsStreamBase {
   detach(): void {
     this.#budget.cancel(this.#onBudget);
     this.#dirty.clear();
+    if (this.#view) this.#views?.release(this.#view, this);
+    this.#view = undefined;
   }
 
   /** A method, not a field read, because schedule() may flip it mid-loop. */

@@ -4,6 +4,7 @@
  * need to know which resource versions each Envoy has ACKed.
  */
 import { EventEmitter } from 'node:events';
+import type { ProxyProfileJson } from './node-metadata.js';
 
 export type StreamKind = 'sotw' | 'delta';
 
@@ -185,6 +186,11 @@ export class TypeSyncState {
   lastAcked: SentRecord | undefined;
   lastNack: NackRecord | undefined;
   wildcard = false;
+  /**
+   * What a wildcard subscription covers when not everything: a scoped sidecar's (docs/sidecar.md). The
+   * readiness gate must not wait for an Envoy to ACK a cluster it will never be sent.
+   */
+  wildcardScope: ((name: string) => boolean) | undefined = undefined;
   subscribed: ReadonlySet<string> = new Set();
   /** What was sent and what the client ACKed, per resource name. */
   readonly versions = new ResourceVersions();
@@ -208,7 +214,7 @@ export class TypeSyncState {
   }
 
   isSubscribed(name: string): boolean {
-    return this.wildcard || this.subscribed.has(name);
+    return (this.wildcard && (this.wildcardScope?.(name) ?? true)) || this.subscribed.has(name);
   }
 
   /** The response with this nonce, while it is in flight. */
@@ -254,6 +260,8 @@ export class StreamSyncState {
   nodeCluster = '';
   /** The client's software, e.g. `envoy/1.36.4`, from its first request's node; null when it sent none. */
   userAgent: string | null = null;
+  /** What the node's metadata made of it (node-metadata.ts); null until its node was seen. */
+  proxy: ProxyProfileJson | null = null;
   readonly types = new Map<string, TypeSyncState>();
 
   constructor(streamId: number, kind: StreamKind, peer: string, identity?: string) {
@@ -389,6 +397,7 @@ export class SyncStatus extends EventEmitter<SyncStatusEvents> {
     return this.streams.map((stream) => ({
       nodeId: stream.nodeId,
       nodeCluster: stream.nodeCluster,
+      proxy: stream.proxy,
       streamId: stream.streamId,
       stream: stream.kind,
       peer: stream.peer,
@@ -438,6 +447,8 @@ export interface SynczTypeEntry {
 export interface SynczEntry {
   nodeId: string;
   nodeCluster: string;
+  /** Gateway or sidecar, with the sidecar's listener port and scope, or why its metadata was ignored. Absent in older readygate versions. */
+  proxy?: ProxyProfileJson | null;
   streamId: number;
   stream: StreamKind;
   peer: string;

@@ -152,7 +152,7 @@ const clientDefinition = {
 const Client = grpc.makeGenericClientConstructor(clientDefinition, 'ads');
 
 export type SotwRequestInput = {
-  node?: { id: string; cluster?: string };
+  node?: { id: string; cluster?: string; metadata?: { fields: Record<string, Record<string, unknown>> } };
   type_url: string;
   resource_names?: string[];
   version_info?: string;
@@ -161,7 +161,7 @@ export type SotwRequestInput = {
 };
 
 export type DeltaRequestInput = {
-  node?: { id: string; cluster?: string };
+  node?: { id: string; cluster?: string; metadata?: { fields: Record<string, Record<string, unknown>> } };
   type_url: string;
   resource_names_subscribe?: string[];
   resource_names_unsubscribe?: string[];

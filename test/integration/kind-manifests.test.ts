@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import anyTest, { type TestFn } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { parseAllDocuments } from 'yaml';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
@@ -254,14 +254,24 @@ test('the gateway drains itself: readiness on /ready, the preStop hook, drain fl
   t.is(routes[0]?.route.timeout, `${requestSeconds}s`);
 });
 
-test('the Envoy bootstrap in the ConfigMap passes envoy --mode validate', async (t) => {
-  const { objects, workDir } = t.context;
+for (const [configMapName, role] of [
+  ['envoy-bootstrap', 'gateway'],
+  ['envoy-sidecar-bootstrap', 'client sidecar'],
+] as const)
+  test(`the ${role} Envoy bootstrap in the ConfigMap passes envoy --mode validate`, async (t) => {
+    await validateBootstrap(t, configMapName);
+  });
+
+async function validateBootstrap(t: ExecutionContext<Context>, configMapName: string): Promise<void> {
+  const { objects, workDir: parentDir } = t.context;
+  const workDir = path.join(parentDir, configMapName);
+  mkdirSync(workDir, { recursive: true });
   const configMap = objects.find(
-    (o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('envoy-bootstrap'),
+    (o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith(`${configMapName}-`),
   );
   const bootstrap = configMap?.data?.['envoy.yaml'];
   if (bootstrap === undefined) {
-    t.fail('no envoy-bootstrap ConfigMap with envoy.yaml');
+    t.fail(`no ${configMapName} ConfigMap with envoy.yaml`);
     return;
   }
   // The bootstrap reads its mTLS files from the envoy-gateway-tls Secret's mount; validate mode opens
@@ -292,7 +302,7 @@ test('the Envoy bootstrap in the ConfigMap passes envoy --mode validate', async 
     '--disable-hot-restart',
   ]);
   t.is(result.code, 0, `${result.stdout}\n${result.stderr}`);
-});
+}
 
 /** shellcheck from PATH, else installed from Debian's packages (as root, with apt-get), else undefined. */
 async function shellcheck(log: (line: string) => void): Promise<string | undefined> {
@@ -460,6 +470,10 @@ test('NetworkPolicy: xDS only from the gateway pods, admin only from peers and d
           namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'gateway' } },
           podSelector: { matchLabels: { 'app.kubernetes.io/name': 'envoy-gateway' } },
         },
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'gateway' } },
+          podSelector: { matchLabels: { 'app.kubernetes.io/name': 'client' } },
+        },
       ],
       ports: [{ port: 'xds', protocol: 'TCP' }],
     },
@@ -495,6 +509,20 @@ test('NetworkPolicy: xDS only from the gateway pods, admin only from peers and d
   const envoy = find(objects, 'NetworkPolicy', 'envoy-gateway');
   t.is(envoy.metadata.namespace, 'gateway');
   t.deepEqual((envoy.spec as Policy).ingress, [{ ports: [{ port: 'http', protocol: 'TCP' }] }]);
+
+  // The client with the Envoy sidecar: its labels match the xDS rule; no pod may connect to it.
+  const client = find(objects, 'Deployment', 'client');
+  t.is(client.metadata.namespace, 'gateway');
+  t.is(
+    (client.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels[
+      'app.kubernetes.io/name'
+    ],
+    'client',
+  );
+  const clientPolicy = find(objects, 'NetworkPolicy', 'client').spec as Partial<Policy>;
+  t.deepEqual(clientPolicy.podSelector?.matchLabels, { 'app.kubernetes.io/name': 'client' });
+  t.deepEqual(clientPolicy.policyTypes, ['Ingress']);
+  t.is(clientPolicy.ingress, undefined);
 });
 
 test('scripts/certs.sh issues certificates that readygate accepts and Secrets named as the pods mount them', async (t) => {
