@@ -1,6 +1,9 @@
 /**
- * The two Envoy bootstraps the demo runs, from envoy/demo-readygate.template.yaml and
+ * The Envoy bootstraps the demo runs, from envoy/demo-readygate.template.yaml and
  * envoy/demo-naive.template.yaml (shipped in the package, so users can read exactly what was compared).
+ * The ready-only setup (b) runs the naive template — a plain EDS cluster with Envoy's defaults — and (b)
+ * and (c) both get DEMO_RETRY_POLICY on their route, so the two differ only in their control plane, their
+ * preStop hook and readygate's ext_proc.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -13,8 +16,66 @@ const ENVOY_DIR = new URL('../../envoy/', import.meta.url);
 
 export const TEMPLATE_FILES: Readonly<Record<GatewayKind, string>> = {
   readygate: 'demo-readygate.template.yaml',
+  'ready-only': 'demo-naive.template.yaml',
   naive: 'demo-naive.template.yaml',
 };
+
+/**
+ * What (b) and (c) retry: only requests that never reached an app — the connect failed, the stream was
+ * refused, or the connection reset before the request was sent — on another host (previous_hosts), at most
+ * twice. A request that reached the app and was cut (a crash mid-request) is not retried: it is a 502.
+ * (a) keeps Envoy's default, no retry: it is today's baseline.
+ */
+export const DEMO_RETRY_POLICY = Object.freeze({
+  retry_on: 'connect-failure,refused-stream,reset-before-request',
+  num_retries: 2,
+  retry_host_predicate: [
+    {
+      name: 'envoy.retry_host_predicates.previous_hosts',
+      typed_config: {
+        '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+      },
+    },
+  ],
+  host_selection_retry_max_attempts: 3,
+});
+
+/**
+ * Concurrent retries allowed per cluster in (b) and (c), as a runtime override of the circuit breaker
+ * (`circuit_breakers.<cluster>.default.max_retries`). Envoy's default is 3: when a pod dies under load, a
+ * burst of refused connects (a starved Envoy handles them in one batch) needs more at once, and a retry
+ * refused by the breaker answers 503 `upstream-overflow` — a new request lost although healthy pods were
+ * there. The demo's load keeps at most 128 requests in flight and each retries at most twice, so this
+ * bound is the load's own, not unlimited. readygate's clusters do not carry a retry budget of their own
+ * yet (docs/demo.md, Limits).
+ */
+export const DEMO_MAX_CONCURRENT_RETRIES = 128;
+
+interface RouteEntry {
+  route?: Record<string, unknown>;
+}
+
+/** Sets DEMO_RETRY_POLICY on every route of every static listener's route_config; returns the count. */
+export function addRetryPolicy(bootstrap: Record<string, unknown>): number {
+  let routes = 0;
+  const listeners = (bootstrap['static_resources'] as { listeners?: unknown[] } | undefined)?.listeners ?? [];
+  for (const listener of listeners as { filter_chains?: { filters?: { typed_config?: unknown }[] }[] }[]) {
+    for (const chain of listener.filter_chains ?? []) {
+      for (const filter of chain.filters ?? []) {
+        const config = filter.typed_config as
+          { route_config?: { virtual_hosts?: { routes?: RouteEntry[] }[] } } | undefined;
+        for (const host of config?.route_config?.virtual_hosts ?? []) {
+          for (const entry of host.routes ?? []) {
+            if (!entry.route) continue;
+            entry.route['retry_policy'] = structuredClone(DEMO_RETRY_POLICY);
+            routes++;
+          }
+        }
+      }
+    }
+  }
+  return routes;
+}
 
 export type PlaceholderValue = string | number | readonly string[];
 
@@ -91,5 +152,26 @@ export function demoBootstrap(kind: GatewayKind, values: BootstrapValues): Recor
   };
   if (values.extprocHost !== undefined) placeholders['EXTPROC_HOST'] = values.extprocHost;
   if (values.extprocPort !== undefined) placeholders['EXTPROC_PORT'] = values.extprocPort;
-  return fillTemplate(parsed, placeholders) as Record<string, unknown>;
+  const bootstrap = fillTemplate(parsed, placeholders) as Record<string, unknown>;
+  if (kind === 'naive') return bootstrap;
+  if (addRetryPolicy(bootstrap) === 0) {
+    throw new ReadygateError(
+      ErrorCode.CONFIG_INVALID,
+      `the demo's Envoy bootstrap ${file.pathname} has no route to put the retry policy on`,
+    );
+  }
+  addRetryBreaker(bootstrap, values.cluster);
+  const node = bootstrap['node'] as Record<string, unknown> | undefined;
+  if (node && kind === 'ready-only') node['cluster'] = 'ready-only-demo';
+  return bootstrap;
+}
+
+/** Adds a runtime layer raising the cluster's concurrent-retry breaker to DEMO_MAX_CONCURRENT_RETRIES. */
+function addRetryBreaker(bootstrap: Record<string, unknown>, cluster: string): void {
+  const runtime = (bootstrap['layered_runtime'] ??= { layers: [] }) as { layers?: unknown[] };
+  runtime.layers ??= [];
+  runtime.layers.push({
+    name: 'demo-retry-breaker',
+    static_layer: { [`circuit_breakers.${cluster}.default.max_retries`]: DEMO_MAX_CONCURRENT_RETRIES },
+  });
 }
