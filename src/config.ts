@@ -753,8 +753,9 @@ export const COMMANDS = Object.freeze({
     options: drainWaitOptions,
   },
   demo: {
-    summary: 'Rolling update, slow start, crash and outage under load: readygate vs a naive setup.',
-    description: 'Starts a real Envoy, readygate and backends on 127.0.0.x and prints a side-by-side table.',
+    summary: 'Rollouts, a slow gateway, a crash and an outage under load: naive, ready-only, readygate.',
+    description:
+      'Starts real Envoys, three control planes (one readygate) and backends on 127.0.0.x; prints a side-by-side table.',
     options: demoOptions,
   },
   version: {

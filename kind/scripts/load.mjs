@@ -13,6 +13,8 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     'max-seconds': { type: 'string', default: '240' },
     out: { type: 'string' },
+    // Only echoed in the result, so a saved result says which setup it measured (rollout-check's SETUP).
+    setup: { type: 'string', default: 'readygate' },
   },
 });
 const url = new URL(values.url);
@@ -84,6 +86,7 @@ function finish() {
       .filter(([code]) => /^2\d\d$/.test(code))
       .reduce((sum, [, n]) => sum + n, 0);
     const result = {
+      setup: values.setup,
       seconds: Math.round((performance.now() - started) / 100) / 10,
       sent,
       skippedAtConcurrencyCap: skipped,

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Constant bounded load through the gateway (127.0.0.1:8080) while `kubectl rollout restart` rolls the
 # demo app; prints the status-code counts and exits non-zero if any request was not answered 2xx.
+# SETUP=ready-only runs the same check against setup (b) of docs/demo.md (kind/overlays/ready-only: no
+# readiness gate, `preStop: sleep 5`, terminating endpoints left out) and applies kind/base again after.
 set -Eeuo pipefail
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -11,6 +13,22 @@ RPS="${RPS:-100}"
 CONCURRENCY="${CONCURRENCY:-16}"
 # Hard upper bound for the load, whatever happens to the rollout.
 MAX_SECONDS="${MAX_SECONDS:-240}"
+SETUP="${SETUP:-readygate}"
+case "$SETUP" in
+  readygate | ready-only) ;;
+  *)
+    log "SETUP must be readygate or ready-only, not '$SETUP'"
+    exit 2
+    ;;
+esac
+
+# Brings readygate and the demo app to the given kustomization and waits until both are rolled out.
+apply_setup() {
+  log "applying $1"
+  kctl apply -k "$1" >/dev/null
+  wait_rollout readygate readygate 180s
+  wait_rollout demo web 180s
+}
 
 workdir="$(mktemp -d)"
 load_pid=""
@@ -21,19 +39,26 @@ cleanup() {
     wait "$load_pid" 2>/dev/null || true
   fi
   rm -rf "$workdir"
+  if [ "$SETUP" = ready-only ]; then
+    apply_setup "$KIND_DIR/base" || log "could not restore kind/base; run make -C kind up"
+  fi
 }
 trap cleanup EXIT
 
-log "load: $RPS rps, at most $CONCURRENCY in flight, at most ${MAX_SECONDS}s, to $URL"
+if [ "$SETUP" = ready-only ]; then
+  apply_setup "$KIND_DIR/overlays/ready-only"
+fi
+
+log "setup $SETUP; load: $RPS rps, at most $CONCURRENCY in flight, at most ${MAX_SECONDS}s, to $URL"
 node "$KIND_DIR/scripts/load.mjs" --url "$URL" --rps "$RPS" --concurrency "$CONCURRENCY" \
-  --max-seconds "$MAX_SECONDS" --out "$workdir/result.json" &
+  --max-seconds "$MAX_SECONDS" --setup "$SETUP" --out "$workdir/result.json" &
 load_pid=$!
 
 sleep 3
 started=$(date +%s)
 log "kubectl rollout restart deployment/web"
 kctl -n demo rollout restart deployment/web
-kctl -n demo rollout status deployment/web --timeout=180s
+wait_rollout demo web 180s
 log "rollout complete after $(($(date +%s) - started))s; waiting for old pods to finish terminating"
 
 # Terminating pods still count: their drain is exactly what is being checked.

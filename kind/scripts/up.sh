@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the kind cluster (once), builds the readygate image, loads it into the nodes and applies
-# kind/base; waits until readygate, the gateway and the demo app are rolled out.
+# kind/base; waits until readygate, the gateway and the demo app are rolled out, and prints the failing
+# pods' container states and events if one is not within 180 s.
 set -Eeuo pipefail
 # shellcheck source=SCRIPTDIR/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -32,6 +33,6 @@ kctl apply -k "$KIND_DIR/base"
 kctl -n readygate rollout restart deployment/readygate >/dev/null
 kctl -n gateway rollout restart deployment/envoy >/dev/null
 for target in readygate/readygate gateway/envoy demo/web; do
-  kctl -n "${target%%/*}" rollout status "deployment/${target##*/}" --timeout=180s
+  wait_rollout "${target%%/*}" "${target##*/}" 180s
 done
 log "ready: curl http://127.0.0.1:8080/ goes through Envoy to demo/web"

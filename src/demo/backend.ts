@@ -8,7 +8,7 @@
  * 503 while warming up, else 200 with the pod name.
  */
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { ErrorCode, ReadygateError } from '../errors.js';
 import { OwnedTimers } from './timers.js';
 
@@ -18,13 +18,18 @@ export interface BackendOptions {
   readonly port: number;
   readonly bootMs: number;
   readonly warmupMs: number;
-  readonly graceMs: number;
 }
 
 export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | 'exited';
 
-/** Upper bound for in-flight requests to finish after the listener closes (a kill after the grace period). */
-const DRAIN_LIMIT_MS = 1000;
+/**
+ * After SIGTERM, how long open connections are still served (each answer with `Connection: close`)
+ * before the process exits and cuts what is left. An Envoy ACKs an EDS update on its main thread before
+ * its workers apply it, and on a CPU-starved machine (all of this shares one) requests still reached a
+ * pod up to about a second after drain-wait returned on that ACK; a request cut then is a 502. 2 s is the
+ * app's shutdown budget for that, as docs/rollouts.md leaves "the rest of the grace period" to it.
+ */
+const SHUTDOWN_LINGER_MS = 2000;
 
 export class DemoBackend {
   readonly pod: string;
@@ -43,6 +48,12 @@ export class DemoBackend {
   #markExited: () => void = () => undefined;
   /** Requests answered, by status; the table does not need it, the demo's log does. */
   readonly answered = new Map<number, number>();
+  /** App requests (not probes) the crash held and cut: each is one request that reached the app. */
+  heldRequests = 0;
+  /** App requests that arrived after SIGTERM (answered, with `Connection: close`). */
+  requestsAfterSigterm = 0;
+  /** Connections still open when the process exited (cut, with whatever was unread on them). */
+  connectionsCut = 0;
 
   constructor(options: BackendOptions) {
     this.#options = options;
@@ -110,15 +121,15 @@ export class DemoBackend {
   }
 
   /**
-   * SIGTERM: the readiness check fails from now on, requests keep being served for the grace period,
-   * then the listener closes, in-flight requests get a moment to finish, and the process exits.
+   * SIGTERM, as a careful app handles it: the listener closes at once (new connections are refused);
+   * requests still arriving on open keep-alive connections are answered with `Connection: close`, and
+   * after SHUTDOWN_LINGER_MS (or once every connection is closed) the process exits. Serving on after the
+   * pod was deleted is the preStop hook's job (a sleep, or drain-wait), not the app's.
    */
   terminate(): void {
     if (this.#state === 'terminating' || this.#exited || this.#crashing) return;
     this.#state = 'terminating';
-    this.#timers.later(this.#options.graceMs, () => {
-      void this.#exitGracefully();
-    });
+    void this.#exitGracefully();
   }
 
   /**
@@ -142,6 +153,7 @@ export class DemoBackend {
   #handle(request: http.IncomingMessage, response: http.ServerResponse): void {
     if (this.#crashing) {
       this.#held.add(response);
+      if (request.url !== '/ready') this.heldRequests++;
       response.once('close', () => this.#held.delete(response));
       // Read the request so the gateway knows it was delivered (a crash after, not before, the request).
       request.resume();
@@ -153,6 +165,10 @@ export class DemoBackend {
       response.end(ready ? 'ready\n' : `${this.#state}\n`);
       return;
     }
+    if (this.#state === 'terminating') {
+      this.requestsAfterSigterm++;
+      response.setHeader('connection', 'close');
+    }
     const status = this.#state === 'warming' ? 503 : 200;
     this.answered.set(status, (this.answered.get(status) ?? 0) + 1);
     response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
@@ -161,19 +177,28 @@ export class DemoBackend {
 
   async #exitGracefully(): Promise<void> {
     if (this.#exited) return;
-    const closed = new Promise<void>((resolve) => {
-      if (!this.#server.listening) {
-        resolve();
-        return;
-      }
-      this.#server.close(() => {
-        resolve();
-      });
-    });
-    // close() stops accepting and drops idle keep-alive connections; busy ones finish their request.
-    this.#server.closeIdleConnections();
-    await Promise.race([closed, this.#delay(DRAIN_LIMIT_MS)]);
+    // net.Server's close, not http.Server's: the latter also closes idle keep-alive connections at once,
+    // and a connection is "idle" to Node while a request the gateway already wrote to it sits unread in
+    // the socket buffer — closing it cuts that request (a 502 for a request sent before the gateway
+    // stopped routing here). Open connections are instead answered with `Connection: close` (#handle).
+    if (this.#server.listening) net.Server.prototype.close.call(this.#server);
+    await Promise.race([this.#allClosed(), this.#delay(SHUTDOWN_LINGER_MS)]);
     this.#die();
+  }
+
+  /** Resolves when no connection is open any more. */
+  async #allClosed(): Promise<void> {
+    while (this.#sockets.size > 0 && !this.#exited) {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          const [first] = this.#sockets;
+          first?.once('close', () => {
+            resolve();
+          });
+        }),
+        this.#exit,
+      ]);
+    }
   }
 
   #die(): void {
@@ -181,7 +206,9 @@ export class DemoBackend {
     this.#exited = true;
     this.#state = 'exited';
     this.#timers.cancelAll();
-    if (this.#server.listening) this.#server.close();
+    // http.Server's close also stops its connection-checking timer; not listening any more is fine here.
+    this.#server.close(() => undefined);
+    this.connectionsCut = this.#sockets.size;
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
     this.#held.clear();

@@ -7,9 +7,12 @@
  * Event order this model reproduces (and docs/demo.md explains):
  * - A new pod's address enters the slice as soon as the pod has an IP, not ready, before its container
  *   listens. It turns ready when a probe passes after the app's warm-up.
- * - Deleting a pod marks it terminating in the slice and sends SIGTERM at the same moment; probes keep
- *   running (so `serving` follows the app), and the address leaves the slice only once the container has
- *   exited and the kubelet reported it (`podGoneMs`).
+ * - Deleting a pod marks it terminating in the slice and runs its preStop hook at the same moment; SIGTERM
+ *   follows when the hook returns. Probes keep running (so `serving` follows the app), and the address
+ *   leaves the slice only once the container has exited and the kubelet reported it (`podGoneMs`).
+ * - A pod that declares readygate's readiness gate is Ready (in the slice: `ready`) only once its
+ *   containers are ready and the gate condition is True; until then the pod reads as gate-pending, the way
+ *   readygate's pod watch sees it. The condition, once True, stays True (a restart does not reset it).
  * - A crashed container is restarted in the same pod (same address); the address never leaves the slice.
  */
 import http from 'node:http';
@@ -39,6 +42,21 @@ export interface ClusterOptions {
   readonly now: () => number;
   /** Called with the whole slice on every change, synchronously. */
   readonly onSlice: (entries: readonly SliceEntry[]) => void;
+  /** Every pod declares readygate's readiness gate (`readygate.io/envoy-synced`). */
+  readonly gated?: boolean;
+  /**
+   * The preStop hook: runs when the pod is deleted; SIGTERM follows when it settles. Absent = none. The
+   * demo bounds it itself (a sleep, or drain-wait with its timeout), as the grace period would.
+   */
+  readonly preStop?: (pod: Pod) => Promise<void>;
+}
+
+/** One preStop hook run: when it started and how long it held the pod. */
+export interface PreStopRun {
+  readonly pod: string;
+  /** ms since the run's origin. */
+  readonly startMs: number;
+  readonly ms: number;
 }
 
 export interface Pod {
@@ -51,8 +69,11 @@ interface PodRecord extends Pod {
   readonly warmupMs: number;
   container: DemoBackend | undefined;
   terminating: boolean;
+  /** ContainersReady, and not terminating (the slice's `ready` before any readiness gate). */
   ready: boolean;
   serving: boolean;
+  /** readygate's gate condition is True (never set back to False). */
+  gatePassed: boolean;
   inSlice: boolean;
   probeTimer: NodeJS.Timeout | undefined;
   /** Consecutive failed probes. */
@@ -75,6 +96,9 @@ export class SimulatedCluster {
   #nextPod = 1;
   #closed = false;
   readonly events: ClusterEvent[] = [];
+  readonly preStops: PreStopRun[] = [];
+  /** App requests crashed containers held and never answered (each one reached the app). */
+  crashHeldRequests = 0;
 
   constructor(options: ClusterOptions) {
     this.#options = options;
@@ -99,10 +123,34 @@ export class SimulatedCluster {
         pod: pod.name,
         ip: pod.ip,
         port: pod.port,
-        ready: pod.ready && !pod.terminating,
+        ready: this.#podReady(pod),
         serving: pod.serving,
         terminating: pod.terminating,
+        gatePending: this.#gatePending(pod),
       }));
+  }
+
+  /** Pods whose containers are ready and which wait only for readygate's gate. */
+  get gatePendingPods(): Pod[] {
+    return [...this.#pods.values()].filter((pod) => this.#gatePending(pod));
+  }
+
+  /** readygate writes its condition True: the pod turns Ready (if its containers still are). */
+  passGate(pod: Pod): void {
+    const record = this.#pods.get(pod.name);
+    if (!record || record.gatePassed) return;
+    record.gatePassed = true;
+    this.#event(pod.name, 'readiness gate True (every Envoy ACKed it)');
+    this.#publish();
+  }
+
+  /** The Pod's Ready condition as the slice reflects it: containers ready, gate passed, not terminating. */
+  #podReady(pod: PodRecord): boolean {
+    return pod.ready && !pod.terminating && (this.#options.gated !== true || pod.gatePassed);
+  }
+
+  #gatePending(pod: PodRecord): boolean {
+    return this.#options.gated === true && pod.ready && !pod.terminating && !pod.gatePassed;
   }
 
   /** Creates a pod: its address enters the slice (not ready) now; its container boots in the background. */
@@ -123,6 +171,7 @@ export class SimulatedCluster {
       terminating: false,
       ready: false,
       serving: false,
+      gatePassed: false,
       inSlice: true,
       probeTimer: undefined,
       failures: 0,
@@ -137,14 +186,38 @@ export class SimulatedCluster {
     return pod;
   }
 
-  /** `kubectl delete pod`: terminating in the slice and SIGTERM to the container, at the same moment. */
+  /** `kubectl delete pod`: terminating in the slice and the preStop hook at once, SIGTERM after the hook. */
   deletePod(pod: Pod): void {
     const record = this.#pods.get(pod.name);
     if (!record || record.terminating) return;
     record.terminating = true;
     record.ready = false;
-    this.#event(pod.name, 'deleted (SIGTERM)');
+    this.#event(pod.name, 'deleted');
     this.#publish();
+    const preStop = this.#options.preStop;
+    if (!preStop) {
+      this.#sigterm(record);
+      return;
+    }
+    const startMs = Math.round(this.#options.now());
+    const started = performance.now();
+    preStop(record)
+      .catch((error: unknown) => {
+        // A failed hook does not stop the kubelet: it logs the failure and sends SIGTERM.
+        this.#event(pod.name, `preStop failed: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(() => {
+        if (this.#closed) return;
+        const ms = Math.round(performance.now() - started);
+        this.preStops.push({ pod: pod.name, startMs, ms });
+        this.#event(pod.name, `preStop returned after ${ms} ms`);
+        this.#sigterm(record);
+      });
+  }
+
+  #sigterm(record: PodRecord): void {
+    const pod = record;
+    this.#event(pod.name, 'SIGTERM');
     const container = record.container;
     if (!container) {
       this.#removeAfterExit(record);
@@ -152,7 +225,10 @@ export class SimulatedCluster {
     }
     container.terminate();
     void container.exited.then(() => {
-      this.#event(pod.name, 'container exited');
+      this.#event(
+        pod.name,
+        `container exited (${container.requestsAfterSigterm} request(s) after SIGTERM, ${container.connectionsCut} connection(s) cut)`,
+      );
       this.#noticeExit(record, container);
       this.#removeAfterExit(record);
     });
@@ -166,7 +242,8 @@ export class SimulatedCluster {
     this.#event(pod.name, 'container crashing');
     container.crash(this.#options.timing.crashHoldMs);
     void container.exited.then(() => {
-      this.#event(pod.name, 'container crashed');
+      this.crashHeldRequests += container.heldRequests;
+      this.#event(pod.name, `container crashed, ${container.heldRequests} request(s) cut`);
       if (record.container !== container) return;
       this.#noticeExit(record, container);
       this.#timers.later(this.#options.timing.restartDelayMs, () => {
@@ -177,9 +254,16 @@ export class SimulatedCluster {
     });
   }
 
-  /** Resolves when the pod is ready in the slice. */
+  /** Resolves when the pod is Ready (with its readiness gate, if it has one), as a Deployment waits. */
   async waitReady(pod: Pod, signal: AbortSignal): Promise<void> {
-    await this.#waitFor(() => this.#pods.get(pod.name)?.ready === true, `${pod.name} ready`, signal);
+    await this.#waitFor(
+      () => {
+        const record = this.#pods.get(pod.name);
+        return record !== undefined && this.#podReady(record);
+      },
+      `${pod.name} ready`,
+      signal,
+    );
   }
 
   /** Resolves when the pod is no longer ready in the slice (the kubelet noticed a crash). */
@@ -217,7 +301,6 @@ export class SimulatedCluster {
       port: pod.port,
       bootMs: this.#options.timing.bootMs,
       warmupMs: pod.warmupMs,
-      graceMs: this.#options.timing.graceMs,
     });
     pod.container = container;
     container.start().catch((error: unknown) => {

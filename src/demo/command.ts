@@ -1,8 +1,9 @@
 /**
- * `readygate demo`: the same Kubernetes script, under the same constant load, against two gateways side
- * by side — readygate (conditions-aware EDS + ext_proc) and a naive one (every address HEALTHY, Envoy's
- * defaults) — then the table, the timeline chart and a JSON of the results. Exit 0 when every claim in
- * tally.ts's checks held, 1 when one did not.
+ * `readygate demo`: the same Kubernetes script, under the same constant load, against three setups side
+ * by side — (a) naive (every address HEALTHY, Envoy's defaults), (b) ready-only (a control plane that
+ * sends only ready endpoints, `preStop: sleep`) and (c) readygate (conditions-aware EDS, readiness gate,
+ * drain-wait, ext_proc) — then the table, the timeline chart and a JSON of the results. Exit 0 when every
+ * claim in tally.ts's checks held, 1 when one did not.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,9 +14,11 @@ import { renderChart } from './chart.js';
 import { findEnvoyBinary } from './envoy-runner.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { runScenario, type ScenarioRun } from './scenario.js';
-import type { GatewayKind } from './slice.js';
+import { GATEWAY_KINDS, type GatewayKind } from './slice.js';
 import {
   checkExpectations,
+  isSuccess,
+  renderPreStops,
   renderReasons,
   renderTable,
   tallyPhases,
@@ -29,9 +32,23 @@ export const RESULTS_FILE = 'demo-results.json';
 export const CHART_FILE = 'demo-timeline.svg';
 /** Chart resolution. */
 export const BUCKET_MS = 250;
+/** Failures listed one by one in the JSON, per setup (the counts are complete either way). */
+const MAX_FAILURES_LISTED = 2000;
 
-const KINDS: readonly GatewayKind[] = ['readygate', 'naive'];
+const KINDS = GATEWAY_KINDS;
 
+/** Names in the table, the chart and the JSON. */
+export const SETUP_TITLES: Readonly<Record<GatewayKind, string>> = {
+  naive: '(a) naive',
+  'ready-only': '(b) ready-only + sleep',
+  readygate: '(c) readygate',
+};
+
+const PANEL_TITLES: Readonly<Record<GatewayKind, string>> = {
+  naive: '(a) naive: every address HEALTHY, no retry',
+  'ready-only': '(b) ready-only control plane, preStop sleep, retries',
+  readygate: '(c) readygate: conditions, readiness gate, drain-wait, ext_proc, retries',
+};
 export interface SideResult {
   readonly kind: GatewayKind;
   readonly run: ScenarioRun;
@@ -48,6 +65,8 @@ export interface DemoResult {
   readonly table: string;
   /** The non-2xx responses by reason, per setup and phase. */
   readonly reasons: string;
+  /** How long each setup's preStop hooks held its pods, per phase. */
+  readonly preStops: string;
   readonly outDir: string;
   readonly files: readonly string[];
 }
@@ -82,7 +101,9 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
   // The side that failed first holds the cause; the other then fails with an abort that would hide it.
   let firstError: unknown;
   try {
-    options.progress('starting readygate (xDS + ext_proc), two Envoys and the backends on 127.0.0.x…');
+    options.progress(
+      'starting three control planes (one is readygate with ext_proc), six Envoys and the backends on 127.0.0.x…',
+    );
     const startedGateways = await Promise.allSettled(
       KINDS.map((kind) => startGateway({ kind, timing, envoyBinary: binary, logger, signal: abort.signal })),
     );
@@ -90,9 +111,9 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
     const failedStart = startedGateways.find((r) => r.status === 'rejected');
     if (failedStart) throw failedStart.reason;
 
-    const maxLoadMs = options.short ? 90_000 : 150_000;
+    const maxLoadMs = options.short ? 120_000 : 240_000;
     options.progress(
-      `running the script against both gateways at ${timing.rate} requests/s each (${options.short ? 'short' : 'full'} mode)…`,
+      `running the script against the three setups at ${timing.rate} requests/s each (${options.short ? 'short' : 'full'} mode)…`,
     );
     const results = await Promise.allSettled(
       gateways.map(async (gateway) => {
@@ -136,15 +157,32 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
       extprocMapped: kind === 'readygate' ? extprocMapped : {},
     };
   };
-  const sides = { readygate: side('readygate'), naive: side('naive') };
-  const checks = checkExpectations(sides.readygate.phases, sides.naive.phases);
+  const sides = {
+    naive: side('naive'),
+    'ready-only': side('ready-only'),
+    readygate: side('readygate'),
+  };
+  const checks = checkExpectations({
+    naive: sides.naive.phases,
+    readyOnly: sides['ready-only'].phases,
+    readygate: sides.readygate.phases,
+    readygateCrashHeld: sides.readygate.run.crashHeldRequests,
+    readygateSlowDrainMs: sides.readygate.run.preStops
+      .filter((run) => run.phase === 'slow-propagation')
+      .map((run) => run.ms),
+    slowPropagationMs: timing.slowPropagationMs,
+    drainWaitTimeoutMs: timing.drainWaitTimeoutMs,
+  });
   const sideBySide = {
-    left: { name: 'readygate', phases: sides.readygate.phases },
-    right: { name: 'naive', phases: sides.naive.phases },
+    sides: KINDS.map((kind) => ({ name: SETUP_TITLES[kind], phases: sides[kind].phases })),
     titles: PHASE_TITLES,
   };
   const table = renderTable(sideBySide);
   const reasons = renderReasons(sideBySide);
+  const preStops = renderPreStops(
+    KINDS.map((kind) => ({ name: SETUP_TITLES[kind], preStops: sides[kind].run.preStops })),
+    PHASE_TITLES,
+  );
   const files = await writeOutputs(options.outDir, timing, sides, checks, options.short, started);
   return {
     mode: options.short ? 'short' : 'full',
@@ -153,6 +191,7 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
     checks,
     table,
     reasons,
+    preStops,
     outDir: options.outDir,
     files,
   };
@@ -179,11 +218,10 @@ async function writeOutputs(
 ): Promise<string[]> {
   await mkdir(outDir, { recursive: true });
   const chart = renderChart({
-    title: `readygate demo: responses per second by status (${short ? 'short' : 'full'} run, ${timing.rate} req/s per gateway)`,
+    title: `readygate demo: responses per second by status (${short ? 'short' : 'full'} run, ${timing.rate} req/s per setup, alternating over its two gateways)`,
     bucketMs: BUCKET_MS,
     panels: KINDS.map((kind) => ({
-      name:
-        kind === 'readygate' ? 'readygate (EDS by conditions + ext_proc)' : 'naive (every address HEALTHY)',
+      name: PANEL_TITLES[kind],
       buckets: timeSeries(sides[kind].run.samples, BUCKET_MS),
       phases: sides[kind].run.marks.map((mark) => ({
         title: PHASE_TITLES[mark.phase],
@@ -207,8 +245,21 @@ async function writeOutputs(
             phases: s.phases,
             marks: s.run.marks,
             skipped: s.run.skipped,
+            preStops: s.run.preStops,
+            crashHeldRequests: s.run.crashHeldRequests,
             extprocMapped: s.extprocMapped,
             series: { bucketMs: BUCKET_MS, buckets: timeSeries(s.run.samples, BUCKET_MS) },
+            // Each failure with its send time and gateway (0 fast, 1 slow), to line up with the events.
+            failures: s.run.samples
+              .filter((sample) => !isSuccess(sample.status))
+              .slice(0, MAX_FAILURES_LISTED)
+              .map(({ t, via, phase, status, cause, body, error }) => ({
+                t,
+                via,
+                phase,
+                status,
+                reason: cause ?? body ?? error,
+              })),
             events: s.run.events,
           },
         ];
@@ -250,6 +301,9 @@ export async function runDemo(config: DemoConfig, context: CommandContext): Prom
   write('');
   write('Non-2xx responses by reason (status, then readygate’s cause or the response body):');
   write(result.reasons);
+  write('');
+  write('How long the preStop hook held each deleted pod (sleep, or drain-wait until the last Envoy ACKed):');
+  write(result.preStops);
   write('');
   for (const check of result.checks) write(`${check.ok ? '✓' : '✗'} ${check.name} (${check.detail})`);
   write('');

@@ -1,5 +1,6 @@
 /**
- * Constant open-loop load through one gateway: requests start on a fixed schedule (not when the previous
+ * Constant open-loop load through a setup's gateways (requests alternate between them, as a load balancer
+ * in front of gateway replicas would spread them): requests start on a fixed schedule (not when the previous
  * one finished, so a slow or failing gateway cannot lower the offered rate), over keep-alive connections,
  * with a cap on requests in flight. Bounded in count and in time. Every response is recorded with its
  * status, when it was sent and how long it took.
@@ -9,7 +10,8 @@ import type { Sample } from './tally.js';
 
 export interface LoadOptions {
   readonly host: string;
-  readonly port: number;
+  /** The gateways' listener ports; request n goes to ports[n % ports.length]. */
+  readonly ports: readonly number[];
   readonly rate: number;
   readonly concurrency: number;
   readonly requestTimeoutMs: number;
@@ -72,6 +74,7 @@ export function startLoad(options: LoadOptions): LoadRun {
     const sentAt = performance.now();
     const phase = options.phase();
     const sequence = nextSequence++;
+    const via = sequence % options.ports.length;
     open.add(sequence);
     inFlight++;
     let recorded = false;
@@ -85,6 +88,7 @@ export function startLoad(options: LoadOptions): LoadRun {
       samples.push({
         t: Math.round(sentAt - options.origin),
         phase,
+        via,
         status,
         latencyMs: Math.round((now - sentAt) * 10) / 10,
         ...extra,
@@ -95,7 +99,7 @@ export function startLoad(options: LoadOptions): LoadRun {
       {
         agent,
         host: options.host,
-        port: options.port,
+        port: options.ports[via],
         path: '/',
         timeout: options.requestTimeoutMs,
       },

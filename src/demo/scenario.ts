@@ -1,13 +1,14 @@
 /**
- * The script, run against one gateway under constant load: steady state, a rolling update the way a
- * Deployment with maxSurge 1 / maxUnavailable 0 does it, a slow-starting extra replica, a crash
- * mid-request, and a total outage with recovery. Every step is a Kubernetes event in the simulated
- * cluster; nothing here knows which gateway it drives.
+ * The script, run against one setup under constant load: steady state, a rolling update the way a
+ * Deployment with maxSurge 1 / maxUnavailable 0 does it, a slow-starting extra replica, every replica
+ * replaced while one gateway applies updates late, a crash mid-request, and a total outage with recovery.
+ * Every step is a Kubernetes event in the simulated cluster (or, once, the slow gateway's delay); nothing
+ * here knows which setup it drives.
  */
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, ReadygateError } from '../errors.js';
-import type { ClusterEvent, Pod } from './cluster.js';
+import type { ClusterEvent, Pod, PreStopRun } from './cluster.js';
 import type { Gateway } from './gateway.js';
 import { startLoad } from './load.js';
 import type { Sample } from './tally.js';
@@ -24,6 +25,10 @@ export interface ScenarioRun {
   readonly samples: readonly Sample[];
   readonly marks: readonly PhaseMark[];
   readonly events: readonly ClusterEvent[];
+  /** Every preStop hook run, with the phase it started in. */
+  readonly preStops: readonly (PreStopRun & { readonly phase: PhaseName })[];
+  /** App requests the crashing container received and never answered (each reached the app). */
+  readonly crashHeldRequests: number;
   /** Requests due but not sent because the concurrency cap was reached. */
   readonly skipped: number;
 }
@@ -63,7 +68,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
   enter('baseline');
   const load = startLoad({
     host: '127.0.0.1',
-    port: gateway.envoy.listenerPort,
+    ports: gateway.envoys.map((envoy) => envoy.listenerPort),
     rate: timing.rate,
     concurrency: timing.concurrency,
     requestTimeoutMs: timing.requestTimeoutMs,
@@ -101,6 +106,23 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     await cluster.waitReady(slow, signal);
     await settle();
 
+    await begin('slow-propagation');
+    // From here on the slow gateway applies every update slowPropagationMs late. Every replica is replaced
+    // at once (maxSurge 100 %), so nothing in that gateway's stale view outlives its preStop: retries on
+    // another host cannot hide what a too-short preStop does.
+    gateway.setSlowPropagation(timing.slowPropagationMs);
+    const stale = cluster.livePods;
+    const fresh: Pod[] = [];
+    for (let i = 0; i < stale.length; i++) fresh.push(await cluster.createPod());
+    for (const pod of fresh) await cluster.waitReady(pod, signal);
+    for (const pod of stale) cluster.deletePod(pod);
+    await cluster.waitGone(stale, signal);
+    gateway.setSlowPropagation(0);
+    // The phase lasts until the slow gateway has been sent everything queued for it (its last update, the
+    // removal, can still be slowPropagationMs away): what it does until then belongs to this phase.
+    await gateway.slowPropagationDone(signal);
+    await settle();
+
     await begin('crash');
     const victim = cluster.livePods[0];
     if (!victim) throw new ReadygateError(ErrorCode.WAIT_TIMEOUT, 'demo: no pod left to crash');
@@ -123,7 +145,16 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     if (open) open.endMs = Math.round(now());
     await load.stop();
   }
-  return { samples: load.samples, marks, events: cluster.events, skipped: load.skipped() };
+  const phaseAt = (ms: number): PhaseName =>
+    [...marks].reverse().find((mark) => mark.startMs <= ms)?.phase ?? 'baseline';
+  return {
+    samples: load.samples,
+    marks,
+    events: cluster.events,
+    preStops: cluster.preStops.map((run) => ({ ...run, phase: phaseAt(run.startMs) })),
+    crashHeldRequests: cluster.crashHeldRequests,
+    skipped: load.skipped(),
+  };
 }
 
 /**
@@ -133,7 +164,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
 async function waitRoutable(gateway: Gateway, timing: DemoTiming, signal: AbortSignal): Promise<void> {
   const deadline = performance.now() + timing.waitTimeoutMs;
   let streak = 0;
-  while (streak < 10) {
+  const ports = gateway.envoys.map((envoy) => envoy.listenerPort);
+  while (streak < 10 * ports.length) {
     signal.throwIfAborted();
     if (performance.now() > deadline) {
       throw new ReadygateError(
@@ -141,7 +173,7 @@ async function waitRoutable(gateway: Gateway, timing: DemoTiming, signal: AbortS
         `demo: the ${gateway.kind} gateway did not route to its pods within ${timing.waitTimeoutMs} ms`,
       );
     }
-    const status = await getStatus(gateway.envoy.listenerPort);
+    const status = await getStatus(ports[streak % ports.length] ?? 0);
     streak = status === 200 ? streak + 1 : 0;
     if (status !== 200) await sleep(50, undefined, { signal });
   }

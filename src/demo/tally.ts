@@ -9,6 +9,8 @@ export interface Sample {
   /** ms since the run's origin when the request was sent. */
   readonly t: number;
   readonly phase: string;
+  /** Which of the setup's gateways carried it (index into its gateway list; 1 is the slow one). */
+  readonly via?: number;
   /** HTTP status; 0 when no response arrived (reset, timeout). */
   readonly status: number;
   readonly latencyMs: number;
@@ -122,52 +124,61 @@ export function statusColumns(tallies: readonly PhaseTally[]): string[] {
   });
 }
 
+export interface SideTallies {
+  readonly name: string;
+  readonly phases: readonly PhaseTally[];
+}
+
 export interface SideBySide {
-  readonly left: { readonly name: string; readonly phases: readonly PhaseTally[] };
-  readonly right: { readonly name: string; readonly phases: readonly PhaseTally[] };
+  /** Setups left to right. */
+  readonly sides: readonly SideTallies[];
   /** Row label per phase key. */
   readonly titles: Readonly<Record<string, string>>;
 }
 
 /** The table `readygate demo` prints: one row per phase, each setup's counts by status side by side. */
 export function renderTable(input: SideBySide): string {
-  const columns = statusColumns([...input.left.phases, ...input.right.phases]);
-  const labelWidth = Math.max(5, ...input.left.phases.map((p) => (input.titles[p.phase] ?? p.phase).length));
+  const all = input.sides.flatMap((side) => side.phases);
+  const columns = statusColumns(all);
+  const first = input.sides[0]?.phases ?? [];
+  const labelWidth = Math.max(5, ...first.map((p) => (input.titles[p.phase] ?? p.phase).length));
   const widthOf = (key: string): number =>
-    Math.max(
-      key.length,
-      ...[...input.left.phases, ...input.right.phases].map((p) => String(p.byStatus[key] ?? 0).length),
-    );
-  const totalWidth = Math.max(
-    5,
-    ...[...input.left.phases, ...input.right.phases].map((p) => String(p.total).length),
-  );
-  const half = (cells: (key: string) => string, total: string): string =>
+    Math.max(key.length, ...all.map((p) => String(p.byStatus[key] ?? 0).length));
+  const totalWidth = Math.max(5, ...all.map((p) => String(p.total).length));
+  const group = (cells: (key: string) => string, total: string): string =>
     [total.padStart(totalWidth), ...columns.map((key) => cells(key).padStart(widthOf(key)))].join('  ');
-  const headerHalf = half((key) => key, 'total');
-  const halfWidth = headerHalf.length;
+  const header = group((key) => key, 'total');
+  const groupWidth = Math.max(header.length, ...input.sides.map((side) => side.name.length));
+  const row = (label: string, cells: readonly string[]): string =>
+    `${label.padEnd(labelWidth)}   ${cells.map((cell) => cell.padEnd(groupWidth)).join(' │ ')}`.trimEnd();
   const lines: string[] = [];
-  lines.push(`${''.padEnd(labelWidth)}   ${input.left.name.padEnd(halfWidth)}   │ ${input.right.name}`);
-  lines.push(`${'phase'.padEnd(labelWidth)}   ${headerHalf}   │ ${headerHalf}`);
-  lines.push(`${'─'.repeat(labelWidth)}───${'─'.repeat(halfWidth)}───┼─${'─'.repeat(halfWidth)}`);
-  input.left.phases.forEach((left, index) => {
-    const right = input.right.phases[index];
-    const cellsOf = (tally: PhaseTally | undefined): string =>
-      tally === undefined
-        ? ''.padEnd(halfWidth)
-        : half((key) => String(tally.byStatus[key] ?? 0), String(tally.total));
-    lines.push(
-      `${(input.titles[left.phase] ?? left.phase).padEnd(labelWidth)}   ${cellsOf(left)}   │ ${cellsOf(right)}`,
-    );
+  lines.push(
+    row(
+      '',
+      input.sides.map((side) => side.name),
+    ),
+  );
+  lines.push(
+    row(
+      'phase',
+      input.sides.map(() => header),
+    ),
+  );
+  lines.push(`${'─'.repeat(labelWidth)}───${input.sides.map(() => '─'.repeat(groupWidth)).join('─┼─')}`);
+  first.forEach((tally, index) => {
+    const cells = input.sides.map((side) => {
+      const phase = side.phases[index];
+      return phase === undefined ? '' : group((key) => String(phase.byStatus[key] ?? 0), String(phase.total));
+    });
+    lines.push(row(input.titles[tally.phase] ?? tally.phase, cells));
   });
   const retryAfter = (phases: readonly PhaseTally[]): string => {
-    const all = phases.reduce((n, p) => n + p.status503, 0);
+    const count = phases.reduce((n, p) => n + p.status503, 0);
     const withHeader = phases.reduce((n, p) => n + p.status503WithRetryAfter, 0);
-    return `${withHeader}/${all}`;
+    return `${withHeader}/${count}`;
   };
   lines.push(
-    `503s carrying Retry-After: ${input.left.name} ${retryAfter(input.left.phases)}, ` +
-      `${input.right.name} ${retryAfter(input.right.phases)}`,
+    `503s carrying Retry-After: ${input.sides.map((side) => `${side.name} ${retryAfter(side.phases)}`).join(', ')}`,
   );
   return lines.join('\n');
 }
@@ -196,17 +207,49 @@ export function compactReason(reason: string): string {
 /** Per setup and phase, what the non-2xx responses were: the lines under the table. */
 export function renderReasons(input: SideBySide): string {
   const lines: string[] = [];
-  for (const side of [input.left, input.right]) {
+  for (const side of input.sides) {
     for (const tally of side.phases) {
-      const entries = Object.entries(tally.reasons).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+      // Reasons that read the same once shortened (Envoy's "retried and the latest reset reason" and
+      // "reset reason") are one line.
+      const merged = new Map<string, number>();
+      for (const [reason, count] of Object.entries(tally.reasons)) {
+        const short = compactReason(reason);
+        merged.set(short, (merged.get(short) ?? 0) + count);
+      }
+      const entries = [...merged].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
       if (entries.length === 0) continue;
       lines.push(`${side.name}, ${input.titles[tally.phase] ?? tally.phase}:`);
-      for (const [reason, count] of entries) {
-        const short = compactReason(reason);
+      for (const [short, count] of entries) {
         const text = short.length > REASON_WIDTH ? `${short.slice(0, REASON_WIDTH - 1)}…` : short;
         lines.push(`  ${String(count).padStart(5)} × ${text}`);
       }
     }
+  }
+  return lines.join('\n');
+}
+
+/** One preStop hook run as the demo reports it. */
+export interface PreStopSample {
+  readonly phase: string;
+  readonly ms: number;
+}
+
+/** How long the preStop hooks held the deleted pods, per setup and phase: `min–max ms (count)`. */
+export function renderPreStops(
+  sides: readonly { readonly name: string; readonly preStops: readonly PreStopSample[] }[],
+  titles: Readonly<Record<string, string>>,
+): string {
+  const lines: string[] = [];
+  for (const side of sides) {
+    const byPhase = new Map<string, number[]>();
+    for (const run of side.preStops) byPhase.set(run.phase, [...(byPhase.get(run.phase) ?? []), run.ms]);
+    const parts = [...byPhase].map(([phase, values]) => {
+      const low = Math.min(...values);
+      const high = Math.max(...values);
+      const range = low === high ? `${low} ms` : `${low}–${high} ms`;
+      return `${titles[phase] ?? phase} ${range} (${values.length})`;
+    });
+    lines.push(`  ${side.name}: ${parts.length === 0 ? 'none' : parts.join('; ')}`);
   }
   return lines.join('\n');
 }
@@ -227,11 +270,47 @@ function describe(tally: PhaseTally | undefined): string {
   return parts.length === 0 ? 'no requests' : parts.join(' ');
 }
 
+export interface ExpectationInput {
+  readonly naive: readonly PhaseTally[];
+  readonly readyOnly: readonly PhaseTally[];
+  readonly readygate: readonly PhaseTally[];
+  /** App requests readygate's crashing container received and never answered. */
+  readonly readygateCrashHeld: number;
+  /** readygate's drain-wait runs (preStop) in the slow-propagation phase, in ms. */
+  readonly readygateSlowDrainMs: readonly number[];
+  /** The slow gateway's delay and drain-wait's timeout in this run. */
+  readonly slowPropagationMs: number;
+  readonly drainWaitTimeoutMs: number;
+}
+
+/** The phases where every pod change has a ready alternative: readygate must answer every request 2xx. */
+export const NO_FAILURE_PHASES = ['baseline', 'rollout', 'slow-start', 'slow-propagation'] as const;
+
 /** What the demo claims; the integration test asserts each, and the command exits 1 if one fails. */
-export function checkExpectations(readygate: readonly PhaseTally[], naive: readonly PhaseTally[]): Check[] {
-  const rgRollout = phaseOf(readygate, 'rollout');
-  const naiveRollout = phaseOf(naive, 'rollout');
+export function checkExpectations(input: ExpectationInput): Check[] {
+  const { readygate, naive, readyOnly } = input;
+  const checks: Check[] = [];
+  for (const name of NO_FAILURE_PHASES) {
+    const tally = phaseOf(readygate, name);
+    checks.push({
+      name: `readygate: no non-2xx in the ${name} phase`,
+      ok: tally !== undefined && tally.total > 0 && tally.non2xx === 0,
+      detail: describe(tally),
+    });
+  }
   const rgCrash = phaseOf(readygate, 'crash');
+  const crashOther =
+    rgCrash === undefined
+      ? 1
+      : Object.entries(rgCrash.byStatus)
+          .filter(([key]) => key !== '502' && !(key !== ERROR_KEY && isSuccess(Number(key))))
+          .reduce((n, [, count]) => n + count, 0);
+  const crash502 = rgCrash?.byStatus['502'] ?? 0;
+  checks.push({
+    name: 'readygate: in the crash, 502 for exactly the requests the app received, no new request lost',
+    ok: rgCrash !== undefined && crash502 > 0 && crash502 === input.readygateCrashHeld && crashOther === 0,
+    detail: `${describe(rgCrash)}; the crashing app held ${input.readygateCrashHeld}`,
+  });
   const rgOutage = phaseOf(readygate, 'outage');
   const outageNon503 =
     rgOutage === undefined
@@ -239,39 +318,45 @@ export function checkExpectations(readygate: readonly PhaseTally[], naive: reado
       : Object.entries(rgOutage.byStatus)
           .filter(([key]) => key !== '503' && !(key !== ERROR_KEY && isSuccess(Number(key))))
           .reduce((n, [, count]) => n + count, 0);
+  checks.push({
+    name: 'readygate: the outage answers only 503, each with Retry-After',
+    ok:
+      rgOutage !== undefined &&
+      rgOutage.status503 > 0 &&
+      outageNon503 === 0 &&
+      rgOutage.status503WithRetryAfter === rgOutage.status503,
+    detail: `${describe(rgOutage)}; with Retry-After ${rgOutage?.status503WithRetryAfter ?? 0}/${rgOutage?.status503 ?? 0}`,
+  });
   const all503 = readygate.reduce((n, p) => n + p.status503, 0);
   const all503WithHeader = readygate.reduce((n, p) => n + p.status503WithRetryAfter, 0);
-  return [
-    {
-      name: 'readygate: no non-2xx during the rolling update',
-      ok: rgRollout !== undefined && rgRollout.total > 0 && rgRollout.non2xx === 0,
-      detail: describe(rgRollout),
-    },
-    {
-      name: 'naive: non-2xx during the rolling update',
-      ok: naiveRollout !== undefined && naiveRollout.non2xx > 0,
-      detail: describe(naiveRollout),
-    },
-    {
-      name: 'readygate: the crash mid-request answers 502',
-      ok: (rgCrash?.byStatus['502'] ?? 0) > 0,
-      detail: describe(rgCrash),
-    },
-    {
-      name: 'readygate: the outage answers only 503, each with Retry-After',
-      ok:
-        rgOutage !== undefined &&
-        rgOutage.status503 > 0 &&
-        outageNon503 === 0 &&
-        rgOutage.status503WithRetryAfter === rgOutage.status503,
-      detail: `${describe(rgOutage)}; with Retry-After ${rgOutage?.status503WithRetryAfter ?? 0}/${rgOutage?.status503 ?? 0}`,
-    },
-    {
-      name: 'readygate: every 503 carries Retry-After',
-      ok: all503WithHeader === all503,
-      detail: `${all503WithHeader}/${all503}`,
-    },
-  ];
+  checks.push({
+    name: 'readygate: every 503 carries Retry-After',
+    ok: all503WithHeader === all503,
+    detail: `${all503WithHeader}/${all503}`,
+  });
+  const drains = input.readygateSlowDrainMs;
+  checks.push({
+    name: `readygate: drain-wait held each pod as long as the slow gateway needed (≥ ${input.slowPropagationMs} ms), within its timeout`,
+    ok:
+      drains.length > 0 &&
+      drains.every((ms) => ms >= input.slowPropagationMs && ms < input.drainWaitTimeoutMs),
+    detail: drains.length === 0 ? 'no drain-wait ran' : `${drains.join(', ')} ms`,
+  });
+  const roSlow = phaseOf(readyOnly, 'slow-propagation');
+  checks.push({
+    name: 'ready-only + preStop sleep: non-2xx when a gateway is slower than the sleep',
+    ok: roSlow !== undefined && roSlow.non2xx > 0,
+    detail: describe(roSlow),
+  });
+  for (const name of ['rollout', 'slow-propagation']) {
+    const tally = phaseOf(naive, name);
+    checks.push({
+      name: `naive: non-2xx in the ${name} phase`,
+      ok: tally !== undefined && tally.non2xx > 0,
+      detail: describe(tally),
+    });
+  }
+  return checks;
 }
 
 export interface Bucket {

@@ -30,10 +30,18 @@ export interface DemoTiming {
   /** Container exit to the kubelet marking it not ready (the PLEG relist; no probe involved). */
   readonly exitNoticeMs: number;
   /**
-   * terminationGracePeriodSeconds as the app uses it: after SIGTERM it keeps serving (in-flight and new
-   * requests, as with a preStop sleep) for this long, then closes its listener and exits.
+   * The fixed `preStop: sleep` of setups (a) and (b): a deleted pod keeps serving, in-flight and new
+   * requests, for this long before SIGTERM; the app then closes its listener, lets in-flight requests
+   * finish and exits. readygate's pods run drain-wait instead, which ends on the last Envoy's ACK.
    */
-  readonly graceMs: number;
+  readonly preStopSleepMs: number;
+  /** Bound on readygate's drain-wait preStop (its `--timeout`); the grace period covers it. */
+  readonly drainWaitTimeoutMs: number;
+  /**
+   * How late the slow gateway applies xDS updates during the slow-propagation phase (a delay line in
+   * front of its ADS stream, src/demo/delay-line.ts). Longer than `preStopSleepMs`, on purpose.
+   */
+  readonly slowPropagationMs: number;
   /** Container exit to the Pod object being deleted (kubelet status sync + API delete). */
   readonly podGoneMs: number;
   /** How long the crashing replica holds the requests it received before it dies. */
@@ -48,7 +56,10 @@ export interface DemoTiming {
   readonly waitTimeoutMs: number;
 }
 
-/** `npm run demo`: slow enough to watch, well under two minutes with both setups run side by side. */
+/**
+ * `npm run demo`: slow enough to watch; the three setups run side by side. `preStop: sleep 5` and a
+ * gateway 7 s behind are the numbers the comparison is about.
+ */
 export const FULL_TIMING: DemoTiming = Object.freeze({
   rate: 200,
   concurrency: 128,
@@ -61,7 +72,9 @@ export const FULL_TIMING: DemoTiming = Object.freeze({
   probeTimeoutMs: 1000,
   probeFailureThreshold: 3,
   exitNoticeMs: 1000,
-  graceMs: 5000,
+  preStopSleepMs: 5000,
+  drainWaitTimeoutMs: 20_000,
+  slowPropagationMs: 7000,
   podGoneMs: 1000,
   crashHoldMs: 300,
   restartDelayMs: 1000,
@@ -71,12 +84,16 @@ export const FULL_TIMING: DemoTiming = Object.freeze({
 });
 
 /**
- * `--short` (the integration test): the same script with every delay scaled down. The probe period is
+ * `--short` (the integration test): the same script with every delay scaled down, and half the rate:
+ * three setups, six Envoys and one Node.js process for every app, control plane and client share the
+ * machine, and the test must hold on a heavily shared one. The probe period is
  * below Kubernetes' 1 s minimum; the ordering of events — which is all the comparison depends on — is
- * unchanged, since the grace period still outlasts the failing probes plus an xDS push by a wide margin.
+ * unchanged: the preStop sleep still outlasts an xDS push by a wide margin, and the slow gateway is still
+ * behind by more than the sleep (3.5 s against 2 s), which is the one inequality the slow-propagation
+ * phase is about.
  */
 export const SHORT_TIMING: DemoTiming = Object.freeze({
-  rate: 200,
+  rate: 100,
   concurrency: 128,
   requestTimeoutMs: 5000,
   replicas: 3,
@@ -87,7 +104,9 @@ export const SHORT_TIMING: DemoTiming = Object.freeze({
   probeTimeoutMs: 1000,
   probeFailureThreshold: 3,
   exitNoticeMs: 400,
-  graceMs: 2000,
+  preStopSleepMs: 2000,
+  drainWaitTimeoutMs: 7000,
+  slowPropagationMs: 3500,
   podGoneMs: 500,
   crashHoldMs: 300,
   restartDelayMs: 400,
@@ -96,13 +115,14 @@ export const SHORT_TIMING: DemoTiming = Object.freeze({
   waitTimeoutMs: 20_000,
 });
 
-export const PHASES = ['baseline', 'rollout', 'slow-start', 'crash', 'outage'] as const;
+export const PHASES = ['baseline', 'rollout', 'slow-start', 'slow-propagation', 'crash', 'outage'] as const;
 export type PhaseName = (typeof PHASES)[number];
 
 export const PHASE_TITLES: Readonly<Record<PhaseName, string>> = {
   baseline: 'steady state',
   rollout: 'rolling update',
   'slow-start': 'slow-start replica',
+  'slow-propagation': 'slow gateway, all replaced',
   crash: 'crash mid-request',
   outage: 'total outage + recovery',
 };

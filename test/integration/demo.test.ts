@@ -11,21 +11,32 @@ import { main } from '../../src/cli/main.js';
 import { CHART_FILE, RESULTS_FILE } from '../../src/demo/command.js';
 import type { PhaseTally } from '../../src/demo/tally.js';
 
+type Setup = 'naive' | 'ready-only' | 'readygate';
+
 interface Results {
   mode: string;
   durationMs: number;
+  timing: { slowPropagationMs: number; drainWaitTimeoutMs: number; preStopSleepMs: number };
   checks: { name: string; ok: boolean; detail: string }[];
-  setups: Record<'readygate' | 'naive', { phases: PhaseTally[]; skipped: number }>;
+  setups: Record<
+    Setup,
+    {
+      phases: PhaseTally[];
+      skipped: number;
+      crashHeldRequests: number;
+      preStops: { pod: string; phase: string; ms: number }[];
+    }
+  >;
 }
 
-const phase = (results: Results, kind: 'readygate' | 'naive', name: string): PhaseTally => {
+const phase = (results: Results, kind: Setup, name: string): PhaseTally => {
   const found = results.setups[kind].phases.find((p) => p.phase === name);
   if (!found) throw new Error(`no ${name} phase for ${kind}`);
   return found;
 };
 
-test('demo --short: readygate has no non-2xx in the rollout, naive does; crash â†’ 502, outage â†’ only 503 + Retry-After', async (t) => {
-  t.timeout(110_000);
+test('demo --short: readygate answers 2xx through rollouts and a slow gateway; ready-only + sleep fails there, naive in every rollout', async (t) => {
+  t.timeout(170_000);
   const out = mkdtempSync(path.join(tmpdir(), 'readygate-demo-test-'));
   t.teardown(() => {
     rmSync(out, { recursive: true, force: true });
@@ -42,28 +53,57 @@ test('demo --short: readygate has no non-2xx in the rollout, naive does; crash â
   if (stderr !== '') t.log(stderr);
   const results = JSON.parse(readFileSync(path.join(out, RESULTS_FILE), 'utf8')) as Results;
   t.is(results.mode, 'short');
-  t.true(Date.now() - started < 100_000, 'the short demo stays well inside the test timeout');
+  // ~45 s on an idle 2-core machine; the bound is for a heavily shared one, inside the test timeout.
+  const elapsed = Date.now() - started;
+  t.log(`demo --short took ${elapsed} ms`);
+  t.true(elapsed < 150_000, 'the short demo stays well inside the test timeout');
 
-  // Enough load that the counts mean something: 200 requests/s offered. What was sent can be lower only
-  // when the client itself stalled with 128 requests in flight (a heavily shared machine): logged.
+  // Enough load that the counts mean something: 100 requests/s offered per setup. What was sent can be
+  // lower only when the client itself stalled with 128 requests in flight (a heavily shared machine): logged.
   const rollout = phase(results, 'readygate', 'rollout');
   const seconds = (rollout.endMs - rollout.startMs) / 1000;
   t.log(`rollout: ${rollout.total} requests in ${seconds} s; skipped ${results.setups.readygate.skipped}`);
-  t.true(rollout.total >= 150 * seconds, `${rollout.total} requests in ${seconds} s`);
+  t.true(rollout.total >= 75 * seconds, `${rollout.total} requests in ${seconds} s`);
 
-  t.is(rollout.non2xx, 0, 'readygate: no non-2xx during the rolling update');
-  t.true(phase(results, 'naive', 'rollout').non2xx > 0, 'naive: errors during the rolling update');
-  t.true(phase(results, 'readygate', 'slow-start').non2xx === 0, 'readygate: slow start without errors');
-  t.true(phase(results, 'naive', 'slow-start').non2xx > 0, 'naive: the slow starter gets traffic too early');
-
-  const crash = phase(results, 'readygate', 'crash');
-  t.true((crash.byStatus['502'] ?? 0) > 0, 'readygate: the requests the crash cut off are 502');
-  // Anything else in the crash is a refused connect before the kubelet noticed: 503 + Retry-After.
-  t.deepEqual(
-    Object.keys(crash.byStatus).filter((key) => !['200', '502', '503'].includes(key)),
-    [],
+  // (c) readygate: every request 2xx wherever a ready alternative exists.
+  for (const name of ['baseline', 'rollout', 'slow-start', 'slow-propagation']) {
+    const tally = phase(results, 'readygate', name);
+    t.true(tally.total > 0, `readygate ${name}: requests sent`);
+    t.is(tally.non2xx, 0, `readygate: no non-2xx in ${name} (${JSON.stringify(tally.byStatus)})`);
+  }
+  // (b) ready-only + preStop sleep: the slow gateway still routes to pods that exited after their sleep.
+  t.true(
+    phase(results, 'ready-only', 'slow-propagation').non2xx > 0,
+    'ready-only: errors behind the slow gateway',
   );
-  t.is(crash.status503WithRetryAfter, crash.status503);
+  // (a) naive: errors in every phase that starts or stops pods.
+  for (const name of ['rollout', 'slow-start', 'slow-propagation']) {
+    t.true(phase(results, 'naive', name).non2xx > 0, `naive: errors in ${name}`);
+  }
+
+  // drain-wait held each old pod exactly until the slow gateway had ACKed: at least its delay, well
+  // below its timeout; in the ordinary rollout, far less than the sleep the other setups use.
+  const { slowPropagationMs, drainWaitTimeoutMs, preStopSleepMs } = results.timing;
+  const drains = results.setups.readygate.preStops;
+  const slowDrains = drains.filter((run) => run.phase === 'slow-propagation');
+  t.true(slowDrains.length > 0);
+  for (const run of slowDrains) {
+    t.true(run.ms >= slowPropagationMs && run.ms < drainWaitTimeoutMs, `${run.pod}: ${run.ms} ms`);
+  }
+  for (const run of drains.filter((r) => r.phase === 'rollout')) {
+    t.true(run.ms < preStopSleepMs, `${run.pod}: drain-wait ${run.ms} ms in the rollout`);
+  }
+
+  // The crash: 502 for exactly the requests the app received before it died; no new request lost (the
+  // connect failures after it were retried on another pod).
+  const crash = phase(results, 'readygate', 'crash');
+  t.is(crash.byStatus['502'] ?? 0, results.setups.readygate.crashHeldRequests);
+  t.true(results.setups.readygate.crashHeldRequests > 0);
+  t.deepEqual(
+    Object.keys(crash.byStatus).sort(),
+    ['200', '502'],
+    'readygate: nothing but 200 and the cut requestsâ€™ 502 in the crash',
+  );
 
   const outage = phase(results, 'readygate', 'outage');
   t.true(outage.status503 > 0);
@@ -82,5 +122,10 @@ test('demo --short: readygate has no non-2xx in the rollout, naive does; crash â
   t.is(code, 0);
   t.regex(stdout, /rolling update\s+\d+\s+\d+/);
   const svg = readFileSync(path.join(out, CHART_FILE), 'utf8');
-  t.true(svg.startsWith('<svg') && svg.includes('naive') && svg.includes('readygate'));
+  t.true(
+    svg.startsWith('<svg') &&
+      svg.includes('naive') &&
+      svg.includes('ready-only') &&
+      svg.includes('readygate'),
+  );
 });

@@ -2,7 +2,8 @@
  * What CI can check of the kind demo without a container engine:
  * - kind/base renders with `kubectl kustomize`, and every rendered object passes
  *   `kubectl apply --dry-run=server --validate=strict` against a real kube-apiserver (admission, defaulting,
- *   strict field validation), namespaces created first;
+ *   strict field validation), namespaces created first; kind/overlays/ready-only (rollout-check's
+ *   SETUP=ready-only) renders, differs from kind/base only where setup (b) should, and validates too;
  * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar,
  *   mTLS Secrets mounted and used, NetworkPolicies around xDS, readygate's admin and Envoy's admin);
  * - scripts/certs.sh (with a stand-in kubectl) issues certificates readygate's own checks accept;
@@ -574,3 +575,56 @@ test('scripts/certs.sh issues certificates that readygate accepts and Secrets na
     'spiffe://readygate-demo/ns/gateway/envoy',
   );
 });
+
+test.serial(
+  'overlays/ready-only (rollout-check SETUP=ready-only) renders setup (b) and passes the same dry run',
+  async (t) => {
+    const { cluster, objects: base, workDir } = t.context;
+    const rendered = await run(kubectl, ['kustomize', path.join(kindDir, 'overlays', 'ready-only')]);
+    t.is(rendered.code, 0, rendered.stderr);
+    const objects = parseAllDocuments(rendered.stdout)
+      .map((doc) => doc.toJS() as RenderedObject | null)
+      .filter((o): o is RenderedObject => o !== null);
+    interface PodSpec {
+      readinessGates?: unknown[];
+      terminationGracePeriodSeconds?: number;
+      containers: { args?: string[]; lifecycle?: { preStop?: { exec?: { command?: string[] } } } }[];
+    }
+    const podSpec = (from: RenderedObject[], name: string): PodSpec =>
+      (find(from, 'Deployment', name).spec as { template: { spec: PodSpec } }).template.spec;
+    const web = podSpec(objects, 'web');
+    t.is(web.readinessGates, undefined, 'no readiness gate');
+    t.deepEqual(web.containers[0]?.lifecycle?.preStop?.exec?.command, ['sleep', '5']);
+    t.is(web.terminationGracePeriodSeconds, 15);
+    const baseArgs = podSpec(base, 'readygate').containers[0]?.args ?? [];
+    t.deepEqual(podSpec(objects, 'readygate').containers[0]?.args, [
+      ...baseArgs,
+      '--terminating=omit',
+      '--no-terminating-fallback',
+    ]);
+    // Nothing else differs from kind/base.
+    const names = (from: RenderedObject[]): string[] =>
+      from.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort();
+    t.deepEqual(names(objects), names(base));
+    for (const object of objects) {
+      if (object.kind === 'Deployment' && ['web', 'readygate'].includes(object.metadata.name)) continue;
+      const same = base.find((o) => o.kind === object.kind && o.metadata.name === object.metadata.name);
+      t.deepEqual(object, same, `${object.kind}/${object.metadata.name}`);
+    }
+    // The two changed Deployments pass the server's strict validation too.
+    for (const name of ['web', 'readygate']) {
+      const file = path.join(workDir, `ready-only-${name}.yaml`);
+      writeFileSync(file, JSON.stringify(find(objects, 'Deployment', name)));
+      const result = await run(kubectl, [
+        '--kubeconfig',
+        cluster.adminKubeconfigPath,
+        'apply',
+        '--dry-run=server',
+        '--validate=strict',
+        '-f',
+        file,
+      ]);
+      t.is(result.code, 0, `${name}: ${result.stderr}`);
+    }
+  },
+);

@@ -48,7 +48,6 @@ async function backend(overrides: Partial<ConstructorParameters<typeof DemoBacke
     port,
     bootMs: 0,
     warmupMs: 150,
-    graceMs: 200,
     ...overrides,
   });
 }
@@ -66,14 +65,43 @@ test('refuses before boot, answers 503 while warming, then 200 with its name; /r
   t.like(await get(app.port, '/ready'), { status: 200 });
 });
 
-test('SIGTERM: not ready at once, keeps serving through the grace period, then refuses', async (t) => {
+test('SIGTERM: new connections are refused at once and the process exits', async (t) => {
   const app = await backend({ warmupMs: 0 });
   t.teardown(() => app.kill());
   await app.start();
   await sleep(10);
-  app.terminate();
-  t.like(await get(app.port, '/ready'), { status: 503, body: 'terminating\n' });
   t.like(await get(app.port), { status: 200 });
+  app.terminate();
+  t.is(app.state, 'terminating');
+  t.like(await get(app.port), { error: 'ECONNREFUSED' });
+  await app.exited;
+  t.is(app.state, 'exited');
+});
+
+test('SIGTERM: a request on a keep-alive connection opened before is still answered, with Connection: close', async (t) => {
+  const app = await backend({ warmupMs: 0 });
+  t.teardown(() => app.kill());
+  await app.start();
+  await sleep(10);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => {
+    agent.destroy();
+  });
+  const viaAgent = (): Promise<{ status: number; connection: string | undefined }> =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: HOST, port: app.port, path: '/', agent }, (response) => {
+          response.resume();
+          response.once('end', () => {
+            resolve({ status: response.statusCode ?? 0, connection: response.headers.connection });
+          });
+        })
+        .once('error', reject);
+    });
+  t.like(await viaAgent(), { status: 200, connection: 'keep-alive' });
+  app.terminate();
+  // The pooled connection is not cut under the request: it is answered, and closed after.
+  t.deepEqual(await viaAgent(), { status: 200, connection: 'close' });
   await app.exited;
   t.like(await get(app.port), { error: 'ECONNREFUSED' });
 });
@@ -86,6 +114,7 @@ test('crash: requests it received are cut without a response, then the port refu
   app.crash(150);
   const held = await Promise.all([get(app.port), get(app.port)]);
   for (const outcome of held) t.is(outcome.status, undefined, JSON.stringify(outcome));
+  t.is(app.heldRequests, 2);
   await app.exited;
   t.like(await get(app.port), { error: 'ECONNREFUSED' });
 });
@@ -98,7 +127,7 @@ const FAST: DemoTiming = {
   probeTimeoutMs: 500,
   probeFailureThreshold: 2,
   exitNoticeMs: 40,
-  graceMs: 300,
+  preStopSleepMs: 300,
   podGoneMs: 60,
   crashHoldMs: 50,
   restartDelayMs: 50,
@@ -156,4 +185,46 @@ test('simulated cluster: a crashed container is noticed, restarted in place and 
   await cluster.waitReady(pod, signal);
   t.like(await get(pod.port, '/', pod.ip), { status: 200 });
   t.true(cluster.events.some((e) => e.what === 'container restarted'));
+});
+
+test('simulated cluster: a gated pod is Ready only after passGate; preStop holds SIGTERM until it returns', async (t) => {
+  const slices: SliceEntry[][] = [];
+  let releasePreStop: () => void = () => undefined;
+  const cluster = new SimulatedCluster({
+    label: 't',
+    timing: FAST,
+    addressPrefix: '127.0.0',
+    firstHost: 250,
+    now: () => 0,
+    onSlice: (entries) => slices.push([...entries]),
+    gated: true,
+    preStop: () =>
+      new Promise<void>((resolve) => {
+        releasePreStop = resolve;
+      }),
+  });
+  t.teardown(() => cluster.close());
+  const signal = new AbortController().signal;
+  const pod = await cluster.createPod();
+  const ready = cluster.waitReady(pod, signal);
+  while (cluster.gatePendingPods.length === 0) await sleep(10);
+  t.like(cluster.slice[0], { ready: false, serving: true, gatePending: true });
+  cluster.passGate(pod);
+  await ready;
+  t.like(cluster.slice[0], { ready: true, gatePending: false });
+
+  cluster.deletePod(pod);
+  t.like(cluster.slice[0], { ready: false, terminating: true, gatePending: false });
+  await sleep(100);
+  // The hook has not returned: no SIGTERM yet, the app still answers.
+  t.like(await get(pod.port, '/', pod.ip), { status: 200 });
+  t.deepEqual(cluster.preStops, []);
+  releasePreStop();
+  await cluster.waitGone([pod], signal);
+  t.is(cluster.preStops.length, 1);
+  t.true((cluster.preStops[0]?.ms ?? 0) >= 90);
+  const order = cluster.events.map((e) => e.what).filter((w) => /^(deleted|preStop|SIGTERM)/.test(w));
+  t.is(order[0], 'deleted');
+  t.regex(order[1] ?? '', /^preStop returned after \d+ ms$/);
+  t.is(order[2], 'SIGTERM');
 });

@@ -37,7 +37,7 @@ test('sends at the offered rate until its time bound, recording status, Retry-Af
   const origin = performance.now();
   const load = startLoad({
     host: '127.0.0.1',
-    port: upstream.port,
+    ports: [upstream.port],
     rate: 200,
     // Above the 100 requests the bounds allow: a catch-up burst after a stall never hits the cap here.
     concurrency: 128,
@@ -69,7 +69,7 @@ test('beyond the concurrency cap due requests are skipped, not queued; stop() wa
   t.teardown(upstream.close);
   const load = startLoad({
     host: '127.0.0.1',
-    port: upstream.port,
+    ports: [upstream.port],
     rate: 200,
     concurrency: 4,
     requestTimeoutMs: 2000,
@@ -90,7 +90,7 @@ test('a refused connection is recorded as status 0 with its error code', async (
   await upstream.close();
   const load = startLoad({
     host: '127.0.0.1',
-    port,
+    ports: [port],
     rate: 50,
     concurrency: 4,
     requestTimeoutMs: 1000,
@@ -121,7 +121,7 @@ test('answered() waits for every request sent before it, and not for those sent 
   const sends = { before: 0, after: 0 };
   const load = startLoad({
     host: '127.0.0.1',
-    port: upstream.port,
+    ports: [upstream.port],
     rate: 4,
     concurrency: 8,
     requestTimeoutMs: 5000,
@@ -149,4 +149,29 @@ test('answered() waits for every request sent before it, and not for those sent 
   t.is(count('before'), sends.before, 'every request sent before the call has its sample');
   t.true(count('after') < sends.after, 'requests sent after the call were not waited for');
   await load.stop();
+});
+
+test('requests alternate between the gateways, each sample naming the one that carried it', async (t) => {
+  const first = await server((_request, response) => response.end('first'));
+  const second = await server((_request, response) => response.end('second'));
+  t.teardown(first.close);
+  t.teardown(second.close);
+  const load = startLoad({
+    host: '127.0.0.1',
+    ports: [first.port, second.port],
+    rate: 100,
+    concurrency: 8,
+    requestTimeoutMs: 2000,
+    maxDurationMs: 100,
+    origin: performance.now(),
+    phase: () => 'p',
+  });
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  const samples = await load.stop();
+  // How many were sent depends on the timer under load (at most 10); the split does not.
+  const viaFirst = samples.filter((s) => s.via === 0).length;
+  const viaSecond = samples.filter((s) => s.via === 1).length;
+  t.true(samples.length >= 2 && samples.length <= 10, `${samples.length} samples`);
+  t.is(viaFirst + viaSecond, samples.length);
+  t.true(viaFirst - viaSecond === 0 || viaFirst - viaSecond === 1, `${viaFirst} vs ${viaSecond}`);
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { DEMO_SERVICE, serviceFor, type SliceEntry } from '../../src/demo/slice.js';
+import { DEMO_SERVICE, serviceFor, type GatewayKind, type SliceEntry } from '../../src/demo/slice.js';
 import { eligibleHosts } from '../../src/model/eligibility.js';
 import { clusterName } from '../../src/model/types.js';
 
@@ -10,26 +10,37 @@ const entry = (pod: string, ip: string, conditions: Partial<SliceEntry> = {}): S
   ready: true,
   serving: true,
   terminating: false,
+  gatePending: false,
   ...conditions,
 });
 
-// A rollout moment: one ready pod, one still warming up, one terminating but serving, one that has exited.
+// A rollout moment: one ready pod, one still warming up, one terminating but serving, one that has exited,
+// one whose containers are ready and which waits only for readygate's readiness gate.
 const slice: SliceEntry[] = [
   entry('web-1', '127.0.0.20'),
   entry('web-2', '127.0.0.21', { ready: false, serving: false }),
   entry('web-3', '127.0.0.22', { ready: false, serving: true, terminating: true }),
   entry('web-4', '127.0.0.23', { ready: false, serving: false, terminating: true }),
+  entry('web-5', '127.0.0.24', { ready: false, serving: true, gatePending: true }),
 ];
 
-const hosts = (kind: 'readygate' | 'naive'): string[] => {
+const hosts = (kind: GatewayKind): string[] => {
   const service = serviceFor(slice, kind);
   const port = service.ports[0];
   if (!port) throw new Error('no port');
   return eligibleHosts(service, port).map((h) => `${h.address}:${h.port} ${h.health}`);
 };
 
-test('readygate gets the conditions: ready HEALTHY, serving-terminating DRAINING, the rest left out', (t) => {
-  t.deepEqual(hosts('readygate'), ['127.0.0.20:8000 HEALTHY', '127.0.0.22:8000 DRAINING']);
+test('readygate gets the conditions: ready and gate-pending HEALTHY, serving-terminating DRAINING, the rest left out', (t) => {
+  t.deepEqual(hosts('readygate'), [
+    '127.0.0.20:8000 HEALTHY',
+    '127.0.0.22:8000 DRAINING',
+    '127.0.0.24:8000 HEALTHY',
+  ]);
+});
+
+test('ready-only gets the ready addresses only: not ready, terminating and gate-pending are gone', (t) => {
+  t.deepEqual(hosts('ready-only'), ['127.0.0.20:8000 HEALTHY']);
 });
 
 test('naive gets every address of the slice as HEALTHY, whatever its conditions', (t) => {
@@ -38,6 +49,7 @@ test('naive gets every address of the slice as HEALTHY, whatever its conditions'
     '127.0.0.21:8000 HEALTHY',
     '127.0.0.22:8000 HEALTHY',
     '127.0.0.23:8000 HEALTHY',
+    '127.0.0.24:8000 HEALTHY',
   ]);
 });
 

@@ -3,11 +3,13 @@ import {
   checkExpectations,
   percentile,
   compactReason,
+  renderPreStops,
   renderReasons,
   renderTable,
   statusColumns,
   tallyPhases,
   timeSeries,
+  type ExpectationInput,
   type PhaseTally,
   type Sample,
 } from '../../src/demo/tally.js';
@@ -93,7 +95,7 @@ test('status columns are numeric ascending with transport errors last', (t) => {
   t.deepEqual(statusColumns(tallies), ['200', '502', '503', '504', 'error']);
 });
 
-test('renderTable puts both setups side by side with the Retry-After line', (t) => {
+test('renderTable puts the setups side by side with the Retry-After line', (t) => {
   const left = tallyPhases(
     [...many(4, 'rollout', 200), sample('outage', 503, { retryAfter: true })],
     ['rollout', 'outage'],
@@ -102,20 +104,27 @@ test('renderTable puts both setups side by side with the Retry-After line', (t) 
     [...many(3, 'rollout', 200), sample('rollout', 503), sample('outage', 503)],
     ['rollout', 'outage'],
   );
+  const third = tallyPhases([...many(2, 'rollout', 200)], ['rollout', 'outage']);
   const text = renderTable({
-    left: { name: 'readygate', phases: left },
-    right: { name: 'naive', phases: right },
+    sides: [
+      { name: 'readygate', phases: left },
+      { name: 'naive', phases: right },
+      { name: 'ready-only', phases: third },
+    ],
     titles: { rollout: 'rolling update', outage: 'outage' },
   });
   const lines = text.split('\n');
-  t.regex(lines[0] ?? '', /readygate\s+│ naive/);
-  t.regex(lines[1] ?? '', /^phase\s+total\s+200\s+503\s+│\s+total\s+200\s+503$/);
-  t.regex(lines[3] ?? '', /^rolling update\s+4\s+4\s+0\s+│\s+4\s+3\s+1$/);
-  t.regex(lines[4] ?? '', /^outage\s+1\s+0\s+1\s+│\s+1\s+0\s+1$/);
-  t.is(lines[5], '503s carrying Retry-After: readygate 1/1, naive 0/2');
-  // The separator column lines up on every row.
-  const bar = lines[1]?.indexOf('│') ?? -1;
-  for (const line of lines.slice(0, 5)) t.is(line.indexOf(line.includes('┼') ? '┼' : '│'), bar);
+  t.regex(lines[0] ?? '', /readygate\s+│ naive\s+│ ready-only$/);
+  t.regex(lines[1] ?? '', /^phase\s+total\s+200\s+503\s+│\s+total\s+200\s+503\s+│\s+total\s+200\s+503$/);
+  t.regex(lines[3] ?? '', /^rolling update\s+4\s+4\s+0\s+│\s+4\s+3\s+1\s+│\s+2\s+2\s+0$/);
+  t.regex(lines[4] ?? '', /^outage\s+1\s+0\s+1\s+│\s+1\s+0\s+1\s+│\s+0\s+0\s+0$/);
+  t.is(lines[5], '503s carrying Retry-After: readygate 1/1, naive 0/2, ready-only 0/0');
+  // The separator columns line up on every row.
+  const bars = (line: string): number[] =>
+    Array.from({ length: line.length }, (_, index) => index).filter((index) =>
+      ['│', '┼'].includes(line.charAt(index)),
+    );
+  for (const line of lines.slice(0, 5)) t.deepEqual(bars(line), bars(lines[1] ?? ''));
 });
 
 function tallies(spec: Partial<Record<(typeof PHASES)[number], Sample[]>>): PhaseTally[] {
@@ -123,59 +132,120 @@ function tallies(spec: Partial<Record<(typeof PHASES)[number], Sample[]>>): Phas
 }
 
 const goodReadygate = {
+  baseline: many(20, 'baseline', 200),
   rollout: many(50, 'rollout', 200),
-  crash: [...many(10, 'crash', 200), ...many(3, 'crash', 502), sample('crash', 503, { retryAfter: true })],
+  'slow-start': many(30, 'slow-start', 200),
+  'slow-propagation': many(80, 'slow-propagation', 200),
+  crash: [...many(10, 'crash', 200), ...many(3, 'crash', 502)],
   outage: [...many(5, 'outage', 200), ...many(20, 'outage', 503, { retryAfter: true })],
 };
-const goodNaive = { rollout: [...many(40, 'rollout', 200), ...many(10, 'rollout', 503)] };
+const goodNaive = {
+  rollout: [...many(40, 'rollout', 200), ...many(10, 'rollout', 503)],
+  'slow-propagation': [...many(40, 'slow-propagation', 200), ...many(5, 'slow-propagation', 503)],
+};
+const goodReadyOnly = {
+  rollout: many(50, 'rollout', 200),
+  'slow-propagation': [...many(40, 'slow-propagation', 200), ...many(7, 'slow-propagation', 503)],
+};
+
+const input = (
+  overrides: {
+    readygate?: Partial<typeof goodReadygate>;
+    naive?: Partial<Record<(typeof PHASES)[number], Sample[]>>;
+    readyOnly?: Partial<Record<(typeof PHASES)[number], Sample[]>>;
+    held?: number;
+    drains?: number[];
+  } = {},
+): ExpectationInput => ({
+  readygate: tallies({ ...goodReadygate, ...overrides.readygate }),
+  naive: tallies(overrides.naive ?? goodNaive),
+  readyOnly: tallies(overrides.readyOnly ?? goodReadyOnly),
+  readygateCrashHeld: overrides.held ?? 3,
+  readygateSlowDrainMs: overrides.drains ?? [3504, 3510],
+  slowPropagationMs: 3500,
+  drainWaitTimeoutMs: 7000,
+});
+
+const failed = (checks: readonly { name: string; ok: boolean }[]): string[] =>
+  checks.filter((c) => !c.ok).map((c) => c.name);
 
 test('checkExpectations: all hold for the expected shape', (t) => {
-  const checks = checkExpectations(tallies(goodReadygate), tallies(goodNaive));
+  const checks = checkExpectations(input());
+  t.is(checks.length, 11);
+  t.deepEqual(failed(checks), []);
+});
+
+test('checkExpectations: one non-2xx in any of readygate’s no-failure phases fails that phase’s check', (t) => {
+  for (const phase of ['baseline', 'rollout', 'slow-start', 'slow-propagation'] as const) {
+    const checks = checkExpectations(
+      input({ readygate: { [phase]: [...many(50, phase, 200), sample(phase, 503, { retryAfter: true })] } }),
+    );
+    t.deepEqual(failed(checks), [`readygate: no non-2xx in the ${phase} phase`]);
+    t.is(checks.find((c) => !c.ok)?.detail, '200×50 503×1');
+  }
+});
+
+test('checkExpectations: naive without errors in a rollout, or ready-only without errors when a gateway is slow, fails', (t) => {
   t.deepEqual(
-    checks.map((c) => c.ok),
-    [true, true, true, true, true],
+    failed(checkExpectations(input({ naive: { 'slow-propagation': goodNaive['slow-propagation'] } }))),
+    ['naive: non-2xx in the rollout phase'],
   );
+  t.deepEqual(failed(checkExpectations(input({ readyOnly: { rollout: goodReadyOnly.rollout } }))), [
+    'ready-only + preStop sleep: non-2xx when a gateway is slower than the sleep',
+  ]);
 });
 
-test('checkExpectations: one non-2xx in readygate’s rollout fails the first check', (t) => {
-  const checks = checkExpectations(
-    tallies({ ...goodReadygate, rollout: [...many(50, 'rollout', 200), sample('rollout', 503)] }),
-    tallies(goodNaive),
-  );
-  t.false(checks[0]?.ok);
-  t.is(checks[0]?.detail, '200×50 503×1');
-});
-
-test('checkExpectations: a naive rollout without errors fails (the test can fail)', (t) => {
-  const checks = checkExpectations(tallies(goodReadygate), tallies({ rollout: many(50, 'rollout', 200) }));
-  t.false(checks[1]?.ok);
-});
-
-test('checkExpectations: no 502 in the crash fails', (t) => {
-  const checks = checkExpectations(
-    tallies({ ...goodReadygate, crash: many(10, 'crash', 200) }),
-    tallies(goodNaive),
-  );
-  t.false(checks[2]?.ok);
+test('checkExpectations: in the crash, a lost new request (503) or 502s not matching what the app held fail', (t) => {
+  const crashCheck =
+    'readygate: in the crash, 502 for exactly the requests the app received, no new request lost';
+  const lost = [...goodReadygate.crash, sample('crash', 503, { retryAfter: true })];
+  t.deepEqual(failed(checkExpectations(input({ readygate: { crash: lost } }))), [crashCheck]);
+  t.deepEqual(failed(checkExpectations(input({ held: 4 }))), [crashCheck]);
+  t.deepEqual(failed(checkExpectations(input({ readygate: { crash: many(10, 'crash', 200) }, held: 0 }))), [
+    crashCheck,
+  ]);
 });
 
 test('checkExpectations: a 502, a reset or a 503 without Retry-After in the outage fails', (t) => {
   for (const bad of [sample('outage', 502), sample('outage', 0), sample('outage', 503)]) {
-    const checks = checkExpectations(
-      tallies({ ...goodReadygate, outage: [...goodReadygate.outage, bad] }),
-      tallies(goodNaive),
+    const names = failed(checkExpectations(input({ readygate: { outage: [...goodReadygate.outage, bad] } })));
+    t.true(
+      names.includes('readygate: the outage answers only 503, each with Retry-After'),
+      `status ${bad.status}`,
     );
-    t.false(checks[3]?.ok, `status ${bad.status}`);
   }
 });
 
-test('checkExpectations: a 503 without Retry-After in any phase fails the last check', (t) => {
-  const checks = checkExpectations(
-    tallies({ ...goodReadygate, crash: [...goodReadygate.crash, sample('crash', 503)] }),
-    tallies(goodNaive),
+test('checkExpectations: drain-wait shorter than the slow gateway’s delay, at its timeout, or absent fails', (t) => {
+  const name =
+    'readygate: drain-wait held each pod as long as the slow gateway needed (≥ 3500 ms), within its timeout';
+  for (const drains of [[3400, 3600], [7000], []]) {
+    t.deepEqual(failed(checkExpectations(input({ drains }))), [name], JSON.stringify(drains));
+  }
+});
+
+test('renderPreStops: the range per setup and phase', (t) => {
+  t.is(
+    renderPreStops(
+      [
+        {
+          name: 'sleep',
+          preStops: [
+            { phase: 'rollout', ms: 2000 },
+            { phase: 'rollout', ms: 2001 },
+          ],
+        },
+        { name: 'drain', preStops: [{ phase: 'slow-propagation', ms: 3506 }] },
+        { name: 'none', preStops: [] },
+      ],
+      { rollout: 'rolling update' },
+    ),
+    [
+      '  sleep: rolling update 2000–2001 ms (2)',
+      '  drain: slow-propagation 3506 ms (1)',
+      '  none: none',
+    ].join('\n'),
   );
-  t.false(checks[4]?.ok);
-  t.is(checks[4]?.detail, '21/22');
 });
 
 test('timeSeries buckets by send time and keeps empty buckets', (t) => {
@@ -210,8 +280,10 @@ test('renderReasons lists each setup and phase with non-2xx, most frequent reaso
   );
   t.is(
     renderReasons({
-      left: { name: 'readygate', phases: left },
-      right: { name: 'naive', phases: right },
+      sides: [
+        { name: 'readygate', phases: left },
+        { name: 'naive', phases: right },
+      ],
       titles: { crash: 'crash mid-request' },
     }),
     [
