@@ -712,7 +712,7 @@ serial('an Eviction through the Eviction API with a PodDisruptionBudget: 0 non-2
   );
 });
 
-serial('a container killed mid-request: 502 for the requests in flight to it', async (t) => {
+serial('a container killed mid-request: 502 for the requests in flight to it, no new request lost', async (t) => {
   t.timeout(180_000);
   const ctx = t.context;
   const pods = await podsOf(ctx, GATED);
@@ -765,10 +765,9 @@ serial('a container killed mid-request: 502 for the requests in flight to it', a
     t.is(answer.headers['content-type'], PROBLEM_CONTENT_TYPE);
   }
   for (const answer of answers.filter((a) => a.status === 200)) t.not(answer.body.trim(), name);
-  // New requests: without connect-failure retries in the shipped bootstrap, the ones Envoy sends to the
-  // dead address before EDS drops it fail as 503 + Retry-After (connect failure, never reached the app).
-  for (const [status] of Object.entries(result.statuses))
-    t.true(['200', '503'].includes(status), `status ${status}`);
+  // New requests: none lost. The shipped bootstrap retries a refused connect on another pod, and
+  // outlier detection on readygate's clusters ejects the dead address before EDS drops it.
+  t.is(result.non2xx, 0, JSON.stringify(result.statuses));
   t.true((result.byPod[name] ?? 0) > 0, 'the restarted container served new requests');
 });
 
