@@ -44,6 +44,8 @@ export interface DrainWaitDocument {
 }
 
 const RETRY_MS = 250;
+/** How often to ask in the last ANSWER_MARGIN_MS before the deadline, when a long poll no longer fits. */
+const FINAL_POLL_MS = 100;
 /**
  * readygate is asked to answer this much before our deadline, so its 504 (naming the Envoys still
  * routing) arrives in time instead of being cut off with the socket.
@@ -100,13 +102,12 @@ export async function runDrainWait(config: DrainWaitConfig, context: CommandCont
     if (status === 504) {
       last = body;
       lastError = undefined;
-      // A 504 this close to the deadline is the final word: asking again would get a 1 ms long poll,
-      // answered at once, over and over until the deadline.
-      if (deadline - Date.now() <= ANSWER_MARGIN_MS) break;
-      // A 504 well before the long poll's end (a replica capping its wait): not a reason to spin.
-      if (Date.now() - asked < longPollMs / 2) {
-        await sleep(Math.min(RETRY_MS, Math.max(0, deadline - Date.now())));
-      }
+      // Too close to the deadline for a long poll, asking again gets a 1 ms one, answered at once: ask
+      // at most every 100 ms until the deadline instead of in a tight loop. Likewise after a 504 well
+      // before the long poll's end (a replica capping its wait).
+      const left = deadline - Date.now();
+      if (left <= ANSWER_MARGIN_MS) await sleep(Math.min(FINAL_POLL_MS, Math.max(0, left)));
+      else if (Date.now() - asked < longPollMs / 2) await sleep(Math.min(RETRY_MS, left));
       continue;
     }
     if (status === 503) {

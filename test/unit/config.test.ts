@@ -1,9 +1,11 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import test from 'ava';
 import {
   buildConfig,
   checkLabelSelector,
   commandHelp,
   COMMAND_NAMES,
+  knownEnvironmentNames,
   optionEntries,
   parseByteSize,
   parseDuration,
@@ -698,4 +700,23 @@ test('unknown READYGATE_* variables are named, with the closest known one when i
     ],
   );
   t.deepEqual(unknownEnvironmentVariables({}), []);
+});
+
+test('every READYGATE_* variable the scripts and test harness set is known: no warning in their runs', (t) => {
+  const known = knownEnvironmentNames();
+  const dirs = ['../../scripts/', '../helpers/'];
+  const used = new Set<string>();
+  for (const dir of dirs) {
+    const url = new URL(dir, import.meta.url);
+    for (const name of readdirSync(url)) {
+      if (!statSync(new URL(name, url)).isFile()) continue;
+      const text = readFileSync(new URL(name, url), 'utf8');
+      for (const match of text.matchAll(/READYGATE_[A-Z0-9_]*[A-Z0-9]/g)) used.add(match[0]);
+    }
+  }
+  t.true(used.has('READYGATE_NODE_BIN_DIR'), 'the scan sees scripts/run-tests.mjs');
+  t.deepEqual(
+    [...used].filter((name) => !known.has(name)),
+    [],
+  );
 });

@@ -103,7 +103,7 @@ test('at the timeout: exit 1 (WAIT_TIMEOUT) naming the Envoy that has not ACKed;
   t.like(await unknown.json(), { pod: 'ns/never-seen', unknown: true });
 });
 
-test('at the timeout it asks once more only if there is time for a long poll: no burst of 504s', async (t) => {
+test('near the timeout it asks every 100 ms, not in a tight loop of 1 ms long polls', async (t) => {
   const { envoy, url } = await setup(t);
   envoy('stuck-envoy');
   // Counts the long polls on their way to the real admin server.
@@ -139,8 +139,9 @@ test('at the timeout it asks once more only if there is time for a long poll: no
     ),
   );
   t.true(isReadygateError(error, ErrorCode.WAIT_TIMEOUT));
-  // One long poll of 1.2 s, answered 504 with 0.3 s left: no second one (it was 60-260 of them).
-  t.is(asked, 1);
+  // One long poll of 1.2 s, answered 504 with 0.3 s left, then at most one short one every 100 ms until
+  // the deadline: 2 to 4 in all (it was 60-260 of them, a tight loop of 1 ms long polls).
+  t.true(asked >= 2 && asked <= 4, `asked ${asked} times`);
 });
 
 test('control plane unreachable for the whole wait: ADMIN_UNREACHABLE', async (t) => {
