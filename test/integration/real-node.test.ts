@@ -712,64 +712,68 @@ serial('an Eviction through the Eviction API with a PodDisruptionBudget: 0 non-2
   );
 });
 
-serial('a container killed mid-request: 502 for the requests in flight to it, no new request lost', async (t) => {
-  t.timeout(180_000);
-  const ctx = t.context;
-  const pods = await podsOf(ctx, GATED);
-  const victim = pods[0];
-  const ip = victim?.status?.podIP;
-  if (!victim || !ip) throw new Error('no pod to kill');
-  const name = victim.metadata?.name ?? '';
-  const restartsBefore = victim.status?.containerStatuses?.[0]?.restartCount ?? 0;
-  // Slow requests spread over the pods (Envoy balances round robin), answered well inside the route
-  // timeout; the crash comes while they are held.
-  const slow = Array.from({ length: 9 }, () => viaEnvoy(ctx, GATED, `/?delay=${SLOW_REQUEST_MS}`, 20_000));
-  await waitUntil(
-    async () => (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.reduce((n, h) => n + h.rqActive, 0) === 9,
-    { timeoutMs: 4_000, intervalMs: 50, description: 'the 9 slow requests in flight' },
-  );
-  const inFlight =
-    (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.find((h) => h.address === ip)?.rqActive ?? 0;
-  t.true(inFlight >= 1, `requests in flight to the victim: ${inFlight}`);
-  await toPod(ip, 'POST', '/crash').catch(() => 0);
-  // New requests from the moment of the crash until the container is back and Ready.
-  const load = startLoad(ctx, GATED, 90_000);
-  const answers = await Promise.all(slow);
-  await waitUntil(
-    async () => {
-      const pod = await ctx.core.readNamespacedPod({ namespace: NAMESPACE, name });
-      return (pod.status?.containerStatuses?.[0]?.restartCount ?? 0) > restartsBefore && isReady(pod);
-    },
-    { timeoutMs: 60_000, intervalMs: 200, description: `${name} restarted and Ready again` },
-  );
-  await waitUntil(async () => (await envoyHosts(ctx.envoy, clusterOf(GATED))).healthy.includes(ip), {
-    timeoutMs: 30_000,
-    intervalMs: 100,
-    description: `${ip} back in Envoy`,
-  });
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const result = await load.stop();
-  const failed = answers.filter((a) => a.status !== 200);
-  t.log(
-    `killed ${name} with ${inFlight} requests in flight to it: slow answers ${JSON.stringify(
-      answers.map((a) => a.status),
-    )}; failures ${JSON.stringify(failed.map((a) => `${a.status} ${String(a.headers[CAUSE_HEADER] ?? '')}`))}`,
-  );
-  t.log(`new requests from the crash until the pod was back: ${describeLoad(result)}`);
-  for (const failure of result.firstFailures) t.log(`new request failure at ${failure}`);
-  // Exactly the requests the victim held failed, each a 502 problem (the upstream died mid-request); the
-  // others were answered by the pods they went to.
-  t.is(failed.length, inFlight);
-  for (const answer of failed) {
-    t.is(answer.status, 502);
-    t.is(answer.headers['content-type'], PROBLEM_CONTENT_TYPE);
-  }
-  for (const answer of answers.filter((a) => a.status === 200)) t.not(answer.body.trim(), name);
-  // New requests: none lost. The shipped bootstrap retries a refused connect on another pod, and
-  // outlier detection on readygate's clusters ejects the dead address before EDS drops it.
-  t.is(result.non2xx, 0, JSON.stringify(result.statuses));
-  t.true((result.byPod[name] ?? 0) > 0, 'the restarted container served new requests');
-});
+serial(
+  'a container killed mid-request: 502 for the requests in flight to it, no new request lost',
+  async (t) => {
+    t.timeout(180_000);
+    const ctx = t.context;
+    const pods = await podsOf(ctx, GATED);
+    const victim = pods[0];
+    const ip = victim?.status?.podIP;
+    if (!victim || !ip) throw new Error('no pod to kill');
+    const name = victim.metadata?.name ?? '';
+    const restartsBefore = victim.status?.containerStatuses?.[0]?.restartCount ?? 0;
+    // Slow requests spread over the pods (Envoy balances round robin), answered well inside the route
+    // timeout; the crash comes while they are held.
+    const slow = Array.from({ length: 9 }, () => viaEnvoy(ctx, GATED, `/?delay=${SLOW_REQUEST_MS}`, 20_000));
+    await waitUntil(
+      async () =>
+        (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.reduce((n, h) => n + h.rqActive, 0) === 9,
+      { timeoutMs: 4_000, intervalMs: 50, description: 'the 9 slow requests in flight' },
+    );
+    const inFlight =
+      (await envoyHosts(ctx.envoy, clusterOf(GATED))).all.find((h) => h.address === ip)?.rqActive ?? 0;
+    t.true(inFlight >= 1, `requests in flight to the victim: ${inFlight}`);
+    await toPod(ip, 'POST', '/crash').catch(() => 0);
+    // New requests from the moment of the crash until the container is back and Ready.
+    const load = startLoad(ctx, GATED, 90_000);
+    const answers = await Promise.all(slow);
+    await waitUntil(
+      async () => {
+        const pod = await ctx.core.readNamespacedPod({ namespace: NAMESPACE, name });
+        return (pod.status?.containerStatuses?.[0]?.restartCount ?? 0) > restartsBefore && isReady(pod);
+      },
+      { timeoutMs: 60_000, intervalMs: 200, description: `${name} restarted and Ready again` },
+    );
+    await waitUntil(async () => (await envoyHosts(ctx.envoy, clusterOf(GATED))).healthy.includes(ip), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      description: `${ip} back in Envoy`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const result = await load.stop();
+    const failed = answers.filter((a) => a.status !== 200);
+    t.log(
+      `killed ${name} with ${inFlight} requests in flight to it: slow answers ${JSON.stringify(
+        answers.map((a) => a.status),
+      )}; failures ${JSON.stringify(failed.map((a) => `${a.status} ${String(a.headers[CAUSE_HEADER] ?? '')}`))}`,
+    );
+    t.log(`new requests from the crash until the pod was back: ${describeLoad(result)}`);
+    for (const failure of result.firstFailures) t.log(`new request failure at ${failure}`);
+    // Exactly the requests the victim held failed, each a 502 problem (the upstream died mid-request); the
+    // others were answered by the pods they went to.
+    t.is(failed.length, inFlight);
+    for (const answer of failed) {
+      t.is(answer.status, 502);
+      t.is(answer.headers['content-type'], PROBLEM_CONTENT_TYPE);
+    }
+    for (const answer of answers.filter((a) => a.status === 200)) t.not(answer.body.trim(), name);
+    // New requests: none lost. The shipped bootstrap retries a refused connect on another pod, and
+    // outlier detection on readygate's clusters ejects the dead address before EDS drops it.
+    t.is(result.non2xx, 0, JSON.stringify(result.statuses));
+    t.true((result.byPod[name] ?? 0) > 0, 'the restarted container served new requests');
+  },
+);
 
 serial('scale to 0: 503 + Retry-After problem answers', async (t) => {
   t.timeout(120_000);
