@@ -11,6 +11,8 @@
  * No server push, no priorities (PRIORITY frames are checked and ignored). TLS sits below it: the socket
  * may be a TLSSocket (src/tls/server.ts), and the engine reads and writes it as it would a TCP socket.
  */
+// Imported, not the global: in Node 24 the global Buffer is a getter, and these run per frame.
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import {
   CONNECTION_PREFACE,
