@@ -9,9 +9,9 @@
  * connection has its own budget, a child of the process-wide one: a stuck connection exhausts its
  * own, and only its own streams wait. The total paces a storm of connecting Envoys and bounds the
  * memory of all pending pushes; stuck connections can fill it only together (16 at the defaults,
- * each at its own cap). While they do, streams of healthy connections wait on the total, and stuck
- * connections that hold part of it are closed after a short bound (DrainWatch, `pressureStallMs`)
- * instead of the full stall bound, which gives their bytes back. Letting stuck connections' bytes
+ * each at its own cap). While streams wait on the total, a connection at its own cap that drains
+ * nothing is closed after a short bound (DrainWatch, `pressureStallMs`) instead of the full stall
+ * bound, which gives its bytes back. Letting stuck connections' bytes
  * stop counting toward the total would have kept healthy streams from ever waiting on them, but at
  * the price of the total's memory bound: a client could then park its cap's worth on one connection
  * after another.
@@ -48,6 +48,11 @@ export class SendBudget {
 
   get releases(): number {
     return this.#releases;
+  }
+
+  /** At or over its own cap: its streams wait on it, whatever room the parent has. */
+  get full(): boolean {
+    return this.#inFlight >= this.#maxBytes;
   }
 
   /** Streams waiting on this budget itself (not on its parent). */
@@ -150,7 +155,7 @@ export class DrainWatch {
    * that saw one is no progress. `unansweredProbeMs` is how long a PING sent behind its written data
    * has gone unanswered (0 if none is out): a peer that stopped reading with our bytes in its socket
    * buffers drains nothing, though nothing is pending here. `pressureStallMs`, given while streams of
-   * other connections wait on the total budget, is the shorter bound for a connection holding bytes.
+   * other connections wait on the total budget, is the shorter bound for a connection at its cap.
    */
   verdict(
     now: number,
@@ -164,10 +169,11 @@ export class DrainWatch {
       this.#progressAt = now;
     }
     if (Math.max(now - this.#progressAt, unansweredProbeMs) >= maxStallMs) return 'stalled';
-    // Other connections' streams wait on the total pending budget: a connection holding part of it
-    // without draining any is closed sooner, so that stuck peers pace healthy ones only briefly.
-    // Bytes pending here are what it holds; an unanswered probe alone holds none of the total.
-    if (pressureStallMs !== undefined && budget.inFlight > 0 && now - this.#progressAt >= pressureStallMs)
+    // Other connections' streams wait on the total pending budget: a connection at its own cap that
+    // drains nothing is closed sooner, so that stuck peers pace healthy ones only briefly. Only at
+    // its cap: in a connect storm the total is waited on as a matter of course, and a healthy Envoy
+    // slow to take its initial state (well below the cap) must not be closed for it.
+    if (pressureStallMs !== undefined && budget.full && now - this.#progressAt >= pressureStallMs)
       return 'stalled';
     return undefined;
   }

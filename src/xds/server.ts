@@ -72,9 +72,9 @@ export const DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_STALL_MS = 30_000;
 /**
- * While healthy streams wait on the total pending budget, a connection holding part of it that has
- * drained nothing for this long (or maxStallMs, if shorter) is closed: stuck peers that fill the total
- * together delay everyone else by this plus one sweep, not by the whole stall bound.
+ * While streams wait on the total pending budget, a connection at its own cap that has drained
+ * nothing for this long (or maxStallMs, if shorter) is closed: stuck peers that fill the total
+ * together at their caps delay everyone else by this plus one sweep, not by the whole stall bound.
  */
 export const PRESSURE_STALL_MS = 2_000;
 
@@ -176,7 +176,7 @@ export class AdsService {
         },
         pressureStallMs === undefined
           ? `closing xds connection from ${connection.peer}: it drained nothing for ${maxStallMs} ms`
-          : `closing xds connection from ${connection.peer}: it drained nothing for at least ${pressureStallMs} ms while streams of other connections waited for the total pending budget`,
+          : `closing xds connection from ${connection.peer}: it drained nothing for at least ${pressureStallMs} ms at its pending cap while streams of other connections waited for the total pending budget`,
       );
       this.#connections.delete(connection);
       state.budget.retire();
