@@ -6,21 +6,29 @@
  *   version can spend less per change; readygate's own HTTP/2 sits on top of it.
  * - `node:http2`: a bare node:http2 server, with the ADS server's receive window and frame size. What
  *   readygate spent before it had an HTTP/2 server of its own could not go below this.
+ * - `tls`: the `tcp` floor over node:tls, with mTLS and the cipher order readygate's TLS listener uses
+ *   (src/tls/material.ts). What TLS costs node for this traffic whatever runs above it: readygate over
+ *   TLS can add to its h2c figure no less than this floor adds to the TCP one.
  * bench:xds prints both beside readygate's own figures.
  *
  * Run alone: `npx tsx bench/http2-floor.ts` (BENCH_STREAMS, BENCH_PUSH_BYTES, BENCH_ACK_BYTES,
- * BENCH_CHANGES, BENCH_FLOOR=tcp|node:http2). The client half runs in a child process, as the load does
+ * BENCH_CHANGES, BENCH_FLOOR=tcp|node:http2|tls). The client half runs in a child process, as the load does
  * in bench:xds.
  */
 import { fork } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { PREFERRED_CIPHERS } from '../src/tls/material.js';
 import { ADS_SERVER_SETTINGS } from '../src/xds/server.js';
+import { createTestPki } from '../test/helpers/tls-certs.js';
 import { percentile, round1 } from './stats.js';
 
-export type FloorTransport = 'tcp' | 'node:http2';
+export type FloorTransport = 'tcp' | 'node:http2' | 'tls';
 
 export interface FloorOptions {
   readonly transport: FloorTransport;
@@ -77,7 +85,32 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
     });
   };
   let server: net.Server | http2.Http2Server;
-  if (options.transport === 'tcp') {
+  let tlsDir: string | undefined;
+  const pki = options.transport === 'tls' ? createTestPki() : undefined;
+  if (pki !== undefined) {
+    const ca = pki.ca('ca');
+    pki.issue(ca, 'server', { cn: 'readygate', dns: ['readygate'], ips: ['127.0.0.1'], usage: 'serverAuth' });
+    pki.issue(ca, 'client', { cn: 'floor', usage: 'clientAuth' });
+    tlsDir = pki.dir;
+    const file = (name: string): Buffer => readFileSync(path.join(pki.dir, name));
+    server = tls.createServer(
+      {
+        key: file('server.key'),
+        cert: file('server.pem'),
+        ca: file('ca.pem'),
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        ciphers: PREFERRED_CIPHERS,
+        honorCipherOrder: true,
+        noDelay: true,
+      },
+      (socket) => {
+        accept(socket);
+        closers.push(() => socket.destroy());
+      },
+    );
+  } else if (options.transport === 'tcp') {
     server = net.createServer({ noDelay: true }, (socket) => {
       accept(socket);
       closers.push(() => socket.destroy());
@@ -111,6 +144,7 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
       FLOOR_STREAMS: String(options.streams),
       FLOOR_ACK_BYTES: String(options.ackBytes),
       FLOOR_PUSH_BYTES: String(options.pushBytes),
+      ...(tlsDir === undefined ? {} : { FLOOR_TLS_DIR: tlsDir }),
     },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -155,6 +189,7 @@ export async function measureFloor(options: FloorOptions): Promise<FloorResult> 
         resolve();
       });
     });
+    pki?.remove();
   }
 }
 
@@ -167,6 +202,20 @@ function runClient(): void {
   const open = (): Peer => {
     if (process.env['FLOOR_TRANSPORT'] === 'tcp') {
       return net.connect({ port, host: '127.0.0.1', noDelay: true });
+    }
+    const tlsDir = process.env['FLOOR_TLS_DIR'];
+    if (tlsDir !== undefined) {
+      const file = (name: string): Buffer => readFileSync(path.join(tlsDir, name));
+      const socket = tls.connect({
+        port,
+        host: '127.0.0.1',
+        servername: 'readygate',
+        ca: file('ca.pem'),
+        key: file('client.key'),
+        cert: file('client.pem'),
+      });
+      socket.setNoDelay(true);
+      return socket;
     }
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', () => undefined);
@@ -191,7 +240,7 @@ if (process.env['FLOOR_CLIENT_PORT'] !== undefined) {
   runClient();
 } else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const options: FloorOptions = {
-    transport: process.env['BENCH_FLOOR'] === 'node:http2' ? 'node:http2' : 'tcp',
+    transport: (['node:http2', 'tls'] as const).find((t) => t === process.env['BENCH_FLOOR']) ?? 'tcp',
     streams: Number(process.env['BENCH_STREAMS'] ?? 1000),
     pushBytes: Number(process.env['BENCH_PUSH_BYTES'] ?? 1213),
     ackBytes: Number(process.env['BENCH_ACK_BYTES'] ?? 100),

@@ -14,7 +14,7 @@
  * bench/xds-stalled.ts, reported side by side; 0 for none).
  * BENCH_SIDECARS (N: sidecars unscoped vs each scoped to N Services instead, see below),
  * BENCH_TRANSPORTS (h2c,tls: each mode runs over plain HTTP/2 and over mTLS, reported side by side with
- * the TLS/h2c CPU ratio; floors run with h2c only). Every
+ * the TLS/h2c CPU ratio; the tcp and node:http2 floors run after h2c, the tls floor after TLS). Every
  * wait is bounded; a stuck run fails instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -43,9 +43,9 @@ const transports = (process.env['BENCH_TRANSPORTS'] ?? 'h2c,tls')
   .split(',')
   .filter((name): name is Transport => name === 'h2c' || name === 'tls');
 type Transport = 'h2c' | 'tls';
-const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2')
+const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2,tls')
   .split(',')
-  .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2');
+  .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2' || name === 'tls');
 
 type Message = { cmd: string } & Record<string, unknown>;
 
@@ -114,7 +114,8 @@ async function runMode(mode: string, transport: Transport): Promise<ModeResult> 
   // After readygate and its load have exited, so the floors run on a quiet machine too.
   const pushBytes = Math.round(result.bytesPerChange / streams);
   const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
-  for (const floor of transport === 'h2c' ? floorTransports : []) {
+  const floorsOfTransport = floorTransports.filter((floor) => (floor === 'tls') === (transport === 'tls'));
+  for (const floor of floorsOfTransport) {
     floors[floor] = await measureFloor({
       transport: floor,
       streams,
@@ -342,10 +343,16 @@ const tlsCost = modes.flatMap((mode) => {
   const [h2c, tls] = [of('h2c'), of('tls')];
   if (!h2c || !tls) return [];
   const ratio = (pick: (r: ModeResult) => number): number => Math.round((pick(tls) / pick(h2c)) * 100) / 100;
+  const tcpFloor = h2c.floors.tcp?.cpuMsPerRound.p50;
+  const tlsFloor = tls.floors.tls?.cpuMsPerRound.p50;
   return [
     {
       mode,
       cpuPerChangeP50: ratio((r) => r.controlPlaneCpuMsPerChange.p50),
+      // What TLS adds per change to readygate, and to bare sockets doing the same writes and reads.
+      addedCpuMsP50: round1(tls.controlPlaneCpuMsPerChange.p50 - h2c.controlPlaneCpuMsPerChange.p50),
+      floorAddedCpuMsP50:
+        tcpFloor === undefined || tlsFloor === undefined ? '-' : round1(tlsFloor - tcpFloor),
       cpuPerChangeMean: ratio((r) => r.controlPlaneCpuMsPerChange.mean),
       changeToAllP99: ratio((r) => r.changeToAllMs.p99),
       connectAll: ratio((r) => r.connectAllMs),
@@ -394,6 +401,7 @@ console.table(
     'RSS after GC (MB)': r.rssAfterGcMB,
     'TCP floor CPU/change p50 (ms)': r.floors.tcp?.cpuMsPerRound.p50 ?? '-',
     'bare node:http2 CPU/change p50 (ms)': r.floors['node:http2']?.cpuMsPerRound.p50 ?? '-',
+    'TLS floor CPU/change p50 (ms)': r.floors.tls?.cpuMsPerRound.p50 ?? '-',
   })),
 );
 for (const stalledRun of results.filter((r) => r.stalled > 0)) {

@@ -8,9 +8,11 @@
  * chunk, and a response goes out as one socket write whose frame header sits in room its producer
  * left in front of the message.
  *
- * No server push, no priorities (PRIORITY frames are checked and ignored), no TLS (Envoys reach the
- * control plane over h2c with prior knowledge, as gRPC does in a cluster).
+ * No server push, no priorities (PRIORITY frames are checked and ignored). TLS sits below it: the socket
+ * may be a TLSSocket (src/tls/server.ts), and the engine reads and writes it as it would a TCP socket.
  */
+// Imported, not the global: in Node 24 the global Buffer is a getter, and these run per frame.
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import {
   CONNECTION_PREFACE,
@@ -283,6 +285,22 @@ interface HeaderBlockInProgress {
   readonly fragments: Buffer[];
   bytes: number;
   continuations: number;
+  /** When the block began, for the frame timeout; set once it spans more than its HEADERS frame. */
+  startedAt: number;
+}
+
+/**
+ * A DATA frame whose header has arrived and whose payload is still arriving. Its payload goes to the
+ * stream piece by piece as the socket delivers it, instead of being joined into one buffer first: over
+ * TLS, reads come in 16 KB records, so a 16 KB DATA frame always straddled two reads and every SotW
+ * ACK was copied once more here (docs/benchmarks.md).
+ */
+interface DataFrameInProgress {
+  /** Where the payload goes; undefined once it is to be dropped (the stream was reset or has closed). */
+  stream: Http2ServerStream | undefined;
+  readonly flags: number;
+  readonly length: number;
+  remaining: number;
 }
 
 export class Http2ServerConnection {
@@ -301,6 +319,7 @@ export class Http2ServerConnection {
   #carryBytes = 0;
   #carryNeed = 0;
   #block: HeaderBlockInProgress | undefined;
+  #dataFrame: DataFrameInProgress | undefined;
   #lastStreamId = 0;
   /** The peer's settings that shape what we send. */
   #peerInitialWindow = DEFAULT_WINDOW_BYTES;
@@ -333,6 +352,13 @@ export class Http2ServerConnection {
   #dataFramesSent = 0;
   /** The preface timeout until the first SETTINGS, then the idle timeout while no stream is open. */
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Frames handled so far: an incomplete frame with a new count is a new one (#watchIncomplete). */
+  #framesHandled = 0;
+  /** When the incomplete frame or header block began, and #framesHandled then; undefined when none. */
+  #incompleteSince: number | undefined;
+  #incompleteAfterFrames = -1;
+  /** Armed while something is incomplete; it looks again rather than being re-armed by every read. */
+  #frameTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(socket: Socket, options: Http2ConnectionOptions, events: Http2ConnectionEvents) {
     this.#socket = socket;
@@ -656,30 +682,10 @@ export class Http2ServerConnection {
 
   #onData(chunk: Buffer): void {
     if (this.#ended) return;
-    let input = chunk;
-    if (this.#carryBytes > 0) {
-      this.#carry.push(chunk);
-      this.#carryBytes += chunk.length;
-      if (this.#carryBytes < this.#carryNeed) return;
-      input = Buffer.concat(this.#carry, this.#carryBytes);
-      this.#carry = [];
-      this.#carryBytes = 0;
-    }
     // Everything this input makes us send (SETTINGS ACKs, window updates, responses) leaves in one write.
     this.#socket.cork();
     try {
-      const at = this.#parse(input);
-      // After a connection error the carry is never read: input stops at #ended.
-      if (at < input.length) {
-        const rest = input.subarray(at);
-        this.#carry = [rest];
-        this.#carryBytes = rest.length;
-        this.#carryNeed = !this.#prefaceSeen
-          ? CONNECTION_PREFACE.length
-          : rest.length < FRAME_HEADER_BYTES
-            ? FRAME_HEADER_BYTES
-            : FRAME_HEADER_BYTES + readFrameHeader(rest, 0).length;
-      }
+      this.#take(chunk);
     } catch (error) {
       if (!(error instanceof ConnectionError)) throw error;
       this.#cutOff(error);
@@ -687,6 +693,92 @@ export class Http2ServerConnection {
     this.flush();
     this.#socket.uncork();
     this.#pauseWhileBackedUp();
+    this.#watchIncomplete();
+  }
+
+  /** Handles `chunk`: the rest of a DATA frame in progress, then whole frames, keeping what is left. */
+  #take(chunk: Buffer): void {
+    let input = chunk;
+    if (this.#dataFrame !== undefined) {
+      const taken = this.#continueDataFrame(input);
+      if (taken === input.length) return;
+      input = input.subarray(taken);
+    }
+    if (this.#carryBytes > 0) {
+      this.#carry.push(input);
+      this.#carryBytes += input.length;
+      if (this.#carryBytes < this.#carryNeed) return;
+      input = Buffer.concat(this.#carry, this.#carryBytes);
+      this.#carry = [];
+      this.#carryBytes = 0;
+    }
+    const at = this.#parse(input);
+    // After a connection error the carry is never read: input stops at #ended.
+    if (at < input.length) {
+      const rest = input.subarray(at);
+      this.#carry = [rest];
+      this.#carryBytes = rest.length;
+      this.#carryNeed = !this.#prefaceSeen
+        ? CONNECTION_PREFACE.length
+        : rest.length < FRAME_HEADER_BYTES
+          ? FRAME_HEADER_BYTES
+          : FRAME_HEADER_BYTES + readFrameHeader(rest, 0).length;
+    }
+  }
+
+  /**
+   * Notes when input began to hold an incomplete frame or header block, and arms the frame timeout
+   * (limits.frameTimeoutMs) if it is not armed. A read that completes the frame, even if it ends in
+   * the middle of the next one, starts the clock again: a peer making progress is never cut off.
+   */
+  #watchIncomplete(): void {
+    if (this.#ended || !this.#settingsSeen) return;
+    const block = this.#block;
+    if (block !== undefined) {
+      this.#incompleteSince = block.startedAt;
+      this.#incompleteAfterFrames = -1;
+    } else if (this.#carryBytes === 0 && this.#dataFrame === undefined) {
+      this.#incompleteSince = undefined;
+      return;
+    } else if (this.#incompleteSince === undefined || this.#incompleteAfterFrames !== this.#framesHandled) {
+      this.#incompleteSince = Date.now();
+      this.#incompleteAfterFrames = this.#framesHandled;
+    }
+    if (this.#frameTimer === undefined) this.#armFrameTimer(this.#limits.frameTimeoutMs);
+  }
+
+  #armFrameTimer(ms: number): void {
+    this.#frameTimer = setTimeout(() => {
+      this.#frameTimer = undefined;
+      this.#checkIncomplete();
+    }, ms);
+    this.#frameTimer.unref();
+  }
+
+  #checkIncomplete(): void {
+    const since = this.#incompleteSince;
+    if (this.#ended || since === undefined) return;
+    const limitMs = this.#limits.frameTimeoutMs;
+    const now = Date.now();
+    if (this.#socket.isPaused()) {
+      // We stopped reading (#pauseWhileBackedUp): the peer could not have completed it. Its time
+      // starts again once we read.
+      this.#incompleteSince = now;
+      if (this.#block !== undefined) this.#block.startedAt = now;
+      this.#armFrameTimer(limitMs);
+      return;
+    }
+    const elapsed = now - since;
+    if (elapsed < limitMs) {
+      this.#armFrameTimer(limitMs - elapsed);
+      return;
+    }
+    this.#cutOff(
+      new LimitExceeded(
+        Http2Limit.FRAME_TIMEOUT,
+        `${this.#block !== undefined ? 'a header block' : 'a frame'} incomplete for over ${limitMs} ms`,
+      ),
+    );
   }
 
   /**
@@ -722,9 +814,16 @@ export class Http2ServerConnection {
         );
       }
       const end = at + FRAME_HEADER_BYTES + header.length;
-      if (end > input.length) break;
-      this.#onFrame(header, input.subarray(at + FRAME_HEADER_BYTES, end));
-      at = end;
+      if (end > input.length) {
+        if (!this.#canStreamData(header)) break;
+        this.#beginDataFrame(header);
+        at += FRAME_HEADER_BYTES;
+        at += this.#continueDataFrame(input.subarray(at));
+      } else {
+        this.#onFrame(header, input.subarray(at + FRAME_HEADER_BYTES, end));
+        this.#framesHandled += 1;
+        at = end;
+      }
       if (this.#queuedControlFrames > this.#limits.maxOutboundControlFrames) {
         this.#exceeded(
           Http2Limit.OUTBOUND_CONTROL_FRAMES,
@@ -822,41 +921,105 @@ export class Http2ServerConnection {
   }
 
   #onDataFrame(flags: number, streamId: number, payload: Buffer): void {
+    this.#chargeDataFrame(streamId, payload.length);
+    const data = this.#unpad(flags, payload);
+    const stream = this.#dataFrameStream(streamId, payload.length);
+    if (stream === undefined || !this.#deliverData(stream, data)) return;
+    this.#endDataFrame(stream, flags, payload.length);
+  }
+
+  /**
+   * A DATA frame whose payload is not all here yet is taken piece by piece when it carries no padding
+   * (which can only be stripped once it is whole) and comes where a DATA frame may; otherwise it
+   * waits in the carry and #onFrame judges it whole.
+   */
+  #canStreamData(header: { length: number; type: number; flags: number }): boolean {
+    return (
+      header.type === FrameType.DATA &&
+      (header.flags & Flags.PADDED) === 0 &&
+      this.#settingsSeen &&
+      this.#block === undefined
+    );
+  }
+
+  #beginDataFrame(header: { length: number; flags: number; streamId: number }): void {
+    // Its payload is not empty (it is incomplete), so this only ends a run of empty frames.
+    this.#countEmpty(FrameType.DATA, header.flags, header.length);
+    this.#chargeDataFrame(header.streamId, header.length);
+    this.#dataFrame = {
+      stream: this.#dataFrameStream(header.streamId, header.length),
+      flags: header.flags,
+      length: header.length,
+      remaining: header.length,
+    };
+  }
+
+  /** Hands the next piece of the DATA frame in progress to its stream; returns the bytes it took. */
+  #continueDataFrame(input: Buffer): number {
+    const frame = this.#dataFrame;
+    if (frame === undefined) return 0;
+    const taken = Math.min(frame.remaining, input.length);
+    frame.remaining -= taken;
+    const stream = frame.stream;
+    if (stream !== undefined && taken > 0 && !this.#deliverData(stream, input.subarray(0, taken))) {
+      frame.stream = undefined;
+    }
+    if (frame.remaining === 0) {
+      this.#dataFrame = undefined;
+      this.#framesHandled += 1;
+      if (frame.stream !== undefined) this.#endDataFrame(frame.stream, frame.flags, frame.length);
+    }
+    return taken;
+  }
+
+  /** The connection's part of a DATA frame's checks, on its declared length. */
+  #chargeDataFrame(streamId: number, length: number): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
     if (this.#isIdle(streamId))
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
     // Flow control counts the whole payload, padding included, whatever becomes of the stream.
-    if (payload.length > this.#receiveWindow) {
+    if (length > this.#receiveWindow) {
       throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     }
-    this.#receiveWindow -= payload.length;
-    this.#consumed(undefined, payload.length);
-    const data = this.#unpad(flags, payload);
+    this.#receiveWindow -= length;
+    this.#consumed(undefined, length);
+  }
+
+  /** The stream a DATA frame's payload goes to, or undefined when it is dropped (and the stream reset). */
+  #dataFrameStream(streamId: number, length: number): Http2ServerStream | undefined {
     const stream = this.#streams.get(streamId);
     if (stream === undefined) {
       this.#onClosedStream(streamId, 'DATA');
-      return;
+      return undefined;
     }
     if (stream.remoteEnded) {
       stream.reset(ErrorCode.STREAM_CLOSED);
-      return;
+      return undefined;
     }
-    if (payload.length > stream.receiveWindow) {
+    if (length > stream.receiveWindow) {
       stream.reset(ErrorCode.FLOW_CONTROL_ERROR);
-      return;
+      return undefined;
     }
-    stream.receiveWindow -= payload.length;
+    stream.receiveWindow -= length;
+    return stream;
+  }
+
+  /** Gives `data` to the stream; false if the stream is closed or now reset for it. */
+  #deliverData(stream: Http2ServerStream, data: Buffer): boolean {
+    if (stream.closed) return false;
     stream.receivedLength += data.length;
     if (stream.declaredLength !== undefined && stream.receivedLength > stream.declaredLength) {
       stream.reset(ErrorCode.PROTOCOL_ERROR);
-      return;
+      return false;
     }
     if (data.length > 0) stream.handlers.onData(data);
-    if ((flags & Flags.END_STREAM) !== 0) {
-      if (!stream.closed) stream.remoteEnd();
-    } else if (!stream.closed) {
-      this.#consumed(stream, payload.length);
-    }
+    return !stream.closed;
+  }
+
+  #endDataFrame(stream: Http2ServerStream, flags: number, length: number): void {
+    if (stream.closed) return;
+    if ((flags & Flags.END_STREAM) !== 0) stream.remoteEnd();
+    else this.#consumed(stream, length);
   }
 
   /** Returns consumed bytes to the peer's window once half of it is used, as nghttp2 does. */
@@ -898,12 +1061,14 @@ export class Http2ServerConnection {
       fragments: [fragment],
       bytes: fragment.length,
       continuations: 0,
+      startedAt: 0,
     };
     this.#checkBlockSize(block.bytes);
     if ((flags & Flags.END_HEADERS) !== 0) {
       this.#onHeaderBlock(block);
       return;
     }
+    block.startedAt = Date.now();
     this.#block = block;
   }
 
@@ -1202,6 +1367,7 @@ export class Http2ServerConnection {
 
   #onSocketClose(): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#frameTimer);
     this.#ended = true;
     this.#closeAllStreams();
     this.#pingPayload = undefined;

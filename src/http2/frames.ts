@@ -1,6 +1,8 @@
 /**
  * HTTP/2 frame layout and constants (RFC 9113 §4, §6, §7): what connection.ts reads and writes. Pure.
  */
+// Imported, not the global: in Node 24 the global Buffer is a getter, and these run per frame.
+import { Buffer } from 'node:buffer';
 
 export const FRAME_HEADER_BYTES = 9;
 /** RFC 9113 §3.4: every client connection opens with these 24 octets. */

@@ -10,6 +10,8 @@
  * what a gRPC server owes its clients is kept: status trailers, UNIMPLEMENTED for unknown methods, 415
  * for non-gRPC requests, a receive limit, keepalive pings, graceful close.
  */
+// Imported, not the global: in Node 24 the global Buffer is a getter, and these run per frame.
+import { Buffer } from 'node:buffer';
 import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';

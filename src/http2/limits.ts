@@ -46,6 +46,12 @@ export interface Http2Limits {
   readonly prefaceTimeoutMs: number;
   /** A connection with no open stream for this long gets GOAWAY(NO_ERROR). */
   readonly idleTimeoutMs: number;
+  /**
+   * How long a frame that has begun to arrive (its header, part of its payload) or a header block
+   * (HEADERS without END_HEADERS) may take to complete. Time while we do not read (our output backed
+   * up) does not count.
+   */
+  readonly frameTimeoutMs: number;
   /** Connections open at once on one server; the next one is closed as it is accepted. */
   readonly maxConnections: number;
   /**
@@ -75,6 +81,8 @@ export const DEFAULT_HTTP2_LIMITS: Http2Limits = {
   // An Envoy keeps its ADS stream open for the connection's life: a connection without a stream for
   // 5 minutes is not an Envoy at work.
   idleTimeoutMs: 5 * 60_000,
+  // An Envoy writes a frame whole; even a 1 MiB frame needs only 100 KB/s to arrive in time.
+  frameTimeoutMs: 10_000,
   maxConnections: 10_000,
   // gRPC requests carry a few short headers; this is far above them and far below abuse.
   maxHeaderListBytes: 16 * 1024,
@@ -96,6 +104,7 @@ export const Http2Limit = {
   WINDOW_UPDATE_FLOOD: 'window_update_flood',
   PREFACE_TIMEOUT: 'preface_timeout',
   IDLE_TIMEOUT: 'idle_timeout',
+  FRAME_TIMEOUT: 'frame_timeout',
   MAX_CONNECTIONS: 'max_connections',
 } as const;
 export type Http2LimitName = (typeof Http2Limit)[keyof typeof Http2Limit];

@@ -7,9 +7,14 @@
  * flow-control window (or a SIGSTOPped Envoy, whose socket fills) keeps its bytes unsent for ever, so
  * a few such streams held the whole budget and no update reached anyone (issue 16). Now each
  * connection has its own budget, a child of the process-wide one: a stuck connection exhausts its
- * own, and only its own streams wait. The total paces a storm of connecting Envoys; stuck
- * connections can hold it only together (16 at the defaults, each at its own cap), and only until
- * they are closed for draining nothing (DrainWatch), which gives their bytes back.
+ * own, and only its own streams wait. The total paces a storm of connecting Envoys and bounds the
+ * memory of all pending pushes; stuck connections can fill it only together (16 at the defaults,
+ * each at its own cap). While streams wait on the total, a connection at its own cap that drains
+ * nothing is closed after a short bound (DrainWatch, `pressureStallMs`) instead of the full stall
+ * bound, which gives its bytes back. Letting stuck connections' bytes
+ * stop counting toward the total would have kept healthy streams from ever waiting on them, but at
+ * the price of the total's memory bound: a client could then park its cap's worth on one connection
+ * after another.
  */
 
 /**
@@ -43,6 +48,11 @@ export class SendBudget {
 
   get releases(): number {
     return this.#releases;
+  }
+
+  /** At or over its own cap: its streams wait on it, whatever room the parent has. */
+  get full(): boolean {
+    return this.#inFlight >= this.#maxBytes;
   }
 
   /** Streams waiting on this budget itself (not on its parent). */
@@ -144,18 +154,27 @@ export class DrainWatch {
    * `budget` is the connection's own budget: bytes pending there and no release since the last look
    * that saw one is no progress. `unansweredProbeMs` is how long a PING sent behind its written data
    * has gone unanswered (0 if none is out): a peer that stopped reading with our bytes in its socket
-   * buffers drains nothing, though nothing is pending here.
+   * buffers drains nothing, though nothing is pending here. `pressureStallMs`, given while streams of
+   * other connections wait on the total budget, is the shorter bound for a connection at its cap.
    */
   verdict(
     now: number,
     budget: SendBudget,
     unansweredProbeMs: number,
     maxStallMs: number,
+    pressureStallMs?: number,
   ): CloseReason | undefined {
     if (budget.inFlight === 0 || budget.releases !== this.#releasesSeen) {
       this.#releasesSeen = budget.releases;
       this.#progressAt = now;
     }
-    return Math.max(now - this.#progressAt, unansweredProbeMs) >= maxStallMs ? 'stalled' : undefined;
+    if (Math.max(now - this.#progressAt, unansweredProbeMs) >= maxStallMs) return 'stalled';
+    // Other connections' streams wait on the total pending budget: a connection at its own cap that
+    // drains nothing is closed sooner, so that stuck peers pace healthy ones only briefly. Only at
+    // its cap: in a connect storm the total is waited on as a matter of course, and a healthy Envoy
+    // slow to take its initial state (well below the cap) must not be closed for it.
+    if (pressureStallMs !== undefined && budget.full && now - this.#progressAt >= pressureStallMs)
+      return 'stalled';
+    return undefined;
   }
 }

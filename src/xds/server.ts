@@ -74,6 +74,12 @@ export interface AdsServiceOptions {
 export const DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_STALL_MS = 30_000;
+/**
+ * While streams wait on the total pending budget, a connection at its own cap that has drained
+ * nothing for this long (or maxStallMs, if shorter) is closed: stuck peers that fill the total
+ * together at their caps delay everyone else by this plus one sweep, not by the whole stall bound.
+ */
+export const PRESSURE_STALL_MS = 2_000;
 
 /** A client connection readygate closed, for metrics (readygate_xds_connections_closed_total). */
 export interface ConnectionClosedEvent {
@@ -154,12 +160,13 @@ export class AdsService {
   #closeStalled(): void {
     const now = performance.now();
     const maxStallMs = this.#maxStallMs;
+    const pressureStallMs = this.#total.waiting > 0 ? Math.min(maxStallMs, PRESSURE_STALL_MS) : undefined;
     for (const [connection, state] of this.#connections) {
       // Probes at a quarter of the bound: a peer that stopped reading is closed within 1.35 × it.
       const probe = now >= state.nextProbeAt;
       if (probe) state.nextProbeAt = now + maxStallMs / 4;
       const unanswered = connection.probeDrain(now, probe);
-      const reason = state.watch.verdict(now, state.budget, unanswered, maxStallMs);
+      const reason = state.watch.verdict(now, state.budget, unanswered, maxStallMs, pressureStallMs);
       if (reason === undefined) continue;
       const nodes = [...new Set([...state.streams].map((s) => s.nodeId).filter((id) => id !== ''))];
       this.#options.logger.warn(
@@ -170,8 +177,11 @@ export class AdsService {
           reason,
           pendingBytes: state.budget.inFlight,
           streams: state.streams.size,
+          ...(pressureStallMs === undefined ? {} : { totalPendingBytes: this.#total.inFlight }),
         },
-        `closing xds connection from ${connection.peer}: it drained nothing for ${maxStallMs} ms`,
+        pressureStallMs === undefined
+          ? `closing xds connection from ${connection.peer}: it drained nothing for ${maxStallMs} ms`
+          : `closing xds connection from ${connection.peer}: it drained nothing for at least ${pressureStallMs} ms at its pending cap while streams of other connections waited for the total pending budget`,
       );
       this.#connections.delete(connection);
       state.budget.retire();

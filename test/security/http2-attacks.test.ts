@@ -287,6 +287,36 @@ test.serial('an oversized frame: a 16 MB frame header on the 1 MB port, the fram
 });
 
 test.serial(
+  'frames never completed: a frame header, a DATA frame and a header block cut short, then silence',
+  async (t) => {
+    // A second instead of the 10 s default, so that the attack fits its 10 s; the bound is the same code.
+    const frameTimeoutMs = 1000;
+    const { figures, outcomes } = await inArena({ frameTimeoutMs }, async (port) => {
+      const request = requestFrame(1, SOTW_METHOD_PATH);
+      const cutShort = [
+        Buffer.concat([request, encodeFrame(FrameType.DATA, 0, 1, Buffer.alloc(100)).subarray(0, 5)]),
+        Buffer.concat([
+          request,
+          encodeFrame(FrameType.DATA, 0, 1, Buffer.alloc(64 * 1024)).subarray(0, 9 + 1000),
+        ]),
+        encodeFrame(FrameType.HEADERS, 0, 1, request.subarray(9, 12)),
+      ];
+      const outcomes: AttackerOutcome[] = [];
+      for (const bytes of cutShort) {
+        const client = await attacker(port, true, [bytes]);
+        outcomes.push({ client, crossedAt: performance.now() + frameTimeoutMs });
+      }
+      await allCutOff(outcomes, frameTimeoutMs + 3000);
+      return outcomes;
+    });
+    assertContained(t, figures, outcomes, {
+      limit: Http2Limit.FRAME_TIMEOUT,
+      goaway: ErrorCode.ENHANCE_YOUR_CALM,
+    });
+  },
+);
+
+test.serial(
   'HPACK reference bomb: a 4 KB table entry referenced 60,000 times per header block',
   async (t) => {
     const { figures, outcomes } = await inArena({}, async (port) => {

@@ -314,3 +314,56 @@ test('connections past the cap are closed as they are accepted; one frees a plac
   await fourth.until('the fourth served', () => fourth.of(FrameType.SETTINGS).length > 0);
   t.is(fourth.closedAt, undefined);
 });
+
+test('frames that keep completing are served however reads cut them; one left incomplete past the frame timeout ends the connection', async (t) => {
+  const { port, reports } = await limitedServer(t, { frameTimeoutMs: 300 });
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  // Nine DATA frames, each sent in two halves 100 ms apart, the next one's first half with the last
+  // one's second: every read ends in the middle of a frame for 900 ms, three times the timeout, and
+  // yet each frame completes within a third of it.
+  const steady = connect(t, port);
+  steady.start();
+  steady.send(requestFrame(1, ECHO));
+  const frames = Array.from({ length: 9 }, (_, i) => data(1, frameMessage([Buffer.alloc(2000, 0x61 + i)])));
+  const half = (frame: Buffer, second: boolean): Buffer =>
+    second ? frame.subarray(1000) : frame.subarray(0, 1000);
+  steady.send(half(frames[0]!, false));
+  for (let i = 0; i < frames.length; i++) {
+    await sleep(100);
+    const next = frames[i + 1];
+    steady.send(half(frames[i]!, true), ...(next === undefined ? [] : [half(next, false)]));
+  }
+  await steady.until('nine echoes', () => steady.of(FrameType.DATA, 1).length === 9);
+  // Each echo whole and in order, shown as its first bytes and its length.
+  t.deepEqual(
+    steady.of(FrameType.DATA, 1).map((frame) => {
+      const echoed = frame.payload.subarray(5).toString('latin1');
+      return `${echoed.slice(0, 7)} ${echoed.length} ${new Set(echoed.slice(5)).size}`;
+    }),
+    frames.map((_, i) => `echo:${String.fromCharCode(0x61 + i).repeat(2)} 2005 1`),
+  );
+  t.is(steady.cutOff, undefined);
+  t.deepEqual(reports, []);
+
+  // Three that stop: in a frame header, in a DATA frame's payload, in a header block.
+  const stuck = [connect(t, port), connect(t, port), connect(t, port)];
+  for (const client of stuck) client.start();
+  stuck[0]!.send(requestFrame(1, ECHO), data(1, frameMessage([Buffer.from('x')])).subarray(0, 5));
+  stuck[1]!.send(requestFrame(1, ECHO), data(1, frameMessage([Buffer.alloc(1000)])).subarray(0, 500));
+  stuck[2]!.send(encodeFrame(FrameType.HEADERS, 0, 1, requestFrame(1, ECHO).subarray(9, 12)));
+  const sentAt = performance.now();
+  for (const client of stuck) {
+    await client.until(
+      'GOAWAY and close',
+      () => client.goaway !== undefined && client.closedAt !== undefined,
+    );
+    t.is(client.goaway!.code, ErrorCode.ENHANCE_YOUR_CALM);
+    const after = client.goaway!.at - sentAt;
+    t.true(after >= 250 && after < 1300, `cut off ${after.toFixed(0)} ms after its last byte`);
+  }
+  t.deepEqual(
+    reports.map((r) => r.limit),
+    ['frame_timeout', 'frame_timeout', 'frame_timeout'],
+  );
+  t.is(steady.cutOff, undefined, 'the steady client is not touched');
+});

@@ -168,3 +168,24 @@ test('an unanswered drain probe stalls a connection with nothing pending here', 
   t.is(watch.verdict(10, budget, 999, STALL_MS), undefined);
   t.is(watch.verdict(10, budget, 1000, STALL_MS), 'stalled');
 });
+
+test('while the total is waited on, a connection at its cap is stalled at the shorter pressure bound; one below it is not', (t) => {
+  const PRESSURE_MS = 200;
+  const atCap = new SendBudget(100);
+  const atCapWatch = new DrainWatch(0);
+  atCap.charge(100);
+  t.is(atCapWatch.verdict(199, atCap, 0, STALL_MS, PRESSURE_MS), undefined);
+  t.is(atCapWatch.verdict(200, atCap, 0, STALL_MS), undefined, 'no pressure: the full bound');
+  t.is(atCapWatch.verdict(200, atCap, 0, STALL_MS, PRESSURE_MS), 'stalled');
+  // Below its cap (an Envoy slow to take its initial state in a connect storm): the full bound.
+  const below = new SendBudget(100);
+  const belowWatch = new DrainWatch(0);
+  below.charge(99);
+  t.is(belowWatch.verdict(999, below, 0, STALL_MS, PRESSURE_MS), undefined);
+  t.is(belowWatch.verdict(1000, below, 0, STALL_MS, PRESSURE_MS), 'stalled');
+  // An unanswered probe with nothing pending here holds none of the total: the full bound too.
+  const empty = new SendBudget(100);
+  const emptyWatch = new DrainWatch(0);
+  t.is(emptyWatch.verdict(500, empty, 500, STALL_MS, PRESSURE_MS), undefined);
+  t.is(emptyWatch.verdict(1000, empty, 1000, STALL_MS, PRESSURE_MS), 'stalled');
+});
