@@ -66,7 +66,15 @@ test('max-connections 1 + max-pending-requests 1: of three concurrent requests t
     'readygate.io/max-connections': '1',
     'readygate.io/max-pending-requests': '1',
   });
-  const results = await Promise.all([0, 1, 2].map(() => get(listenerPort)));
+  // The first request must hold the connection before the others come: while Envoy is still opening
+  // it, the first request is itself pending, and the second would overflow (seen on a busy machine).
+  const first = get(listenerPort);
+  await waitUntil(() => upstream.hits() === 1, {
+    timeoutMs: 10_000,
+    description: 'the first request upstream',
+  });
+  const rest = Promise.all([0, 1].map(() => get(listenerPort)));
+  const results = [await first, ...(await rest)];
   t.deepEqual(results.sort(), ['200', '200', '503 overloaded']);
   t.is(await clusterStat(envoy, 'upstream_rq_pending_overflow'), 1);
   t.is(upstream.hits(), 2);
@@ -94,7 +102,13 @@ test('a bad value next to a good one: the good one applies, the Service is serve
     'readygate.io/max-requests': '1',
   });
   // max-requests 1 applied: the second concurrent request overflows; connect-timeout stayed 1 s.
-  const results = await Promise.all([0, 1].map(() => get(listenerPort)));
+  const first = get(listenerPort);
+  await waitUntil(() => upstream.hits() === 1, {
+    timeoutMs: 10_000,
+    description: 'the first request upstream',
+  });
+  const second = get(listenerPort);
+  const results = [await first, await second];
   t.deepEqual(results.sort(), ['200', '503 overloaded']);
   t.is(await clusterStat(envoy, 'upstream_rq_pending_overflow'), 1);
   const dump = (await envoy.configDump('?resource=dynamic_active_clusters')) as {

@@ -167,7 +167,14 @@ test.serial('every valid annotation reaches its Envoy field', async (t) => {
     },
   });
   t.deepEqual(cluster['circuit_breakers'], {
-    thresholds: [{ max_connections: 1, max_pending_requests: 1, max_requests: 5 }],
+    thresholds: [
+      {
+        max_connections: 1,
+        max_pending_requests: 1,
+        max_requests: 5,
+        retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: 50 },
+      },
+    ],
   });
   const outlier = cluster['outlier_detection'] as Json;
   t.is(outlier['consecutive_gateway_failure'], 7);
@@ -200,7 +207,10 @@ test.serial(
       (c) => c['typed_extension_protocol_options'] !== undefined,
     );
     t.is(cluster['connect_timeout'], '1s');
-    t.is(cluster['circuit_breakers'], undefined);
+    // Only the retry budget every cluster carries: the bad breaker values fell back to Envoy's defaults.
+    t.deepEqual(cluster['circuit_breakers'], {
+      thresholds: [{ retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: 50 } }],
+    });
     t.is(cluster['lb_policy'], undefined);
     t.deepEqual(await envoyHosts(envoy, `${NS}/broken:http`), ['10.33.0.1:8080 HEALTHY']);
     const syncz = plane.sync.toJSON().find((s) => s.nodeId === NODE_ID)!;
