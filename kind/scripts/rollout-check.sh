@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Constant bounded load through the gateway (127.0.0.1:8080) while `kubectl rollout restart` rolls the
-# demo app; prints the status-code counts and exits non-zero if any request was not answered 2xx.
+# demo app; prints the status-code counts and exits non-zero if any request was not answered 2xx, on the
+# gateway path or on the sidecar path (the client Deployment's app calling web through its Envoy sidecar).
 # SETUP=ready-only runs the same check against setup (b) of docs/demo.md (kind/overlays/ready-only: no
 # readiness gate, `preStop: sleep 5`, terminating endpoints left out) and applies kind/base again after.
 set -Eeuo pipefail
@@ -49,6 +50,24 @@ if [ "$SETUP" = ready-only ]; then
   apply_setup "$KIND_DIR/overlays/ready-only"
 fi
 
+# The sidecar path (kind/base/client.yaml): every client pod's app calls web through its Envoy sidecar
+# 20 times a second and logs cumulative counts (client.tally) every 5 s. Prints the sum of the newest
+# tally of every client pod as "ok non2xx failed".
+client_tally() {
+  local pod
+  # shellcheck disable=SC2016  # the ${...} are a JavaScript template literal's, not the shell's
+  for pod in $(kctl -n gateway get pods -l app.kubernetes.io/name=client -o name); do
+    kctl -n gateway logs "$pod" -c app --tail=20 2>/dev/null | grep '"client.tally"' | tail -n 1 || true
+  done | node -e '
+    let ok = 0, non2xx = 0, failed = 0;
+    for (const line of require("node:fs").readFileSync(0, "utf8").split("\n").filter(Boolean)) {
+      const tally = JSON.parse(line);
+      ok += tally.ok; non2xx += tally.non2xx; failed += tally.failed;
+    }
+    console.log(`${ok} ${non2xx} ${failed}`);'
+}
+read -r sidecar_ok_before sidecar_non2xx_before sidecar_failed_before <<<"$(client_tally)"
+
 log "setup $SETUP; load: $RPS rps, at most $CONCURRENCY in flight, at most ${MAX_SECONDS}s, to $URL"
 node "$KIND_DIR/scripts/load.mjs" --url "$URL" --rps "$RPS" --concurrency "$CONCURRENCY" \
   --max-seconds "$MAX_SECONDS" --setup "$SETUP" --out "$workdir/result.json" &
@@ -76,4 +95,17 @@ status=0
 wait "$load_pid" || status=$?
 load_pid=""
 cat "$workdir/result.json"
+
+# The sidecar path over the same window: the tallies are cumulative and written every 5 s.
+sleep 6
+read -r sidecar_ok sidecar_non2xx sidecar_failed <<<"$(client_tally)"
+sidecar_ok=$((sidecar_ok - sidecar_ok_before))
+sidecar_bad=$((sidecar_non2xx - sidecar_non2xx_before + sidecar_failed - sidecar_failed_before))
+log "sidecar path (gateway/client → web.demo:8080): $sidecar_ok 2xx, $sidecar_bad non-2xx or failed"
+if [ "$sidecar_ok" -le 0 ]; then
+  log "no request went through the client's sidecar during the check: is deployment/client running?"
+  [ "$status" -ne 0 ] || status=1
+elif [ "$sidecar_bad" -ne 0 ]; then
+  [ "$status" -ne 0 ] || status=1
+fi
 exit "$status"
