@@ -23,15 +23,11 @@ export const PolicyKey = {
   OUTLIER_MAX_EJECTION_PERCENT: 'readygate.io/outlier-max-ejection-percent',
   LB_POLICY: 'readygate.io/lb-policy',
   HASH_HEADER: 'readygate.io/hash-header',
+  ZONE_AWARE: 'readygate.io/zone-aware',
 } as const;
 export type PolicyKey = (typeof PolicyKey)[keyof typeof PolicyKey];
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set(Object.values(PolicyKey));
-
-/** Keys issue 19 names that readygate does not act on yet: told apart from typos so the message is useful. */
-const NOT_YET_SUPPORTED: Readonly<Record<string, string>> = {
-  'readygate.io/zone-aware': 'zone-aware routing is not built yet (docs/policy.md); ignored',
-};
 
 export const LB_POLICIES = ['round-robin', 'least-request', 'random', 'ring-hash'] as const;
 export type LbPolicy = (typeof LB_POLICIES)[number];
@@ -49,6 +45,8 @@ export interface PolicyOverrides {
   readonly outlierMaxEjectionPercent?: number;
   readonly lbPolicy?: LbPolicy;
   readonly hashHeader?: string;
+  /** Envoys that declare their zone prefer same-zone endpoints (src/model/zones.ts). */
+  readonly zoneAware?: boolean;
 }
 
 export interface PolicyProblem {
@@ -167,10 +165,19 @@ export function parsePolicy(annotations: Readonly<Record<string, string>> | unde
 
   for (const key of Object.keys(annotations)) {
     if (!key.startsWith(POLICY_ANNOTATION_PREFIX) || KNOWN_KEYS.has(key)) continue;
-    const notYet = NOT_YET_SUPPORTED[key];
-    if (notYet !== undefined) problem(key, notYet);
-    else problem(key, `unknown readygate.io/ annotation (known: ${[...KNOWN_KEYS].sort().join(', ')})`);
+    problem(key, `unknown readygate.io/ annotation (known: ${[...KNOWN_KEYS].sort().join(', ')})`);
   }
+  take(
+    PolicyKey.ZONE_AWARE,
+    (t) =>
+      t === 'true' || t === 'false'
+        ? { ok: true, value: t === 'true' }
+        : { ok: false, message: `${quote(t)} is not true or false` },
+    (v) => {
+      // `false` is the default: leaving the field out keeps the overrides (and so the output) as without the key.
+      if (v) overrides.zoneAware = true;
+    },
+  );
   take(
     PolicyKey.CONNECT_TIMEOUT,
     (t) => parseDuration(t, POLICY_LIMITS.connectTimeoutMs),

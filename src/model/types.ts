@@ -23,6 +23,11 @@ export interface EndpointModel {
   readonly conditions: EndpointConditions;
   readonly targetRef?: TargetRef | undefined;
   readonly zone?: string | undefined;
+  /**
+   * EndpointSlice `hints.forZones`: the zones whose clients should use this endpoint (Topology Aware
+   * Routing). Honoured only as kube-proxy does (src/model/zones.ts).
+   */
+  readonly forZones?: readonly string[] | undefined;
   readonly nodeName?: string | undefined;
   readonly hostname?: string | undefined;
   /**

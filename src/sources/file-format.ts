@@ -53,6 +53,8 @@ const endpointSchema = z.strictObject({
   conditions: conditionsSchema.optional(),
   targetRef: targetRefSchema.optional(),
   zone: z.string().min(1).optional(),
+  /** EndpointSlice hints.forZones, as zone names (the API server's limit of 8 applies). */
+  forZones: z.array(z.string().min(1)).min(1).max(8, { error: 'forZones takes at most 8 zones' }).optional(),
   nodeName: z.string().min(1).optional(),
   hostname: z.string().min(1).optional(),
 });
@@ -221,6 +223,7 @@ function toEndpointModel(entry: EndpointEntry): EndpointModel {
     },
     ...(targetRef ? { targetRef } : {}),
     ...(entry.zone !== undefined ? { zone: entry.zone } : {}),
+    ...(entry.forZones !== undefined ? { forZones: entry.forZones } : {}),
     ...(entry.nodeName !== undefined ? { nodeName: entry.nodeName } : {}),
     ...(entry.hostname !== undefined ? { hostname: entry.hostname } : {}),
   };

@@ -63,6 +63,7 @@ export interface EndpointShape {
     readonly uid?: Maybe<string>;
   }>;
   readonly zone?: Maybe<string>;
+  readonly hints?: Maybe<{ readonly forZones?: Maybe<readonly Maybe<{ readonly name?: Maybe<string> }>[]> }>;
   readonly nodeName?: Maybe<string>;
   readonly hostname?: Maybe<string>;
 }
@@ -216,6 +217,7 @@ function translateSlice(
         conditions: translateConditions(endpoint.conditions),
         targetRef: endpoint.targetRef ? translateTargetRef(endpoint.targetRef) : undefined,
         zone: endpoint.zone ?? undefined,
+        forZones: forZonesOf(endpoint.hints),
         nodeName: endpoint.nodeName ?? undefined,
         hostname: endpoint.hostname ?? undefined,
         // Always set for Kubernetes endpoints: the slice, not the Service, says which target port each
@@ -263,3 +265,18 @@ function compact<T extends object>(value: T): T {
   for (const [key, field] of Object.entries(value)) if (field !== undefined) result[key] = field;
   return result as T;
 }
+
+/**
+ * Names from `hints.forZones`; undefined when there are none (an endpoint without hints, which
+ * src/model/zones.ts treats as kube-proxy does). The API server caps the list at 8 entries; the same cap
+ * here bounds what a malformed object can make readygate keep.
+ */
+function forZonesOf(hints: EndpointShape['hints']): string[] | undefined {
+  const names = listOf(hints?.forZones)
+    .slice(0, MAX_HINTED_ZONES)
+    .map((hint) => hint?.name)
+    .filter((name): name is string => typeof name === 'string' && name !== '');
+  return names.length === 0 ? undefined : names;
+}
+
+const MAX_HINTED_ZONES = 8;

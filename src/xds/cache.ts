@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { codecFor } from '../protos/envoy-protos.js';
 import { messageNameOf, TypeUrl, wildcardReceivesAll } from './resource-types.js';
 import type { SentEntry } from './sync-status.js';
-import type { ResourceDraft } from './translate.js';
+import type { ResourceDraft, ZonedAssignment } from './translate.js';
 import { lengthDelimitedField, stringField } from './wire.js';
 
 /** google.protobuf.Any field numbers. */
@@ -29,13 +29,18 @@ export class CachedResource {
   readonly body: Buffer;
   /** 64 bits identifying (name, version); XOR-combined into the order-independent version of a set. */
   readonly digest: bigint;
+  /** A zone-aware cluster's per-zone CLAs (translate.ts ZonedAssignment); undefined for every other. */
+  readonly zoned: ZonedAssignment | undefined;
+  /** Encoded per-zone variants, made on first ask: at most one encoding per (cluster, zone). */
+  #variants: Map<string, CachedResource> | undefined;
   #sotwField: Buffer | undefined;
   #deltaField: Buffer | undefined;
 
-  constructor(typeUrl: TypeUrl, name: string, body: Buffer) {
+  constructor(typeUrl: TypeUrl, name: string, body: Buffer, zoned?: ZonedAssignment) {
     this.typeUrl = typeUrl;
     this.name = name;
     this.body = body;
+    this.zoned = zoned;
     this.version = createHash('sha256').update(body).digest('hex').slice(0, 16);
     this.digest = createHash('sha256')
       .update(name)
@@ -43,6 +48,25 @@ export class CachedResource {
       .update(this.version)
       .digest()
       .readBigUInt64BE(0);
+  }
+
+  /**
+   * What an Envoy in `zone` gets for this resource: itself unless it is a zone-aware CLA with a variant
+   * for the zone. Zones without local endpoints share this resource, so a zone an Envoy makes up costs
+   * nothing.
+   */
+  forZone(zone: string): CachedResource {
+    if (this.zoned === undefined || !this.zoned.zones.has(zone)) return this;
+    this.#variants ??= new Map();
+    let variant = this.#variants.get(zone);
+    if (variant === undefined) {
+      const body = codecFor<Record<string, unknown>>(messageNameOf(this.typeUrl)).encode(
+        this.zoned.build(zone),
+      );
+      variant = body.equals(this.body) ? this : new CachedResource(this.typeUrl, this.name, body);
+      this.#variants.set(zone, variant);
+    }
+    return variant;
   }
 
   /** `resources` entry of a DiscoveryResponse: an Any around the body, framed as field 2. */
@@ -160,6 +184,10 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
     { versionInfo: string; body: SharedResponseBody }
   >();
   readonly #deltaBodies = new Map<CachedResource, SharedResponseBody>();
+  /** Counts changes, so views derived from the cache (zone-views.ts) know when to rebuild. */
+  #generation = 0;
+  /** Per type, how many resources carry per-zone variants: zone views skip all work while it is 0. */
+  readonly #zonedCount = new Map<string, number>();
 
   /**
    * True while streams must answer nothing: the sources have not delivered their first complete view, so
@@ -180,6 +208,14 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
     if (!this.#held) return;
     this.#held = false;
     this.emit('released');
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  zonedCount(typeUrl: string): number {
+    return this.#zonedCount.get(typeUrl) ?? 0;
   }
 
   get(typeUrl: string, name: string): CachedResource | undefined {
@@ -281,6 +317,7 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
       if (!existing) continue;
       this.#byType.get(ref.typeUrl)?.delete(ref.name);
       this.#xorDigest(ref.typeUrl, existing.digest);
+      if (existing.zoned) this.#countZoned(ref.typeUrl, -1);
       entry(ref.typeUrl).removed.add(ref.name);
     }
     for (const original of upserts) {
@@ -289,9 +326,12 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
       const byName = this.#byType.get(draft.typeUrl);
       if (!byName) continue;
       const existing = byName.get(draft.name);
-      if (existing?.body.equals(body)) continue;
-      const resource = new CachedResource(draft.typeUrl, draft.name, body);
+      // Same bytes can still mean new per-zone variants: the key was switched on or off, or hints changed.
+      if (existing?.body.equals(body) && existing.zoned?.key === draft.zoned?.key) continue;
+      const resource = new CachedResource(draft.typeUrl, draft.name, body, draft.zoned);
       byName.set(draft.name, resource);
+      if (existing?.zoned) this.#countZoned(draft.typeUrl, -1);
+      if (resource.zoned) this.#countZoned(draft.typeUrl, 1);
       if (existing) this.#xorDigest(draft.typeUrl, existing.digest);
       this.#xorDigest(draft.typeUrl, resource.digest);
       const c = entry(draft.typeUrl);
@@ -304,11 +344,16 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
       if (c && (c.changed.size > 0 || c.removed.size > 0)) ordered.set(typeUrl, c);
     }
     if (ordered.size > 0) {
+      this.#generation += 1;
       this.#sotwBodies.clear();
       this.#deltaBodies.clear();
       this.emit('change', ordered);
     }
     return ordered;
+  }
+
+  #countZoned(typeUrl: string, delta: number): void {
+    this.#zonedCount.set(typeUrl, (this.#zonedCount.get(typeUrl) ?? 0) + delta);
   }
 
   #xorDigest(typeUrl: string, digest: bigint): void {

@@ -11,6 +11,8 @@ export interface EnvoyNode {
   /** google.protobuf.Struct; readygate reads its `readygate.io/…` keys (node-metadata.ts). */
   metadata?: StructValue;
   cluster?: string;
+  /** Where the Envoy runs; `zone` selects zone-aware CLAs (zone-views.ts). */
+  locality?: { region?: string; zone?: string; sub_zone?: string };
   user_agent_name?: string;
   user_agent_version?: string;
   /** What Envoy sends instead of user_agent_version (a oneof). */

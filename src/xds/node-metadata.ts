@@ -185,6 +185,8 @@ export interface ProxyProfileJson {
   extprocCluster?: string;
   egress?: string;
   problems?: string[];
+  /** node.locality.zone, when declared (zone-views.ts). */
+  zone?: string;
 }
 
 export function profileJson(profile: ProxyProfile): ProxyProfileJson {

@@ -29,6 +29,7 @@ import {
   OUTBOUND_ROUTE_NAME,
   outboundListenerFor,
 } from './translate-outbound.js';
+import { ZoneViews } from './zone-views.js';
 
 /** Who hears a view's changes: its streams. */
 export interface ChangeTarget {
@@ -244,6 +245,8 @@ export class OutboundViews {
   readonly #cache: ResourceCache;
   readonly #catalog: OutboundCatalog;
   readonly #views = new Map<string, OutboundView>();
+  /** Zone views of gateways and sidecars that declared a zone (zone-views.ts). */
+  readonly zones: ZoneViews;
   readonly #warned = new Set<string>();
   readonly #onCatalogChange = (): void => {
     // A Service's ports changed and no cache change carried it: tell the views' streams directly.
@@ -259,6 +262,7 @@ export class OutboundViews {
   constructor(cache: ResourceCache, catalog: OutboundCatalog) {
     this.#cache = cache;
     this.#catalog = catalog;
+    this.zones = new ZoneViews(cache);
     catalog.on('change', this.#onCatalogChange);
   }
 

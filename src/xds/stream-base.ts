@@ -11,6 +11,7 @@ import { inScope, parseNodeProfile, profileJson, serviceKeyOfCluster } from './n
 import { TypeUrl } from './resource-types.js';
 import type { OutboundView, OutboundViews } from './outbound-views.js';
 import { SendBudget } from './send-budget.js';
+import { nodeZone, type ZoneView } from './zone-views.js';
 import type { SharedSubscriptions } from './shared-subscriptions.js';
 import type { StreamSyncState, SyncStatus } from './sync-status.js';
 
@@ -54,6 +55,7 @@ export abstract class XdsStreamBase {
   readonly #budget: SendBudget;
   readonly #views: OutboundViews | undefined;
   #view: OutboundView | undefined;
+  #zoneView: ZoneView | undefined;
   readonly #onBudget = (): void => {
     this.#waitingForBudget = false;
     this.#flushDirty();
@@ -85,17 +87,26 @@ export abstract class XdsStreamBase {
     this.logger.info({ peer: this.syncState.peer, userAgent: node.user_agent_name }, 'xds stream opened');
     // The first request decides for the stream's life: Envoy sends its node (and metadata) only then.
     const profile = parseNodeProfile(node.metadata);
-    this.syncState.proxy = profileJson(profile);
+    const zone = nodeZone(node.locality);
+    this.syncState.proxy = { ...profileJson(profile), ...(zone === undefined ? {} : { zone }) };
     if (profile.mode === 'gateway') {
       if (profile.problems.length > 0) {
         if (this.#views) this.#views.warnOnce(this.logger, node.id, profile.problems);
         else this.logger.warn({ problems: profile.problems }, 'ignoring sidecar node metadata');
+      }
+      if (zone !== undefined && this.#views) {
+        this.#zoneView = this.#views.zones.acquire(this.cache, '', zone, this);
+        this.cache = this.#zoneView;
       }
       return;
     }
     if (!this.#views) return;
     this.#view = this.#views.acquire(profile, this);
     this.cache = this.#view;
+    if (zone !== undefined) {
+      this.#zoneView = this.#views.zones.acquire(this.#view, this.#view.key, zone, this);
+      this.cache = this.#zoneView;
+    }
     const { egress } = profile;
     if (egress !== undefined) {
       const scope = (name: string): boolean => inScope(egress, serviceKeyOfCluster(name));
@@ -142,6 +153,8 @@ export abstract class XdsStreamBase {
     this.#dirty.clear();
     if (this.#view) this.#views?.release(this.#view, this);
     this.#view = undefined;
+    if (this.#zoneView) this.#views?.zones.release(this.#zoneView, this);
+    this.#zoneView = undefined;
   }
 
   /** A method, not a field read, because schedule() may flip it mid-loop. */

@@ -11,6 +11,7 @@ import {
 import { HOST_METADATA_NAMESPACE, HostMetadataKey } from '../model/metadata.js';
 import { parsePolicy, type PolicyOverrides } from '../model/policy.js';
 import { clusterName, grpcListenerName, type ServiceModel, type ServicePortModel } from '../model/types.js';
+import { zonesOf, zoneTiers } from '../model/zones.js';
 import { packAny } from '../protos/envoy-protos.js';
 import { TypeUrl } from './resource-types.js';
 
@@ -57,6 +58,23 @@ export interface ResourceDraft {
   readonly typeUrl: TypeUrl;
   readonly name: string;
   readonly message: Record<string, unknown>;
+  /** Only on the CLA of a zone-aware Service: what an Envoy that declared its zone gets instead. */
+  readonly zoned?: ZonedAssignment | undefined;
+}
+
+/**
+ * The per-zone CLAs of a zone-aware cluster, built (and encoded, src/xds/cache.ts) only when an Envoy
+ * of that zone asks. `message` above stays what a zone-less Envoy gets.
+ */
+export interface ZonedAssignment {
+  /**
+   * What the variants depend on beyond the zone-less CLA's bytes (the hints): equal bytes and equal key
+   * mean equal variants, so the cache can tell a hints-only change from no change.
+   */
+  readonly key: string;
+  /** Zones with a variant of their own; any other zone gets `message` itself. */
+  readonly zones: ReadonlySet<string>;
+  build(zone: string): Record<string, unknown>;
 }
 
 /** appProtocol values that mean the upstream speaks HTTP/2 (gRPC included). */
@@ -73,10 +91,12 @@ export function translateService(
   for (const port of service.ports) {
     const name = clusterName(service, port.key);
     drafts.push({ typeUrl: TypeUrl.CLUSTER, name, message: clusterFor(name, port, options, overrides) });
+    const hosts = eligibleHosts(service, port, options.eligibility);
     drafts.push({
       typeUrl: TypeUrl.ENDPOINT,
       name,
-      message: loadAssignmentFor(name, service, eligibleHosts(service, port, options.eligibility)),
+      message: loadAssignmentFor(name, service, hosts),
+      ...(overrides.zoneAware === true ? { zoned: zonedAssignmentFor(name, service, hosts) } : {}),
     });
     const listenerName = grpcListenerName(service, port.port);
     drafts.push({ typeUrl: TypeUrl.LISTENER, name: listenerName, message: grpcListenerFor(listenerName) });
@@ -221,6 +241,43 @@ export function loadAssignmentFor(
   service: ServiceModel,
   hosts: readonly EligibleHost[],
 ): Record<string, unknown> {
+  // An emptied cluster still gets a CLA naming it with no endpoints: an absent CLA is a no-op to Envoy.
+  return { cluster_name: name, endpoints: localitiesFor(service, hosts, 0) };
+}
+
+/**
+ * Priorities per zone: for an Envoy in `zone`, its local tier (src/model/zones.ts) at priority 0 and the
+ * rest at priority 1. With the panic threshold at 0, Envoy sends priority 1 the share priority 0 cannot
+ * carry: none while its hosts are healthy, min(100, 1.4 × healthy %) stays local as they fail
+ * (overprovisioning factor 1.4), all of it once none is healthy. Envoy's own zone-aware balancing
+ * would need the gateways' own membership as a local cluster and enough hosts per zone; priorities need
+ * neither, and spill-over runs in Envoy with no readygate work at failure time.
+ */
+export function zonedAssignmentFor(
+  name: string,
+  service: ServiceModel,
+  hosts: readonly EligibleHost[],
+): ZonedAssignment {
+  return {
+    key: hosts.map((h) => h.endpoint.forZones?.join(',') ?? '-').join(';'),
+    zones: zonesOf(hosts),
+    build: (zone) => {
+      const tiers = zoneTiers(hosts, zone);
+      // Priorities start at 0 without gaps (Envoy's rule): with nothing local, the one tier is priority 0.
+      if (tiers.local.length === 0) return loadAssignmentFor(name, service, hosts);
+      return {
+        cluster_name: name,
+        endpoints: [...localitiesFor(service, tiers.local, 0), ...localitiesFor(service, tiers.remote, 1)],
+      };
+    },
+  };
+}
+
+function localitiesFor(
+  service: ServiceModel,
+  hosts: readonly EligibleHost[],
+  priority: number,
+): Record<string, unknown>[] {
   const byZone = new Map<string, EligibleHost[]>();
   for (const host of hosts) {
     const zone = host.endpoint.zone ?? '';
@@ -229,22 +286,20 @@ export function loadAssignmentFor(
     list.push(host);
   }
   const zones = [...byZone.keys()].sort();
-  // An emptied cluster still gets a CLA naming it with no endpoints: an absent CLA is a no-op to Envoy.
-  return {
-    cluster_name: name,
-    endpoints: zones.map((zone) => {
-      const zoneHosts = byZone.get(zone) ?? [];
-      const healthy = zoneHosts.filter((h) => h.health === 'HEALTHY').length;
-      return {
-        // gRPC clients reject a LocalityLbEndpoints without a locality, even an empty one.
-        locality: zone === '' ? {} : { zone },
-        // gRPC clients drop localities without a weight; Envoy ignores weights unless the cluster asks
-        // for locality-weighted balancing. Weighting by healthy hosts keeps per-host balance even.
-        load_balancing_weight: { value: Math.max(1, healthy) },
-        lb_endpoints: zoneHosts.map((host) => lbEndpointFor(service, host)),
-      };
-    }),
-  };
+  return zones.map((zone) => {
+    const zoneHosts = byZone.get(zone) ?? [];
+    const healthy = zoneHosts.filter((h) => h.health === 'HEALTHY').length;
+    return {
+      // gRPC clients reject a LocalityLbEndpoints without a locality, even an empty one.
+      locality: zone === '' ? {} : { zone },
+      // gRPC clients drop localities without a weight; Envoy ignores weights unless the cluster asks
+      // for locality-weighted balancing. Weighting by healthy hosts keeps per-host balance even.
+      load_balancing_weight: { value: Math.max(1, healthy) },
+      lb_endpoints: zoneHosts.map((host) => lbEndpointFor(service, host)),
+      // 0 is the proto default and so absent from the bytes: zone-less CLAs stay as they were.
+      ...(priority === 0 ? {} : { priority }),
+    };
+  });
 }
 
 function lbEndpointFor(service: ServiceModel, host: EligibleHost): Record<string, unknown> {

@@ -27,6 +27,8 @@ export interface GatewayBootstrapOptions {
    * sent to an endpoint that was not listening, which a retry elsewhere would hide.
    */
   readonly withoutRetryPolicy?: boolean;
+  /** node.locality.zone: the zone this Envoy declares (zone-aware Services prefer its endpoints). */
+  readonly zone?: string;
 }
 
 export type Json = Record<string, unknown>;
@@ -66,6 +68,7 @@ export function shippedBootstrap(file: string): Json {
 export function gatewayBootstrap(options: GatewayBootstrapOptions): Json {
   const bootstrap = shippedBootstrap(options.file ?? 'gateway-ads.yaml');
   objectAt(bootstrap, 'node')['id'] = options.nodeId;
+  if (options.zone !== undefined) objectAt(bootstrap, 'node')['locality'] = { zone: options.zone };
   objectAt(bootstrap, 'admin', 'address', 'socket_address')['port_value'] = 0;
   objectAt(bootstrap, 'dynamic_resources', 'ads_config')['api_type'] = options.apiType;
   const statics = objectAt(bootstrap, 'static_resources');

@@ -262,3 +262,30 @@ test('keys: slices by their service-name label, objects by namespace/name', (t) 
   t.is(objectKey({ metadata: { namespace: 'shop', name: 'web' } }), 'shop/web');
   t.is(objectKey({ metadata: { name: 'web' } }), undefined);
 });
+
+test('hints.forZones reaches the model as zone names; empty or malformed hints read as none', (t) => {
+  const result = translateService(service([httpPort]), [
+    slice('web-a', [
+      {
+        address: '10.0.0.1',
+        extra: { zone: 'zone-a', hints: { forZones: [{ name: 'zone-a' }, { name: 'zone-c' }] } },
+      },
+      { address: '10.0.0.2', extra: { zone: 'zone-b', hints: { forZones: [] } } },
+      { address: '10.0.0.3', extra: { zone: 'zone-b', hints: { forZones: [null, { name: '' }] } } },
+      { address: '10.0.0.4', extra: { zone: 'zone-b', hints: null } },
+    ]),
+  ]);
+  t.deepEqual(
+    result.model?.endpoints.map((e) => [e.addresses[0], e.forZones]),
+    [
+      ['10.0.0.1', ['zone-a', 'zone-c']],
+      ['10.0.0.2', undefined],
+      ['10.0.0.3', undefined],
+      ['10.0.0.4', undefined],
+    ],
+  );
+  t.false(
+    'forZones' in (result.model?.endpoints[1] ?? {}),
+    'absent, not undefined: fingerprints stay as before',
+  );
+});

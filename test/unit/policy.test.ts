@@ -147,14 +147,17 @@ const invalid: [string, Record<string, string>, object, string[]][] = [
     { 'readygate.io/conect-timeout': '1s' },
     {},
     [
-      'readygate.io/conect-timeout: unknown readygate.io/ annotation (known: readygate.io/connect-timeout, readygate.io/hash-header, readygate.io/idle-timeout, readygate.io/lb-policy, readygate.io/max-connections, readygate.io/max-pending-requests, readygate.io/max-requests, readygate.io/outlier-consecutive-gateway-errors, readygate.io/outlier-max-ejection-percent, readygate.io/slow-start, readygate.io/slow-start-aggression)',
+      'readygate.io/conect-timeout: unknown readygate.io/ annotation (known: readygate.io/connect-timeout, readygate.io/hash-header, readygate.io/idle-timeout, readygate.io/lb-policy, readygate.io/max-connections, readygate.io/max-pending-requests, readygate.io/max-requests, readygate.io/outlier-consecutive-gateway-errors, readygate.io/outlier-max-ejection-percent, readygate.io/slow-start, readygate.io/slow-start-aggression, readygate.io/zone-aware)',
     ],
   ],
+  ['zone-aware true', { [PolicyKey.ZONE_AWARE]: 'true' }, { zoneAware: true }, []],
+  // false is the default, so it leaves no override: the output is the same as without the key.
+  ['zone-aware false', { [PolicyKey.ZONE_AWARE]: 'false' }, {}, []],
   [
-    'a key named by the issue but not built yet says so',
-    { 'readygate.io/zone-aware': 'true' },
+    'zone-aware takes only true or false',
+    { [PolicyKey.ZONE_AWARE]: 'yes' },
     {},
-    ['readygate.io/zone-aware: zone-aware routing is not built yet (docs/policy.md); ignored'],
+    ['readygate.io/zone-aware: "yes" is not true or false'],
   ],
   [
     'a huge value is quoted short',
