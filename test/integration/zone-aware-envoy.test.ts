@@ -1,0 +1,212 @@
+/**
+ * Zone-aware routing with the real Envoy and the file source (`readygate serve --source file:`): one
+ * Envoy declares zone a in its bootstrap (node.locality.zone), one declares none. Both talk to the
+ * same readygate, SotW and Delta. Counts are exact: each Envoy runs one worker and the requests are
+ * sequential, so round robin over a priority's hosts is deterministic.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { pino } from 'pino';
+import { main } from '../../src/cli/main.js';
+import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
+import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
+import { freePort } from '../helpers/ports.js';
+import { httpUpstream, type Upstream } from '../helpers/upstreams.js';
+
+const CLUSTER = 'default/web:http';
+const ZONE_OF: Readonly<Record<string, string>> = {
+  '127.0.0.2': 'a',
+  '127.0.0.3': 'a',
+  '127.0.0.4': 'b',
+  '127.0.0.5': 'b',
+};
+
+interface ClustersJson {
+  cluster_statuses?: {
+    name: string;
+    host_statuses?: { address: { socket_address: { address: string } }; priority?: number }[];
+  }[];
+}
+
+/** Envoy's hosts of the cluster as "address@priority", sorted. */
+async function hosts(envoy: EnvoyProcess): Promise<string> {
+  const json = (await envoy.clusters()) as ClustersJson;
+  const status = json.cluster_statuses?.find((c) => c.name === CLUSTER);
+  return (status?.host_statuses ?? [])
+    .map((h) => `${h.address.socket_address.address}@${h.priority ?? 0}`)
+    .sort()
+    .join(' ');
+}
+
+async function waitForHosts(envoy: EnvoyProcess, expected: string): Promise<void> {
+  let last = '';
+  try {
+    await waitUntil(
+      async () => {
+        last = await hosts(envoy);
+        return last === expected;
+      },
+      { timeoutMs: 15_000, intervalMs: 20 },
+    );
+  } catch {
+    throw new Error(`${CLUSTER} in Envoy: wanted [${expected}], last saw [${last}]`);
+  }
+}
+
+/** `count` sequential requests: answers per zone ("a:20 b:0"), and the hosts that answered. */
+async function drive(listenerPort: number, count: number): Promise<{ zones: string; hosts: string }> {
+  const perZone = new Map([
+    ['a', 0],
+    ['b', 0],
+  ]);
+  const seen = new Set<string>();
+  for (let i = 0; i < count; i += 1) {
+    const response = await fetch(`http://127.0.0.1:${listenerPort}/`, {
+      headers: { 'x-cluster': CLUSTER },
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = await response.text();
+    const zone = response.status === 200 ? ZONE_OF[body] : undefined;
+    const key = zone ?? String(response.status);
+    perZone.set(key, (perZone.get(key) ?? 0) + 1);
+    if (zone) seen.add(body);
+  }
+  return {
+    zones: [...perZone].map(([zone, n]) => `${zone}:${n}`).join(' '),
+    hosts: [...seen].sort().join(' '),
+  };
+}
+
+function endpointsFile(port: number, ready: Readonly<Record<string, boolean>>): string {
+  const lines = [
+    'services:',
+    '- namespace: default',
+    '  name: web',
+    `  ports: [{name: http, port: ${port}}]`,
+    '  annotations: {readygate.io/zone-aware: "true"}',
+    '  endpoints:',
+  ];
+  for (const [address, zone] of Object.entries(ZONE_OF))
+    lines.push(
+      `  - {addresses: ["${address}"], zone: ${zone}, conditions: {ready: ${ready[address] ?? true}}}`,
+    );
+  return `${lines.join('\n')}\n`;
+}
+
+interface EdsDump {
+  configs?: {
+    endpoint_config?: {
+      cluster_name?: string;
+      endpoints?: { locality?: { zone?: string }; priority?: number }[];
+    };
+  }[];
+}
+
+/** The CLA Envoy holds for the cluster, as "zone@priority" per locality. */
+async function edsPriorities(envoy: EnvoyProcess): Promise<string> {
+  const dump = (await envoy.configDump('?resource=dynamic_endpoint_configs&include_eds')) as EdsDump;
+  const cla = dump.configs?.find((c) => c.endpoint_config?.cluster_name === CLUSTER)?.endpoint_config;
+  return (cla?.endpoints ?? []).map((l) => `${l.locality?.zone ?? ''}@${l.priority ?? 0}`).join(' ');
+}
+
+async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'readygate-zone-'));
+  const file = path.join(dir, 'endpoints.yaml');
+  const port = await freePort('127.0.0.2');
+  const upstreams: Upstream[] = await Promise.all(
+    Object.keys(ZONE_OF).map((host) =>
+      httpUpstream(
+        (_request, _body, response) => {
+          response.writeHead(200, { 'content-type': 'text/plain' });
+          response.end(host);
+        },
+        { host, port },
+      ),
+    ),
+  );
+  await writeFile(file, endpointsFile(port, {}));
+  const started: { xds?: string }[] = [];
+  const logger = pino(
+    { level: 'info', base: null },
+    {
+      write: (line: string) => {
+        const parsed = JSON.parse(line) as { event?: string; xds?: string };
+        if (parsed.event === 'serve.started') started.push(parsed);
+      },
+    },
+  );
+  const controller = new AbortController();
+  const serving = main(
+    ['serve', '--source', `file:${file}`, '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0'],
+    {
+      stdout: { write: () => true },
+      stderr: { write: () => true },
+      env: {},
+      signal: controller.signal,
+      logger,
+    },
+  );
+  const envoys: EnvoyProcess[] = [];
+  t.teardown(async () => {
+    controller.abort();
+    await Promise.all(envoys.map((e) => e.stop()));
+    await serving;
+    await Promise.all(upstreams.map((u) => u.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const { xds } = await waitUntil(() => started[0], {
+    timeoutMs: 30_000, // a cold tsx start of the whole server on a loaded machine
+    description: 'serve.started',
+  });
+  const xdsPort = Number(xds?.split(':').pop());
+  const [zonedPort, zonelessPort] = [await freePort(), await freePort()];
+  const [zoned, zoneless] = await Promise.all([
+    startEnvoy({
+      bootstrap: gatewayBootstrap({ xdsPort, listenerPort: zonedPort, nodeId: 'zone-a', apiType, zone: 'a' }),
+    }),
+    startEnvoy({
+      bootstrap: gatewayBootstrap({ xdsPort, listenerPort: zonelessPort, nodeId: 'no-zone', apiType }),
+    }),
+  ]);
+  envoys.push(zoned, zoneless);
+
+  // Zone a's endpoints at priority 0, zone b's at 1, for the Envoy in zone a only.
+  await waitForHosts(zoned, '127.0.0.2@0 127.0.0.3@0 127.0.0.4@1 127.0.0.5@1');
+  await waitForHosts(zoneless, '127.0.0.2@0 127.0.0.3@0 127.0.0.4@0 127.0.0.5@0');
+  t.is(await edsPriorities(zoned), 'a@0 b@1');
+  t.is(await edsPriorities(zoneless), 'a@0 b@0');
+  t.deepEqual(await drive(zonedPort, 20), { zones: 'a:20 b:0', hosts: '127.0.0.2 127.0.0.3' });
+  t.deepEqual(await drive(zonelessPort, 20), {
+    zones: 'a:10 b:10',
+    hosts: '127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5',
+  });
+
+  // One of zone a's endpoints not ready: the other still carries all of zone a's traffic.
+  await writeFile(file, endpointsFile(port, { '127.0.0.2': false }));
+  await waitForHosts(zoned, '127.0.0.3@0 127.0.0.4@1 127.0.0.5@1');
+  t.deepEqual(await drive(zonedPort, 20), { zones: 'a:20 b:0', hosts: '127.0.0.3' });
+
+  // Zone a has no ready endpoint: everything spills to zone b, nothing fails.
+  await writeFile(file, endpointsFile(port, { '127.0.0.2': false, '127.0.0.3': false }));
+  await waitForHosts(zoned, '127.0.0.4@0 127.0.0.5@0');
+  t.deepEqual(await drive(zonedPort, 20), { zones: 'a:0 b:20', hosts: '127.0.0.4 127.0.0.5' });
+  t.is(await edsPriorities(zoned), 'b@0');
+
+  // Zone a back: the Envoy in zone a returns to it entirely; the zone-less one balances over all.
+  await writeFile(file, endpointsFile(port, { '127.0.0.3': false }));
+  await waitForHosts(zoned, '127.0.0.2@0 127.0.0.4@1 127.0.0.5@1');
+  await waitForHosts(zoneless, '127.0.0.2@0 127.0.0.4@0 127.0.0.5@0');
+  t.deepEqual(await drive(zonedPort, 20), { zones: 'a:20 b:0', hosts: '127.0.0.2' });
+  t.deepEqual(await drive(zonelessPort, 21), {
+    zones: 'a:7 b:14',
+    hosts: '127.0.0.2 127.0.0.4 127.0.0.5',
+  });
+}
+
+test('zone-aware (SotW): zone a preferred while it has ready endpoints, spill to b, zone-less balances', (t) =>
+  zoneAwareRun(t, 'GRPC'));
+
+test('zone-aware (Delta): zone a preferred while it has ready endpoints, spill to b, zone-less balances', (t) =>
+  zoneAwareRun(t, 'DELTA_GRPC'));
