@@ -207,6 +207,36 @@ test.serial('each condition flip reaches the store within 1 s', async (t) => {
   }
 });
 
+test.serial('topology hints: hints.forZones reaches the model as the apiserver stores it', async (t) => {
+  const { admin, readygate } = t.context;
+  const namespace = 'hints';
+  await admin.namespace(namespace);
+  await admin.apply(service({ namespace, name: 'zoned', ports: [{ port: 80, targetPort: 8080 }] }));
+  // Shaped as the EndpointSlice controller writes hints (Topology Aware Routing); SliceEndpointSpec has
+  // no hints field, so these go through as plain objects.
+  const hinted = { addresses: ['10.6.0.1'], zone: 'zone-a', hints: { forZones: [{ name: 'zone-a' }] } };
+  const crossHinted = { addresses: ['10.6.0.2'], zone: 'zone-a', hints: { forZones: [{ name: 'zone-b' }] } };
+  await admin.apply(
+    endpointSlice({
+      namespace,
+      name: 'zoned-a',
+      service: 'zoned',
+      ports: [{ port: 8080 }],
+      endpoints: [hinted, crossHinted],
+    }),
+  );
+  const { store } = await run(readygate, { namespaces: [namespace] });
+  await synced(store);
+  await waitForStore(store, (s) => (s.get(`${namespace}/zoned`)?.endpoints.length ?? 0) === 2, 10_000);
+  t.deepEqual(
+    store.get(`${namespace}/zoned`)?.endpoints.map((e) => [e.addresses[0], e.zone, e.forZones]),
+    [
+      ['10.6.0.1', 'zone-a', ['zone-a']],
+      ['10.6.0.2', 'zone-a', ['zone-b']],
+    ],
+  );
+});
+
 test.serial('all terminating but serving → fallback hosts; serving=false too → empty cluster', async (t) => {
   const { admin, readygate } = t.context;
   const namespace = 'fallback';
