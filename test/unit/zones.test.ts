@@ -9,7 +9,13 @@ import type { EndpointModel, ServiceModel } from '../../src/model/types.js';
 import { zoneTiers } from '../../src/model/zones.js';
 import { codecFor } from '../../src/protos/envoy-protos.js';
 import { parseEndpointsFile } from '../../src/sources/file-format.js';
+import { silentLogger } from '../../src/log.js';
+import { EndpointStore } from '../../src/model/store.js';
 import { ResourceCache } from '../../src/xds/cache.js';
+import { TranslationPipeline } from '../../src/xds/control-plane.js';
+import { parseNodeProfile } from '../../src/xds/node-metadata.js';
+import { OutboundCatalog } from '../../src/xds/outbound-catalog.js';
+import { OutboundViews } from '../../src/xds/outbound-views.js';
 import { MessageName, TypeUrl } from '../../src/xds/resource-types.js';
 import { DEFAULT_TRANSLATE_OPTIONS, translateService } from '../../src/xds/translate.js';
 import { nodeZone, ZoneViews } from '../../src/xds/zone-views.js';
@@ -169,6 +175,43 @@ test('zone views: switching zone-aware on changes nothing in the plain CLA, yet 
     [],
   );
   t.is(shape(viewA.resources(TypeUrl.ENDPOINT).get(CLUSTER)!.body), 'b@0×1 a@1×1');
+});
+
+test('zone views over a scoped sidecar view: its Services only, zone-aware ones as the zone variant', (t) => {
+  const store = new EndpointStore();
+  store.replaceAll([
+    web([at('10.0.0.1', 'a'), at('10.0.0.2', 'b')], ZONE_AWARE),
+    { ...service('api', [at('10.0.0.3', 'a'), at('10.0.0.4', 'b')]), annotations: ZONE_AWARE },
+    service('db', [at('10.0.0.5', 'a'), at('10.0.0.6', 'b')]),
+  ]);
+  const cache = new ResourceCache();
+  const catalog = new OutboundCatalog();
+  const views = new OutboundViews(cache, catalog);
+  cache.on('change', (change) => {
+    views.apply(change);
+  });
+  const pipeline = new TranslationPipeline(store, cache, DEFAULT_TRANSLATE_OPTIONS, silentLogger, catalog);
+  pipeline.flush();
+  const profile = parseNodeProfile({
+    fields: {
+      'readygate.io/outbound-port': { number_value: 15001 },
+      'readygate.io/egress': { string_value: 'default/web,default/db' },
+    },
+  });
+  if (profile.mode !== 'sidecar') throw new Error('not a sidecar profile');
+  const target = { handleCacheChange: () => undefined };
+  const outbound = views.acquire(profile, target);
+  const zoned = views.zones.acquire(outbound, outbound.key, 'b', target);
+  const shapes = () =>
+    [...zoned.resources(TypeUrl.ENDPOINT).values()].map((r) => `${r.name} ${shape(r.body)}`).sort();
+  t.deepEqual(shapes(), ['default/db:http a@0×1 b@0×1', 'default/web:http b@0×1 a@1×1']);
+  // The scope still holds after an endpoint change (the zone view rebuilds from the sidecar's view).
+  store.upsert(web([at('10.0.0.1', 'a'), at('10.0.0.2', 'b'), at('10.0.0.7', 'b')], ZONE_AWARE));
+  pipeline.flush();
+  t.deepEqual(shapes(), ['default/db:http a@0×1 b@0×1', 'default/web:http b@0×2 a@1×1']);
+  t.is(zoned.resources(TypeUrl.LISTENER), outbound.resources(TypeUrl.LISTENER));
+  views.zones.release(zoned, target);
+  t.is(views.zones.size, 0);
 });
 
 test('node zone: absent, empty or oversized reads as no zone', (t) => {
