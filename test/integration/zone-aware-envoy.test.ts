@@ -127,12 +127,12 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     ),
   );
   await writeFile(file, endpointsFile(port, {}));
-  const started: { xds?: string }[] = [];
+  const started: { xds?: string; admin?: string }[] = [];
   const logger = pino(
     { level: 'info', base: null },
     {
       write: (line: string) => {
-        const parsed = JSON.parse(line) as { event?: string; xds?: string };
+        const parsed = JSON.parse(line) as { event?: string; xds?: string; admin?: string };
         if (parsed.event === 'serve.started') started.push(parsed);
       },
     },
@@ -156,7 +156,7 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     await Promise.all(upstreams.map((u) => u.close()));
     await rm(dir, { recursive: true, force: true });
   });
-  const { xds } = await waitUntil(() => started[0], {
+  const { xds, admin } = await waitUntil(() => started[0], {
     timeoutMs: 30_000, // a cold tsx start of the whole server on a loaded machine
     description: 'serve.started',
   });
@@ -177,6 +177,15 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
   await waitForHosts(zoneless, '127.0.0.2@0 127.0.0.3@0 127.0.0.4@0 127.0.0.5@0');
   t.is(await edsPriorities(zoned), 'a@0 b@1');
   t.is(await edsPriorities(zoneless), 'a@0 b@0');
+  // /debug/syncz says which zone each stream declared.
+  const syncz = (await (await fetch(`http://${admin}/debug/syncz`)).json()) as {
+    nodeId: string;
+    proxy: { mode: string; zone?: string } | null;
+  }[];
+  t.deepEqual(syncz.map((s) => [s.nodeId, s.proxy]).sort(), [
+    ['no-zone', { mode: 'gateway' }],
+    ['zone-a', { mode: 'gateway', zone: 'a' }],
+  ]);
   t.deepEqual(await drive(zonedPort, 20), { zones: 'a:20 b:0', hosts: '127.0.0.2 127.0.0.3' });
   t.deepEqual(await drive(zonelessPort, 20), {
     zones: 'a:10 b:10',
