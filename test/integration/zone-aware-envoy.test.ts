@@ -111,7 +111,12 @@ async function edsPriorities(envoy: EnvoyProcess): Promise<string> {
   return (cla?.endpoints ?? []).map((l) => `${l.locality?.zone ?? ''}@${l.priority ?? 0}`).join(' ');
 }
 
-async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
+/** readygate on a file, the four upstreams, and an Envoy in zone a (and, with `zoneless`, one without). */
+async function start(
+  t: ExecutionContext,
+  apiType: 'GRPC' | 'DELTA_GRPC',
+  options: { zoneless: boolean; failing?: ReadonlySet<string> },
+) {
   const dir = await mkdtemp(path.join(tmpdir(), 'readygate-zone-'));
   const file = path.join(dir, 'endpoints.yaml');
   const port = await freePort('127.0.0.2');
@@ -119,7 +124,10 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     Object.keys(ZONE_OF).map((host) =>
       httpUpstream(
         (_request, _body, response) => {
-          response.writeHead(200, { 'content-type': 'text/plain' });
+          // A failing pod answers 503 itself: a gateway error outlier detection counts.
+          response.writeHead(options.failing?.has(host) === true ? 503 : 200, {
+            'content-type': 'text/plain',
+          });
           response.end(host);
         },
         { host, port },
@@ -166,11 +174,27 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     startEnvoy({
       bootstrap: gatewayBootstrap({ xdsPort, listenerPort: zonedPort, nodeId: 'zone-a', apiType, zone: 'a' }),
     }),
-    startEnvoy({
-      bootstrap: gatewayBootstrap({ xdsPort, listenerPort: zonelessPort, nodeId: 'no-zone', apiType }),
-    }),
+    options.zoneless
+      ? startEnvoy({
+          bootstrap: gatewayBootstrap({ xdsPort, listenerPort: zonelessPort, nodeId: 'no-zone', apiType }),
+        })
+      : undefined,
   ]);
-  envoys.push(zoned, zoneless);
+  envoys.push(zoned, ...(zoneless ? [zoneless] : []));
+  return { file, port, admin, zoned, zonedPort, zoneless, zonelessPort, upstreams };
+}
+
+async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Promise<void> {
+  const {
+    file,
+    port,
+    admin,
+    zoned,
+    zonedPort,
+    zoneless: maybeZoneless,
+    zonelessPort,
+  } = await start(t, apiType, { zoneless: true });
+  const zoneless = maybeZoneless!;
 
   // Zone a's endpoints at priority 0, zone b's at 1, for the Envoy in zone a only.
   await waitForHosts(zoned, '127.0.0.2@0 127.0.0.3@0 127.0.0.4@1 127.0.0.5@1');
@@ -219,3 +243,35 @@ test('zone-aware (SotW): zone a preferred while it has ready endpoints, spill to
 
 test('zone-aware (Delta): zone a preferred while it has ready endpoints, spill to b, zone-less balances', (t) =>
   zoneAwareRun(t, 'DELTA_GRPC'));
+
+test('zone-aware: zone a losing half its healthy hosts keeps 70 % local and spills the rest (priority load)', async (t) => {
+  // 127.0.0.2 answers 503: three in a row eject it (consecutive gateway errors, docs/policy.md) for 5 s,
+  // leaving zone a 1 healthy host of 2. Envoy keeps min(100, 1.4 × 50) = 70 % at priority 0 and sends
+  // 30 % to zone b. Which priority a request goes to is drawn at random per request, so the split is
+  // checked against bounds 4.6 standard deviations wide (n = 200, p = 0.7); the ejected host's 0 is exact.
+  const { zoned, zonedPort, upstreams } = await start(t, 'GRPC', {
+    zoneless: false,
+    failing: new Set(['127.0.0.2']),
+  });
+  await waitForHosts(zoned, '127.0.0.2@0 127.0.0.3@0 127.0.0.4@1 127.0.0.5@1');
+  const failing = upstreams.find((u) => u.host === '127.0.0.2')!;
+  // Round robin over zone a until the failing host has answered three times.
+  for (let i = 0; i < 20 && failing.hits() < 3; i += 1) await drive(zonedPort, 1);
+  t.is(failing.hits(), 3);
+  await waitUntil(
+    async () => (await zoned.stat('cluster.default/web_http.outlier_detection.ejections_active')) === 1,
+    {
+      timeoutMs: 5_000,
+      description: '127.0.0.2 ejected',
+    },
+  );
+  const result = await drive(zonedPort, 200);
+  t.log(`200 requests with zone a at half its healthy hosts: ${result.zones}`);
+  // Still ejected at the end, so every one of the 200 requests saw the same priority load.
+  t.is(await zoned.stat('cluster.default/web_http.outlier_detection.ejections_active'), 1);
+  t.is(failing.hits(), 3, 'no request reached the ejected host');
+  t.is(result.hosts, '127.0.0.3 127.0.0.4 127.0.0.5');
+  const [a, b] = result.zones.split(' ').map((entry) => Number(entry.split(':')[1]));
+  t.is(a! + b!, 200, result.zones);
+  t.true(a! >= 110 && a! <= 170, `zone a got ${a} of 200 (expected about 140)`);
+});
