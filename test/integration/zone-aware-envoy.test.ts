@@ -79,7 +79,11 @@ async function drive(listenerPort: number, count: number): Promise<{ zones: stri
   };
 }
 
-function endpointsFile(port: number, ready: Readonly<Record<string, boolean>>): string {
+function endpointsFile(
+  port: number,
+  ready: Readonly<Record<string, boolean>>,
+  forZones: Readonly<Record<string, string>> = {},
+): string {
   const lines = [
     'services:',
     '- namespace: default',
@@ -90,7 +94,8 @@ function endpointsFile(port: number, ready: Readonly<Record<string, boolean>>): 
   ];
   for (const [address, zone] of Object.entries(ZONE_OF))
     lines.push(
-      `  - {addresses: ["${address}"], zone: ${zone}, conditions: {ready: ${ready[address] ?? true}}}`,
+      `  - {addresses: ["${address}"], zone: ${zone}, conditions: {ready: ${ready[address] ?? true}}` +
+        `${forZones[address] === undefined ? '' : `, forZones: [${forZones[address]}]`}}`,
     );
   return `${lines.join('\n')}\n`;
 }
@@ -236,6 +241,28 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     zones: 'a:7 b:14',
     hosts: '127.0.0.2 127.0.0.4 127.0.0.5',
   });
+
+  // Hints on every endpoint: zone b's 127.0.0.4 is hinted for zone a, so it joins zone a's priority 0
+  // while 127.0.0.5 stays at 1. Zone b's locality is then in both priorities, which Envoy accepts.
+  await writeFile(
+    file,
+    endpointsFile(
+      port,
+      { '127.0.0.3': false },
+      { '127.0.0.2': 'a', '127.0.0.3': 'a', '127.0.0.4': 'a', '127.0.0.5': 'b' },
+    ),
+  );
+  await waitForHosts(zoned, '127.0.0.2@0 127.0.0.4@0 127.0.0.5@1');
+  t.is(await edsPriorities(zoned), 'a@0 b@0 b@1');
+  t.deepEqual(await drive(zonedPort, 20), { zones: 'a:10 b:10', hosts: '127.0.0.2 127.0.0.4' });
+  const nacks = (await (await fetch(`http://${admin}/debug/syncz`)).json()) as {
+    nodeId: string;
+    types: Record<string, { lastNack: unknown }>;
+  }[];
+  t.deepEqual(
+    nacks.flatMap((s) => Object.values(s.types).map((type) => type.lastNack)),
+    nacks.flatMap((s) => Object.values(s.types).map(() => null)),
+  );
 }
 
 test('zone-aware (SotW): zone a preferred while it has ready endpoints, spill to b, zone-less balances', (t) =>
