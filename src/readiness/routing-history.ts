@@ -9,7 +9,7 @@
  */
 import { HOST_METADATA_NAMESPACE, HostMetadataKey } from '../model/metadata.js';
 import { codecFor } from '../protos/envoy-protos.js';
-import type { CacheChange, ResourceCache } from '../xds/cache.js';
+import type { CacheChange, CachedResource, ResourceCache } from '../xds/cache.js';
 import { MessageName, TypeUrl } from '../xds/resource-types.js';
 
 /** How a version of a cluster treats a pod: HEALTHY receives new requests; DRAINING does not. */
@@ -72,6 +72,11 @@ export function decodeAssignmentSummary(body: Uint8Array): AssignmentSummary {
 interface ClusterHistory {
   /** version → summary, oldest first (Map keeps insertion order). */
   readonly versions: Map<string, AssignmentSummary>;
+  /**
+   * Zone variant version → the plain version it was made from (src/xds/zone-views.ts): Envoys that
+   * declared a zone ACK the variant, which routes to the same pods. Dropped with the plain version.
+   */
+  readonly variants: Map<string, string>;
   /** The version the cache serves now; undefined once the cluster was removed. */
   current: string | undefined;
 }
@@ -98,7 +103,11 @@ export class RoutingHistory {
   /** Records the version the cache now serves for `cluster`. */
   record(cluster: string, version: string, summary: AssignmentSummary): void {
     let history = this.#clusters.get(cluster);
-    if (!history) this.#clusters.set(cluster, (history = { versions: new Map(), current: undefined }));
+    if (!history)
+      this.#clusters.set(
+        cluster,
+        (history = { versions: new Map(), variants: new Map(), current: undefined }),
+      );
     history.current = version;
     // Re-inserting moves the version to the newest end, so a flip-flop back does not evict it.
     history.versions.delete(version);
@@ -112,6 +121,7 @@ export class RoutingHistory {
       const oldest = history.versions.keys().next().value as string;
       const evicted = history.versions.get(oldest);
       history.versions.delete(oldest);
+      for (const [variant, plain] of history.variants) if (plain === oldest) history.variants.delete(variant);
       if (evicted) this.#forgetPods(cluster, history, evicted);
     }
   }
@@ -124,7 +134,17 @@ export class RoutingHistory {
 
   /** The summary of one version, or undefined when it was never recorded or has been evicted. */
   summary(cluster: string, version: string): AssignmentSummary | undefined {
-    return this.#clusters.get(cluster)?.versions.get(version);
+    const history = this.#clusters.get(cluster);
+    if (!history) return undefined;
+    const plain = history.variants.get(version);
+    return history.versions.get(plain ?? version);
+  }
+
+  /** A zone variant of a recorded version: it routes as that version does. */
+  recordVariant(cluster: string, plainVersion: string, variantVersion: string): void {
+    const history = this.#clusters.get(cluster);
+    if (!history?.versions.has(plainVersion)) return;
+    history.variants.set(variantVersion, plainVersion);
   }
 
   /** The version the cache serves now. */
@@ -185,9 +205,17 @@ export class RoutingHistory {
       for (const name of eds.changed) load(name);
       this.#notify();
     };
+    const onVariant = (plain: CachedResource, variant: CachedResource): void => {
+      // A stream can encode a variant before this history has heard of the change that made its plain
+      // version (listeners run in the order they were added): load the plain version first.
+      if (this.summary(plain.name, plain.version) === undefined) load(plain.name);
+      this.recordVariant(plain.name, plain.version, variant.version);
+    };
     cache.on('change', onCacheChange);
+    cache.on('variant', onVariant);
     return () => {
       cache.off('change', onCacheChange);
+      cache.off('variant', onVariant);
     };
   }
 

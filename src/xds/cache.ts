@@ -55,7 +55,7 @@ export class CachedResource {
    * for the zone. Zones without local endpoints share this resource, so a zone an Envoy makes up costs
    * nothing.
    */
-  forZone(zone: string): CachedResource {
+  forZone(zone: string, onEncoded?: (variant: CachedResource) => void): CachedResource {
     if (this.zoned === undefined || !this.zoned.zones.has(zone)) return this;
     this.#variants ??= new Map();
     let variant = this.#variants.get(zone);
@@ -65,6 +65,7 @@ export class CachedResource {
       );
       variant = body.equals(this.body) ? this : new CachedResource(this.typeUrl, this.name, body);
       this.#variants.set(zone, variant);
+      if (variant !== this) onEncoded?.(variant);
     }
     return variant;
   }
@@ -116,6 +117,11 @@ export interface ResourceCacheEvents {
   change: [CacheChange];
   /** `release()` ended a hold: streams send what they held back. */
   released: [];
+  /**
+   * A zone variant of a resource was encoded (zone-views.ts): its version routes to the same pods as
+   * `plain`'s, with priorities added, so the routing history can treat it as the same state.
+   */
+  variant: [plain: CachedResource, variant: CachedResource];
 }
 
 export interface ResourceRef {
@@ -216,6 +222,11 @@ export class ResourceCache extends EventEmitter<ResourceCacheEvents> implements 
 
   zonedCount(typeUrl: string): number {
     return this.#zonedCount.get(typeUrl) ?? 0;
+  }
+
+  /** `resource` as an Envoy in `zone` gets it (CachedResource.forZone), announcing each new variant. */
+  forZone(resource: CachedResource, zone: string): CachedResource {
+    return resource.forZone(zone, (variant) => this.emit('variant', resource, variant));
   }
 
   get(typeUrl: string, name: string): CachedResource | undefined {

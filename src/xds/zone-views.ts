@@ -105,7 +105,7 @@ export class ZoneView implements ResourceView {
     let digest = 0n;
     let differs = false;
     for (const resource of this.#base.resources(TypeUrl.ENDPOINT).values()) {
-      const variant = resource.forZone(this.zone);
+      const variant = this.#cache.forZone(resource, this.zone);
       if (variant !== resource) differs = true;
       byName.set(variant.name, variant);
       digest ^= variant.digest;

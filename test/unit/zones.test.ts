@@ -11,6 +11,7 @@ import { codecFor } from '../../src/protos/envoy-protos.js';
 import { parseEndpointsFile } from '../../src/sources/file-format.js';
 import { silentLogger } from '../../src/log.js';
 import { EndpointStore } from '../../src/model/store.js';
+import { RoutingHistory } from '../../src/readiness/routing-history.js';
 import { ResourceCache } from '../../src/xds/cache.js';
 import { TranslationPipeline } from '../../src/xds/control-plane.js';
 import { parseNodeProfile } from '../../src/xds/node-metadata.js';
@@ -212,6 +213,27 @@ test('zone views over a scoped sidecar view: its Services only, zone-aware ones 
   t.is(zoned.resources(TypeUrl.LISTENER), outbound.resources(TypeUrl.LISTENER));
   views.zones.release(zoned, target);
   t.is(views.zones.size, 0);
+});
+
+test('routing history: a zone variant’s version routes as its plain version (gate and drain verdicts)', (t) => {
+  const endpoints = [at('10.0.0.1', 'a'), at('10.0.0.2', 'b', undefined, SERVING_TERMINATING)];
+  const cache = cacheOf(web(endpoints, ZONE_AWARE));
+  const history = new RoutingHistory({ versionsPerCluster: 2 });
+  history.follow(cache);
+  const plain = cache.get(TypeUrl.ENDPOINT, CLUSTER)!;
+  const variant = new ZoneViews(cache).acquire(cache, '', 'a', {}).resources(TypeUrl.ENDPOINT).get(CLUSTER)!;
+  t.not(variant.version, plain.version);
+  const expected = [
+    ['default/pod-10.0.0.1', 'HEALTHY'],
+    ['default/pod-10.0.0.2', 'DRAINING'],
+  ];
+  t.deepEqual([...(history.summary(CLUSTER, plain.version) ?? [])], expected);
+  t.deepEqual([...(history.summary(CLUSTER, variant.version) ?? [])], expected);
+  t.is(history.currentVersion(CLUSTER), plain.version, 'a variant never becomes the current version');
+  // The variant is forgotten with its plain version (two newer versions evict it).
+  cache.update(translateService(web([at('10.0.0.3', 'a')], ZONE_AWARE)), []);
+  cache.update(translateService(web([at('10.0.0.4', 'a')], ZONE_AWARE)), []);
+  t.is(history.summary(CLUSTER, variant.version), undefined);
 });
 
 test('node zone: absent, empty or oversized reads as no zone', (t) => {
