@@ -545,6 +545,11 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
 
   // A scoped sidecar is sent only its Services' clusters (docs/sidecar.md): the others are not missing.
   const proxy = entry?.proxy;
+  // An Envoy that declared a zone is sent zone-aware CLAs in that zone's variant (docs/policy.md).
+  const zoneEds =
+    proxy?.zone === undefined
+      ? new Map<string, string>()
+      : resourceVersions(obj(readygate.resources)['zones'], proxy.zone);
   const scope = proxy?.mode === 'sidecar' ? parseEgressText(proxy.egress ?? '*') : undefined;
   if (proxy?.mode === 'sidecar')
     notes.push(
@@ -565,7 +570,7 @@ export function compareStatus(envoy: EnvoyDocuments, readygate?: ReadygateDocume
     const served = readygateNames.has(name);
     const versions = {
       cds: { acked: ackedCds.get(name) ?? null, current: currentCds.get(name) ?? null },
-      eds: { acked: ackedEds.get(name) ?? null, current: currentEds.get(name) ?? null },
+      eds: { acked: ackedEds.get(name) ?? null, current: zoneEds.get(name) ?? currentEds.get(name) ?? null },
     };
     const hosts = hostRows(active.get(name)?.hosts ?? [], served ? (hostsByCluster.get(name) ?? []) : []);
     const reasons: string[] = [];

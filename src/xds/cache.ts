@@ -70,6 +70,11 @@ export class CachedResource {
     return variant;
   }
 
+  /** The zone variants encoded so far, by zone (a zone whose variant equals this resource maps to it). */
+  encodedVariants(): ReadonlyMap<string, CachedResource> {
+    return this.#variants ?? NO_VARIANTS;
+  }
+
   /** `resources` entry of a DiscoveryResponse: an Any around the body, framed as field 2. */
   get sotwField(): Buffer {
     this.#sotwField ??= lengthDelimitedField(RESPONSE_RESOURCES, this.#any());
@@ -383,6 +388,7 @@ export function digestVersion(digest: bigint): string {
 }
 
 const EMPTY: ReadonlyMap<string, CachedResource> = new Map();
+const NO_VARIANTS: ReadonlyMap<string, CachedResource> = new Map();
 
 /**
  * The version of a set of resources: the XOR of their digests, so it does not depend on order and can

@@ -10,6 +10,7 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { main } from '../../src/cli/main.js';
+import type { StatusReport } from '../../src/status/compare.js';
 import { startEnvoy, waitUntil, type EnvoyProcess } from '../helpers/envoy-process.js';
 import { gatewayBootstrap } from '../helpers/gateway-bootstrap.js';
 import { freePort } from '../helpers/ports.js';
@@ -263,6 +264,32 @@ async function zoneAwareRun(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC')
     nacks.flatMap((s) => Object.values(s.types).map((type) => type.lastNack)),
     nacks.flatMap((s) => Object.values(s.types).map(() => null)),
   );
+
+  // `readygate status` compares the zone Envoy's ACKed CLA with its zone's variant, not the zone-less one.
+  for (const envoy of [zoned, zoneless]) {
+    const verdict = await waitUntil(
+      async () => {
+        const run = await statusJson('--envoy-admin', envoy.adminUrl, '--control-plane', `http://${admin}`);
+        return run.code === 0 ? run : undefined;
+      },
+      { timeoutMs: 10_000, description: `status exit 0 for ${envoy.adminUrl}` },
+    );
+    t.deepEqual(
+      verdict.report.clusters.map((c) => [c.name, c.verdict]),
+      [[CLUSTER, 'IN_SYNC']],
+    );
+  }
+}
+
+async function statusJson(...args: string[]): Promise<{ code: number; report: StatusReport }> {
+  let stdout = '';
+  const code = await main(['status', ...args, '--json'], {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: () => true },
+    env: {},
+    logger: pino({ level: 'silent' }),
+  });
+  return { code, report: JSON.parse(stdout) as StatusReport };
 }
 
 test('zone-aware (SotW): zone a preferred while it has ready endpoints, spill to b, zone-less balances', (t) =>
