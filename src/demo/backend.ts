@@ -5,7 +5,8 @@
  * connection torn down mid-request.
  *
  * `GET /ready` is the readiness check (200 once warm and not shutting down); any other path is the app:
- * 503 while warming up, else 200 with the pod name.
+ * 503 while warming up, else 200 with the pod name — later by a cold penalty for a while after the
+ * warm-up, when the pod is configured cold (the slow-start replica).
  */
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
@@ -18,6 +19,11 @@ export interface BackendOptions {
   readonly port: number;
   readonly bootMs: number;
   readonly warmupMs: number;
+  /** Cold after the warm-up: answers are slower by up to `coldLatencyMs`, falling to 0 over this. 0: none. */
+  readonly coldMs?: number;
+  readonly coldLatencyMs?: number;
+  /** Called when the warm-up ends (the app starts serving, and its cold period, if any, starts). */
+  readonly onWarm?: () => void;
 }
 
 export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | 'exited';
@@ -42,6 +48,8 @@ export class DemoBackend {
   /** Requests held by crash mode; answered never, cut when the process "dies". */
   readonly #held = new Set<http.ServerResponse>();
   #state: BackendState = 'booting';
+  /** performance.now() when the warm-up ended; undefined before. */
+  #warmAt: number | undefined;
   #crashing = false;
   #exited = false;
   readonly #exit: Promise<void>;
@@ -116,7 +124,10 @@ export class DemoBackend {
     }
     this.#state = 'warming';
     this.#timers.later(this.#options.warmupMs, () => {
-      if (this.#state === 'warming') this.#state = 'serving';
+      if (this.#state !== 'warming') return;
+      this.#state = 'serving';
+      this.#warmAt = performance.now();
+      this.#options.onWarm?.();
     });
   }
 
@@ -171,8 +182,24 @@ export class DemoBackend {
     }
     const status = this.#state === 'warming' ? 503 : 200;
     this.answered.set(status, (this.answered.get(status) ?? 0) + 1);
-    response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
-    response.end(status === 200 ? `${this.pod}\n` : 'warming up\n');
+    const answer = (): void => {
+      response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
+      response.end(status === 200 ? `${this.pod}\n` : 'warming up\n');
+    };
+    const penalty = status === 200 ? this.#coldPenaltyMs() : 0;
+    // The timer dies with the process (#die cancels it, and destroys the socket): a cold answer a crash
+    // or an exit overtakes is cut like any other request in flight.
+    if (penalty > 0) this.#timers.later(penalty, answer);
+    else answer();
+  }
+
+  /** How much later a request received now is answered: the cold period's linear decay, 0 when warm. */
+  #coldPenaltyMs(): number {
+    const coldMs = this.#options.coldMs ?? 0;
+    const latency = this.#options.coldLatencyMs ?? 0;
+    if (this.#warmAt === undefined || coldMs <= 0 || latency <= 0) return 0;
+    const elapsed = performance.now() - this.#warmAt;
+    return elapsed >= coldMs ? 0 : Math.round(latency * (1 - elapsed / coldMs));
   }
 
   async #exitGracefully(): Promise<void> {

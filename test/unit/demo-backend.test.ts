@@ -106,6 +106,42 @@ test('SIGTERM: a request on a keep-alive connection opened before is still answe
   t.like(await get(app.port), { error: 'ECONNREFUSED' });
 });
 
+test('cold: after its warm-up the app answers late, less and less, and on time once the cold period is over', async (t) => {
+  let warmAt = 0;
+  let warmCalls = 0;
+  const app = await backend({
+    warmupMs: 100,
+    coldMs: 2000,
+    coldLatencyMs: 400,
+    onWarm: () => {
+      warmCalls++;
+      warmAt = performance.now();
+    },
+  });
+  t.teardown(() => app.kill());
+  await app.start();
+  while (warmCalls === 0) await sleep(5);
+  const timed = async (): Promise<{ ms: number; sinceWarm: number; outcome: Outcome }> => {
+    const sinceWarm = performance.now() - warmAt;
+    const started = performance.now();
+    const outcome = await get(app.port);
+    return { ms: performance.now() - started, sinceWarm, outcome };
+  };
+  const first = await timed();
+  t.like(first.outcome, { status: 200, body: 'web-x\n' });
+  // The penalty is 400 ms × (1 − elapsed / 2000 ms): a timer never fires early, so the answer took at
+  // least that (the bound holds however late this request was sent, on however busy a machine).
+  t.true(
+    first.ms >= 400 * (1 - (first.sinceWarm + first.ms) / 2000) - 1,
+    `${first.ms} ms, sent ${first.sinceWarm} ms after the warm-up`,
+  );
+  await sleep(Math.max(0, 2000 - (performance.now() - warmAt)));
+  const warm = await timed();
+  t.like(warm.outcome, { status: 200 });
+  t.true(warm.ms < first.ms, `${warm.ms} ms once warm, ${first.ms} ms cold`);
+  t.is(warmCalls, 1);
+});
+
 test('crash: requests it received are cut without a response, then the port refuses', async (t) => {
   const app = await backend({ warmupMs: 0 });
   t.teardown(() => app.kill());
