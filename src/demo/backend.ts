@@ -24,6 +24,8 @@ export interface BackendOptions {
   readonly coldLatencyMs?: number;
   /** Called when the warm-up ends (the app starts serving, and its cold period, if any, starts). */
   readonly onWarm?: () => void;
+  /** SHUTDOWN_LINGER_MS unless given (tests shorten it). */
+  readonly shutdownLingerMs?: number;
 }
 
 export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | 'exited';
@@ -36,6 +38,8 @@ export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | '
  * app's shutdown budget for that, as docs/rollouts.md leaves "the rest of the grace period" to it.
  */
 const SHUTDOWN_LINGER_MS = 2000;
+/** Bound on the event-loop turns an exiting app spends answering requests that already arrived. */
+const MAX_EXIT_TURNS = 20;
 
 export class DemoBackend {
   readonly pod: string;
@@ -62,6 +66,11 @@ export class DemoBackend {
   requestsAfterSigterm = 0;
   /** Connections still open when the process exited (cut, with whatever was unread on them). */
   connectionsCut = 0;
+  /**
+   * App requests answered after the linger ended, read in the last turns before exit: requests that had
+   * arrived while the event loop was stalled (see #answerWhatArrived).
+   */
+  requestsAtExit = 0;
 
   constructor(options: BackendOptions) {
     this.#options = options;
@@ -132,7 +141,8 @@ export class DemoBackend {
   }
 
   /**
-   * SIGTERM, as a careful app handles it: the listener closes at once (new connections are refused);
+   * SIGTERM, as a careful app handles it: the listener closes after one turn of the event loop, which
+   * accepts connections already queued in its backlog (new connections are refused from then on);
    * requests still arriving on open keep-alive connections are answered with `Connection: close`, and
    * after SHUTDOWN_LINGER_MS (or once every connection is closed) the process exits. Serving on after the
    * pod was deleted is the preStop hook's job (a sleep, or drain-wait), not the app's.
@@ -204,13 +214,45 @@ export class DemoBackend {
 
   async #exitGracefully(): Promise<void> {
     if (this.#exited) return;
+    // Connections the kernel completed but the app has not accepted yet (its event loop busy or stalled)
+    // sit in the listen backlog, often with a request already written on them by a gateway that picked
+    // this pod before it learnt of the deletion. Closing the listener resets every one of them — a 502
+    // `upstream-connection-termination` for each such request, through every gateway at once, with no
+    // connection counted as cut (issue 17). One turn of the event loop accepts them first; from then on
+    // they are open connections like the others, answered with `Connection: close`, and the listener
+    // closes: new connections are refused.
+    await nextTurn();
+    if (this.#gone()) return;
     // net.Server's close, not http.Server's: the latter also closes idle keep-alive connections at once,
     // and a connection is "idle" to Node while a request the gateway already wrote to it sits unread in
     // the socket buffer — closing it cuts that request (a 502 for a request sent before the gateway
     // stopped routing here). Open connections are instead answered with `Connection: close` (#handle).
     if (this.#server.listening) net.Server.prototype.close.call(this.#server);
-    await Promise.race([this.#allClosed(), this.#delay(SHUTDOWN_LINGER_MS)]);
+    await Promise.race([
+      this.#allClosed(),
+      this.#delay(this.#options.shutdownLingerMs ?? SHUTDOWN_LINGER_MS),
+    ]);
+    await this.#answerWhatArrived();
     this.#die();
+  }
+
+  /**
+   * The linger is a timer, and timers run before I/O in each turn of the event loop: after a stall (the
+   * demo's pods, control planes and load generator share one loop, which a starved machine stalls for
+   * seconds) the linger's timer ran first and #die cut connections whose requests — written by a gateway
+   * before it stopped routing here — sat unread in their buffers: a burst of 502
+   * `upstream-connection-termination` through every gateway at once (issue 17). So before exiting, the
+   * app lets the loop read and answer what already arrived, turn by turn until a turn brings nothing new
+   * (bounded: a gateway that keeps sending after SIGTERM is not waited for).
+   */
+  async #answerWhatArrived(): Promise<void> {
+    for (let turn = 0; turn < MAX_EXIT_TURNS && !this.#exited; turn++) {
+      const before = this.requestsAfterSigterm;
+      await nextTurn();
+      const arrived = this.requestsAfterSigterm - before;
+      this.requestsAtExit += arrived;
+      if (arrived === 0) return;
+    }
   }
 
   /** Resolves when no connection is open any more. */
@@ -256,4 +298,17 @@ export class DemoBackend {
       this.#exit,
     ]);
   }
+}
+
+/**
+ * Resolves once a whole I/O phase of the event loop (accepts, reads) has run after the call. One
+ * setImmediate is not enough: called from an I/O callback, it runs right after the current poll phase,
+ * before connections that arrived meanwhile are accepted; the second one comes after the next poll.
+ */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      setImmediate(resolve);
+    });
+  });
 }

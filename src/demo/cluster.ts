@@ -255,7 +255,7 @@ export class SimulatedCluster {
     void container.exited.then(() => {
       this.#event(
         pod.name,
-        `container exited (${container.requestsAfterSigterm} request(s) after SIGTERM, ${container.connectionsCut} connection(s) cut)`,
+        `container exited (${container.requestsAfterSigterm} request(s) after SIGTERM, ${container.requestsAtExit} of them read after the linger, ${container.connectionsCut} connection(s) cut)`,
       );
       this.#noticeExit(record, container);
       this.#removeAfterExit(record);

@@ -272,8 +272,10 @@ async function writeOutputs(
             failures: s.run.samples
               .filter((sample) => !isSuccess(sample.status))
               .slice(0, MAX_FAILURES_LISTED)
-              .map(({ t, via, phase, status, cause, body, error }) => ({
+              .map(({ t, latencyMs, via, phase, status, cause, body, error }) => ({
                 t,
+                // Send time plus this is when it failed: what lines up with a pod's events.
+                latencyMs,
                 via,
                 phase,
                 status,
