@@ -18,6 +18,7 @@ import { GATEWAY_KINDS, type GatewayKind } from './slice.js';
 import {
   checkExpectations,
   isSuccess,
+  latencySeries,
   renderColdPeriods,
   renderPreStops,
   renderReasons,
@@ -241,6 +242,7 @@ async function writeOutputs(
     panels: KINDS.map((kind) => ({
       name: PANEL_TITLES[kind],
       buckets: timeSeries(sides[kind].run.samples, BUCKET_MS),
+      latency: latencySeries(sides[kind].run.samples, BUCKET_MS),
       phases: sides[kind].run.marks.map((mark) => ({
         title: PHASE_TITLES[mark.phase],
         startMs: mark.startMs,

@@ -492,3 +492,23 @@ export function timeSeries(samples: readonly Sample[], bucketMs: number): Bucket
   }
   return buckets.map((counts, index) => ({ t: index * bucketMs, counts }));
 }
+
+/** One bucket's p99 latency (ms) of the requests sent in it; empty buckets are left out. */
+export interface LatencyPoint {
+  readonly t: number;
+  readonly p99Ms: number;
+}
+
+/** p99 latency per fixed time bucket of send time: the chart's latency line (what slow start lowers). */
+export function latencySeries(samples: readonly Sample[], bucketMs: number): LatencyPoint[] {
+  const byBucket = new Map<number, number[]>();
+  for (const sample of samples) {
+    const index = Math.floor(Math.max(0, sample.t) / bucketMs);
+    const list = byBucket.get(index);
+    if (list) list.push(sample.latencyMs);
+    else byBucket.set(index, [sample.latencyMs]);
+  }
+  return [...byBucket]
+    .sort((a, b) => a[0] - b[0])
+    .map(([index, latencies]) => ({ t: index * bucketMs, p99Ms: percentile(latencies, 0.99) }));
+}

@@ -1,6 +1,7 @@
 import test from 'ava';
 import {
   checkExpectations,
+  latencySeries,
   percentile,
   relativeColdShare,
   renderColdPeriods,
@@ -398,4 +399,18 @@ test('compactReason shortens Envoy’s reset local reply and leaves other reason
     '503 reset before headers: connection termination',
   );
   t.is(compactReason('503 no healthy upstream'), '503 no healthy upstream');
+});
+
+test('latencySeries: the p99 of each bucket’s requests by send time, empty buckets left out', (t) => {
+  const samples = [
+    ...Array.from({ length: 99 }, (_, i) => sample('x', 200, { t: i, latencyMs: 1 })),
+    sample('x', 200, { t: 100, latencyMs: 300 }),
+    sample('x', 502, { t: 120, latencyMs: 40 }),
+    sample('x', 200, { t: 1300, latencyMs: 7 }),
+  ];
+  t.deepEqual(latencySeries(samples, 250), [
+    { t: 0, p99Ms: 40 },
+    { t: 1250, p99Ms: 7 },
+  ]);
+  t.deepEqual(latencySeries([], 250), []);
 });
