@@ -5,7 +5,8 @@
  * connection torn down mid-request.
  *
  * `GET /ready` is the readiness check (200 once warm and not shutting down); any other path is the app:
- * 503 while warming up, else 200 with the pod name.
+ * 503 while warming up, else 200 with the pod name — later by a cold penalty for a while after the
+ * warm-up, when the pod is configured cold (the slow-start replica).
  */
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
@@ -18,6 +19,13 @@ export interface BackendOptions {
   readonly port: number;
   readonly bootMs: number;
   readonly warmupMs: number;
+  /** Cold after the warm-up: answers are slower by up to `coldLatencyMs`, falling to 0 over this. 0: none. */
+  readonly coldMs?: number;
+  readonly coldLatencyMs?: number;
+  /** Called when the warm-up ends (the app starts serving, and its cold period, if any, starts). */
+  readonly onWarm?: () => void;
+  /** SHUTDOWN_LINGER_MS unless given (tests shorten it). */
+  readonly shutdownLingerMs?: number;
 }
 
 export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | 'exited';
@@ -30,6 +38,8 @@ export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | '
  * app's shutdown budget for that, as docs/rollouts.md leaves "the rest of the grace period" to it.
  */
 const SHUTDOWN_LINGER_MS = 2000;
+/** Bound on the event-loop turns an exiting app spends answering requests that already arrived. */
+const MAX_EXIT_TURNS = 20;
 
 export class DemoBackend {
   readonly pod: string;
@@ -42,6 +52,8 @@ export class DemoBackend {
   /** Requests held by crash mode; answered never, cut when the process "dies". */
   readonly #held = new Set<http.ServerResponse>();
   #state: BackendState = 'booting';
+  /** performance.now() when the warm-up ended; undefined before. */
+  #warmAt: number | undefined;
   #crashing = false;
   #exited = false;
   readonly #exit: Promise<void>;
@@ -54,6 +66,11 @@ export class DemoBackend {
   requestsAfterSigterm = 0;
   /** Connections still open when the process exited (cut, with whatever was unread on them). */
   connectionsCut = 0;
+  /**
+   * App requests answered after the linger ended, read in the last turns before exit: requests that had
+   * arrived while the event loop was stalled (see #answerWhatArrived).
+   */
+  requestsAtExit = 0;
 
   constructor(options: BackendOptions) {
     this.#options = options;
@@ -116,12 +133,16 @@ export class DemoBackend {
     }
     this.#state = 'warming';
     this.#timers.later(this.#options.warmupMs, () => {
-      if (this.#state === 'warming') this.#state = 'serving';
+      if (this.#state !== 'warming') return;
+      this.#state = 'serving';
+      this.#warmAt = performance.now();
+      this.#options.onWarm?.();
     });
   }
 
   /**
-   * SIGTERM, as a careful app handles it: the listener closes at once (new connections are refused);
+   * SIGTERM, as a careful app handles it: the listener closes after one turn of the event loop, which
+   * accepts connections already queued in its backlog (new connections are refused from then on);
    * requests still arriving on open keep-alive connections are answered with `Connection: close`, and
    * after SHUTDOWN_LINGER_MS (or once every connection is closed) the process exits. Serving on after the
    * pod was deleted is the preStop hook's job (a sleep, or drain-wait), not the app's.
@@ -171,19 +192,67 @@ export class DemoBackend {
     }
     const status = this.#state === 'warming' ? 503 : 200;
     this.answered.set(status, (this.answered.get(status) ?? 0) + 1);
-    response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
-    response.end(status === 200 ? `${this.pod}\n` : 'warming up\n');
+    const answer = (): void => {
+      response.writeHead(status, { 'content-type': 'text/plain', 'x-pod': this.pod });
+      response.end(status === 200 ? `${this.pod}\n` : 'warming up\n');
+    };
+    const penalty = status === 200 ? this.#coldPenaltyMs() : 0;
+    // The timer dies with the process (#die cancels it, and destroys the socket): a cold answer a crash
+    // or an exit overtakes is cut like any other request in flight.
+    if (penalty > 0) this.#timers.later(penalty, answer);
+    else answer();
+  }
+
+  /** How much later a request received now is answered: the cold period's linear decay, 0 when warm. */
+  #coldPenaltyMs(): number {
+    const coldMs = this.#options.coldMs ?? 0;
+    const latency = this.#options.coldLatencyMs ?? 0;
+    if (this.#warmAt === undefined || coldMs <= 0 || latency <= 0) return 0;
+    const elapsed = performance.now() - this.#warmAt;
+    return elapsed >= coldMs ? 0 : Math.round(latency * (1 - elapsed / coldMs));
   }
 
   async #exitGracefully(): Promise<void> {
     if (this.#exited) return;
+    // Connections the kernel completed but the app has not accepted yet (its event loop busy or stalled)
+    // sit in the listen backlog, often with a request already written on them by a gateway that picked
+    // this pod before it learnt of the deletion. Closing the listener resets every one of them — a 502
+    // `upstream-connection-termination` for each such request, through every gateway at once, with no
+    // connection counted as cut (issue 17). One turn of the event loop accepts them first; from then on
+    // they are open connections like the others, answered with `Connection: close`, and the listener
+    // closes: new connections are refused.
+    await nextTurn();
+    if (this.#gone()) return;
     // net.Server's close, not http.Server's: the latter also closes idle keep-alive connections at once,
     // and a connection is "idle" to Node while a request the gateway already wrote to it sits unread in
     // the socket buffer — closing it cuts that request (a 502 for a request sent before the gateway
     // stopped routing here). Open connections are instead answered with `Connection: close` (#handle).
     if (this.#server.listening) net.Server.prototype.close.call(this.#server);
-    await Promise.race([this.#allClosed(), this.#delay(SHUTDOWN_LINGER_MS)]);
+    await Promise.race([
+      this.#allClosed(),
+      this.#delay(this.#options.shutdownLingerMs ?? SHUTDOWN_LINGER_MS),
+    ]);
+    await this.#answerWhatArrived();
     this.#die();
+  }
+
+  /**
+   * The linger is a timer, and timers run before I/O in each turn of the event loop: after a stall (the
+   * demo's pods, control planes and load generator share one loop, which a starved machine stalls for
+   * seconds) the linger's timer ran first and #die cut connections whose requests — written by a gateway
+   * before it stopped routing here — sat unread in their buffers: a burst of 502
+   * `upstream-connection-termination` through every gateway at once (issue 17). So before exiting, the
+   * app lets the loop read and answer what already arrived, turn by turn until a turn brings nothing new
+   * (bounded: a gateway that keeps sending after SIGTERM is not waited for).
+   */
+  async #answerWhatArrived(): Promise<void> {
+    for (let turn = 0; turn < MAX_EXIT_TURNS && !this.#exited; turn++) {
+      const before = this.requestsAfterSigterm;
+      await nextTurn();
+      const arrived = this.requestsAfterSigterm - before;
+      this.requestsAtExit += arrived;
+      if (arrived === 0) return;
+    }
   }
 
   /** Resolves when no connection is open any more. */
@@ -229,4 +298,17 @@ export class DemoBackend {
       this.#exit,
     ]);
   }
+}
+
+/**
+ * Resolves once a whole I/O phase of the event loop (accepts, reads) has run after the call. One
+ * setImmediate is not enough: called from an I/O callback, it runs right after the current poll phase,
+ * before connections that arrived meanwhile are accepted; the second one comes after the next poll.
+ */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      setImmediate(resolve);
+    });
+  });
 }

@@ -3,7 +3,7 @@
  * (one bar per time bucket), with the phases shaded behind. Pure: data in, SVG text out — no chart
  * library, so what is drawn is exactly what is counted.
  */
-import type { Bucket } from './tally.js';
+import type { Bucket, LatencyPoint } from './tally.js';
 import { ERROR_KEY } from './tally.js';
 
 export interface ChartPhase {
@@ -15,6 +15,8 @@ export interface ChartPhase {
 export interface ChartPanel {
   readonly name: string;
   readonly buckets: readonly Bucket[];
+  /** p99 latency per bucket, drawn as a line on its own scale (right axis); absent: no line. */
+  readonly latency?: readonly LatencyPoint[];
   readonly phases: readonly ChartPhase[];
 }
 
@@ -37,6 +39,8 @@ const SERIES: readonly { readonly key: string; readonly label: string; readonly 
   { key: 'other', label: 'other status', color: '#7f7f7f' },
   { key: ERROR_KEY, label: 'no response', color: '#222222' },
 ];
+
+const LATENCY_COLOR = '#1f4e9c';
 
 /** Which series a status key belongs to. */
 export function seriesOf(statusKey: string): string {
@@ -146,6 +150,22 @@ export function renderChart(input: ChartInput): string {
         );
         stacked += value;
       }
+    }
+    // p99 latency as a line on its own scale, so a slow answer shows where the bars stay green.
+    const latency = panel.latency ?? [];
+    if (latency.length > 0) {
+      const latencyMax = niceCeiling(Math.max(...latency.map((point) => point.p99Ms)));
+      const ly = (ms: number): number =>
+        top + plotHeight - (Math.min(ms, latencyMax) / latencyMax) * plotHeight;
+      const points = latency
+        .map((point) => `${fmt(x(point.t + input.bucketMs / 2))},${fmt(ly(point.p99Ms))}`)
+        .join(' ');
+      parts.push(
+        `<polyline points="${points}" fill="none" stroke="${LATENCY_COLOR}" stroke-width="1"><title>${escapeXml(`${panel.name}: p99 latency per ${input.bucketMs} ms, 0–${latencyMax} ms`)}</title></polyline>`,
+      );
+      parts.push(
+        `<text x="${WIDTH - MARGIN.right}" y="${top - 6}" text-anchor="end" fill="${LATENCY_COLOR}">p99 latency, top = ${fmt(latencyMax)} ms</text>`,
+      );
     }
     // X axis: seconds.
     const axisY = top + plotHeight;

@@ -40,8 +40,11 @@ export interface ClusterOptions {
   readonly firstHost: number;
   /** ms since the run's origin (event timestamps). */
   readonly now: () => number;
-  /** Called with the whole slice on every change, synchronously. */
-  readonly onSlice: (entries: readonly SliceEntry[]) => void;
+  /** Called with the whole slice and the Service's annotations on every change, synchronously. */
+  readonly onSlice: (
+    entries: readonly SliceEntry[],
+    annotations: Readonly<Record<string, string>> | undefined,
+  ) => void;
   /** Every pod declares readygate's readiness gate (`readygate.io/envoy-synced`). */
   readonly gated?: boolean;
   /**
@@ -59,6 +62,14 @@ export interface PreStopRun {
   readonly ms: number;
 }
 
+/** When a cold pod (the slow-start replica) was cold: from its warm-up's end, for `coldMs`. */
+export interface ColdWindow {
+  readonly pod: string;
+  /** ms since the run's origin. */
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
 export interface Pod {
   readonly name: string;
   readonly ip: string;
@@ -67,6 +78,7 @@ export interface Pod {
 
 interface PodRecord extends Pod {
   readonly warmupMs: number;
+  readonly cold: boolean;
   container: DemoBackend | undefined;
   terminating: boolean;
   /** ContainersReady, and not terminating (the slice's `ready` before any readiness gate). */
@@ -97,6 +109,8 @@ export class SimulatedCluster {
   #closed = false;
   readonly events: ClusterEvent[] = [];
   readonly preStops: PreStopRun[] = [];
+  readonly coldWindows: ColdWindow[] = [];
+  #annotations: Readonly<Record<string, string>> | undefined;
   /** App requests crashed containers held and never answered (each one reached the app). */
   crashHeldRequests = 0;
 
@@ -153,8 +167,21 @@ export class SimulatedCluster {
     return this.#options.gated === true && pod.ready && !pod.terminating && !pod.gatePassed;
   }
 
-  /** Creates a pod: its address enters the slice (not ready) now; its container boots in the background. */
-  async createPod(options: { warmupMs?: number } = {}): Promise<Pod> {
+  /**
+   * `kubectl annotate service`: the Service's annotations from now on (undefined: none). The slice is
+   * republished with them, as a Service watch delivers the change.
+   */
+  annotateService(annotations: Readonly<Record<string, string>> | undefined): void {
+    this.#annotations = annotations;
+    this.#event('service', `annotations ${JSON.stringify(annotations ?? {})}`);
+    this.#publish();
+  }
+
+  /**
+   * Creates a pod: its address enters the slice (not ready) now; its container boots in the background.
+   * `cold`: after its warm-up the app answers slower for a while (timing's `coldMs`, `coldLatencyMs`).
+   */
+  async createPod(options: { warmupMs?: number; cold?: boolean } = {}): Promise<Pod> {
     const ip = `${this.#options.addressPrefix}.${this.#nextHost++}`;
     const port = await reservePort(ip);
     const name = `web-${this.#options.label}-${this.#nextPod++}`;
@@ -167,6 +194,7 @@ export class SimulatedCluster {
       ip,
       port,
       warmupMs: options.warmupMs ?? this.#options.timing.warmupMs,
+      cold: options.cold === true,
       container: undefined,
       terminating: false,
       ready: false,
@@ -227,7 +255,7 @@ export class SimulatedCluster {
     void container.exited.then(() => {
       this.#event(
         pod.name,
-        `container exited (${container.requestsAfterSigterm} request(s) after SIGTERM, ${container.connectionsCut} connection(s) cut)`,
+        `container exited (${container.requestsAfterSigterm} request(s) after SIGTERM, ${container.requestsAtExit} of them read after the linger, ${container.connectionsCut} connection(s) cut)`,
       );
       this.#noticeExit(record, container);
       this.#removeAfterExit(record);
@@ -295,12 +323,24 @@ export class SimulatedCluster {
   }
 
   #startContainer(pod: PodRecord): void {
+    const { coldMs, coldLatencyMs } = this.#options.timing;
     const container = new DemoBackend({
       pod: pod.name,
       host: pod.ip,
       port: pod.port,
       bootMs: this.#options.timing.bootMs,
       warmupMs: pod.warmupMs,
+      ...(pod.cold
+        ? {
+            coldMs,
+            coldLatencyMs,
+            onWarm: () => {
+              const startMs = Math.round(this.#options.now());
+              this.coldWindows.push({ pod: pod.name, startMs, endMs: startMs + coldMs });
+              this.#event(pod.name, `warm, cold for ${coldMs} ms`);
+            },
+          }
+        : {}),
     });
     pod.container = container;
     container.start().catch((error: unknown) => {
@@ -368,7 +408,7 @@ export class SimulatedCluster {
   }
 
   #publish(): void {
-    this.#options.onSlice(this.slice);
+    this.#options.onSlice(this.slice, this.#annotations);
     for (const notify of this.#changed) notify();
   }
 

@@ -18,12 +18,16 @@ import { GATEWAY_KINDS, type GatewayKind } from './slice.js';
 import {
   checkExpectations,
   isSuccess,
+  latencySeries,
+  renderColdPeriods,
   renderPreStops,
   renderReasons,
   renderTable,
+  tallyColdPeriod,
   tallyPhases,
   timeSeries,
   type Check,
+  type ColdPeriodTally,
   type PhaseTally,
 } from './tally.js';
 import { FULL_TIMING, PHASES, PHASE_TITLES, SHORT_TIMING, type DemoTiming } from './timing.js';
@@ -53,6 +57,11 @@ export interface SideResult {
   readonly kind: GatewayKind;
   readonly run: ScenarioRun;
   readonly phases: PhaseTally[];
+  /** The slow-start replica's cold period without, then with `readygate.io/slow-start`. */
+  readonly coldPeriods: {
+    readonly without: ColdPeriodTally | undefined;
+    readonly with: ColdPeriodTally | undefined;
+  };
   /** ext_proc's own count of the responses it replaced, by cause (readygate only). */
   readonly extprocMapped: Readonly<Record<string, number>>;
 }
@@ -67,6 +76,8 @@ export interface DemoResult {
   readonly reasons: string;
   /** How long each setup's preStop hooks held its pods, per phase. */
   readonly preStops: string;
+  /** The slow-start replica's cold periods, without and with the annotation, per setup. */
+  readonly coldPeriods: string;
   readonly outDir: string;
   readonly files: readonly string[];
 }
@@ -150,10 +161,12 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
   const side = (kind: GatewayKind): SideResult => {
     const run = runs.get(kind);
     if (!run) throw new Error(`demo: no result for ${kind}`);
+    const [without, withAnnotation] = run.coldWindows.map((window) => tallyColdPeriod(run.samples, window));
     return {
       kind,
       run,
       phases: tallyPhases(run.samples, PHASES),
+      coldPeriods: { without, with: withAnnotation },
       extprocMapped: kind === 'readygate' ? extprocMapped : {},
     };
   };
@@ -172,6 +185,8 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
       .map((run) => run.ms),
     slowPropagationMs: timing.slowPropagationMs,
     drainWaitTimeoutMs: timing.drainWaitTimeoutMs,
+    readygateColdWithout: sides.readygate.coldPeriods.without,
+    readygateColdWith: sides.readygate.coldPeriods.with,
   });
   const sideBySide = {
     sides: KINDS.map((kind) => ({ name: SETUP_TITLES[kind], phases: sides[kind].phases })),
@@ -183,6 +198,9 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
     KINDS.map((kind) => ({ name: SETUP_TITLES[kind], preStops: sides[kind].run.preStops })),
     PHASE_TITLES,
   );
+  const coldPeriods = renderColdPeriods(
+    KINDS.map((kind) => ({ name: SETUP_TITLES[kind], ...sides[kind].coldPeriods })),
+  );
   const files = await writeOutputs(options.outDir, timing, sides, checks, options.short, started);
   return {
     mode: options.short ? 'short' : 'full',
@@ -192,6 +210,7 @@ export async function runDemoScenario(options: DemoRunOptions): Promise<DemoResu
     table,
     reasons,
     preStops,
+    coldPeriods,
     outDir: options.outDir,
     files,
   };
@@ -223,6 +242,7 @@ async function writeOutputs(
     panels: KINDS.map((kind) => ({
       name: PANEL_TITLES[kind],
       buckets: timeSeries(sides[kind].run.samples, BUCKET_MS),
+      latency: latencySeries(sides[kind].run.samples, BUCKET_MS),
       phases: sides[kind].run.marks.map((mark) => ({
         title: PHASE_TITLES[mark.phase],
         startMs: mark.startMs,
@@ -247,14 +267,17 @@ async function writeOutputs(
             skipped: s.run.skipped,
             preStops: s.run.preStops,
             crashHeldRequests: s.run.crashHeldRequests,
+            coldPeriods: s.coldPeriods,
             extprocMapped: s.extprocMapped,
             series: { bucketMs: BUCKET_MS, buckets: timeSeries(s.run.samples, BUCKET_MS) },
             // Each failure with its send time and gateway (0 fast, 1 slow), to line up with the events.
             failures: s.run.samples
               .filter((sample) => !isSuccess(sample.status))
               .slice(0, MAX_FAILURES_LISTED)
-              .map(({ t, via, phase, status, cause, body, error }) => ({
+              .map(({ t, latencyMs, via, phase, status, cause, body, error }) => ({
                 t,
+                // Send time plus this is when it failed: what lines up with a pod's events.
+                latencyMs,
                 via,
                 phase,
                 status,
@@ -304,6 +327,12 @@ export async function runDemo(config: DemoConfig, context: CommandContext): Prom
   write('');
   write('How long the preStop hook held each deleted pod (sleep, or drain-wait until the last Envoy ACKed):');
   write(result.preStops);
+  write('');
+  write(
+    `The slow-start replica's cold period (${result.timing.coldMs} ms after its warm-up, answers up to ${result.timing.coldLatencyMs} ms slower), ` +
+      `requests sent in it: without, then with readygate.io/slow-start: ${result.timing.coldMs}ms (only (c)'s CDS carries it):`,
+  );
+  write(result.coldPeriods);
   write('');
   for (const check of result.checks) write(`${check.ok ? '✓' : '✗'} ${check.name} (${check.detail})`);
   write('');

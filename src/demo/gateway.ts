@@ -100,8 +100,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     addressPrefix: '127.0.0',
     firstHost: FIRST_HOST[kind],
     now: () => performance.now() - origin,
-    onSlice: (entries) => {
-      store.upsert(serviceFor(entries, kind));
+    onSlice: (entries, annotations) => {
+      store.upsert(serviceFor(entries, kind, annotations));
       gates?.schedule();
     },
     gated: kind === 'readygate',

@@ -109,6 +109,8 @@ export function startLoad(options: LoadOptions): LoadRun {
         if (response.headers['retry-after'] !== undefined) extra.retryAfter = true;
         const cause = response.headers['x-readygate-cause'];
         if (typeof cause === 'string') extra.cause = cause;
+        const pod = response.headers['x-pod'];
+        if (typeof pod === 'string') extra.pod = pod;
         // A failure's body names its reason (Envoy's local reply, the app's warm-up answer); keep its
         // first line, bounded. Successful bodies are only drained.
         const keepBody = status < 200 || status >= 300;

@@ -8,11 +8,14 @@
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, ReadygateError } from '../errors.js';
-import type { ClusterEvent, Pod, PreStopRun } from './cluster.js';
+import { PolicyKey } from '../model/policy.js';
+import type { ClusterEvent, ColdWindow, Pod, PreStopRun } from './cluster.js';
 import type { Gateway } from './gateway.js';
 import { startLoad } from './load.js';
 import type { Sample } from './tally.js';
 import type { DemoTiming, PhaseName } from './timing.js';
+
+const SLOW_START_KEY = PolicyKey.SLOW_START;
 
 export interface PhaseMark {
   readonly phase: PhaseName;
@@ -31,6 +34,8 @@ export interface ScenarioRun {
   readonly crashHeldRequests: number;
   /** Requests due but not sent because the concurrency cap was reached. */
   readonly skipped: number;
+  /** The slow-start replicas' cold periods, in order: without, then with the slow-start annotation. */
+  readonly coldWindows: readonly ColdWindow[];
 }
 
 export interface ScenarioOptions {
@@ -101,9 +106,27 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     await cluster.waitGone(old, signal);
     await settle();
 
+    // The slow-start replica twice, the same pod under the same load: first as the Service is, then with
+    // `readygate.io/slow-start` set to its cold period, so the two phases differ only in the annotation.
+    const addColdReplica = async (): Promise<void> => {
+      const slow = await cluster.createPod({ warmupMs: timing.slowWarmupMs, cold: true });
+      await cluster.waitReady(slow, signal);
+      // Ready comes after the warm-up, so this outlasts the cold period.
+      await sleep(timing.coldMs, undefined, { signal });
+    };
     await begin('slow-start');
-    const slow = await cluster.createPod({ warmupMs: timing.slowWarmupMs });
-    await cluster.waitReady(slow, signal);
+    await addColdReplica();
+    await settle();
+
+    await begin('slow-start-ramped');
+    cluster.annotateService({ [SLOW_START_KEY]: `${timing.coldMs}ms` });
+    // The policy change replaces the Envoy cluster, and a new cluster starts every host's slow-start clock
+    // at its first request (docs/policy.md): the replica must arrive after those ramps are over, or it
+    // ramps alongside the others instead of against them.
+    await sleep(timing.coldMs, undefined, { signal });
+    await addColdReplica();
+    // The later phases run on the Service as it was.
+    cluster.annotateService(undefined);
     await settle();
 
     await begin('slow-propagation');
@@ -154,6 +177,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRun
     preStops: cluster.preStops.map((run) => ({ ...run, phase: phaseAt(run.startMs) })),
     crashHeldRequests: cluster.crashHeldRequests,
     skipped: load.skipped(),
+    coldWindows: cluster.coldWindows,
   };
 }
 

@@ -40,14 +40,22 @@ export const GATEWAY_KINDS: readonly GatewayKind[] = ['naive', 'ready-only', 're
  * its conditions say — what a gateway that reads addresses but not conditions (or resolves pod IPs, or
  * lists `notReadyAddresses` with the rest) does. Ready-only: the ready addresses, as ready; a not-ready or
  * terminating address is gone at once (what most Kubernetes gateways and kube-proxy without the
- * terminating fallback do). readygate: the slice as it is, plus gate-pending from the pod.
+ * terminating fallback do). readygate: the slice as it is, plus gate-pending from the pod. The Service's
+ * `readygate.io/*` annotations, if any, go to every store alike.
  */
-export function serviceFor(entries: readonly SliceEntry[], kind: GatewayKind): ServiceModel {
+export function serviceFor(
+  entries: readonly SliceEntry[],
+  kind: GatewayKind,
+  annotations?: Readonly<Record<string, string>>,
+): ServiceModel {
   const kept = kind === 'ready-only' ? entries.filter((entry) => entry.ready && !entry.terminating) : entries;
   return {
     namespace: DEMO_NAMESPACE,
     name: DEMO_SERVICE,
     ports: [{ key: DEMO_PORT_NAME, port: DEMO_SERVICE_PORT, targetPort: DEMO_SERVICE_PORT }],
+    // Every setup's store gets them; only readygate's CDS turns them into cluster policy ((a) and (b)
+    // define their cluster in the bootstrap, as a control plane without per-Service policy would).
+    ...(annotations === undefined ? {} : { annotations }),
     endpoints: kept.map((entry) => ({
       addresses: [entry.ip],
       conditions: conditionsFor(entry, kind),

@@ -22,6 +22,8 @@ export interface Sample {
   readonly body?: string;
   /** Transport error code when status is 0. */
   readonly error?: string;
+  /** The pod whose app answered (its `x-pod` header), when one did. */
+  readonly pod?: string;
 }
 
 export interface PhaseTally {
@@ -281,10 +283,19 @@ export interface ExpectationInput {
   /** The slow gateway's delay and drain-wait's timeout in this run. */
   readonly slowPropagationMs: number;
   readonly drainWaitTimeoutMs: number;
+  /** readygate's slow-start replica's cold periods: without, then with `readygate.io/slow-start`. */
+  readonly readygateColdWithout: ColdPeriodTally | undefined;
+  readonly readygateColdWith: ColdPeriodTally | undefined;
 }
 
 /** The phases where every pod change has a ready alternative: readygate must answer every request 2xx. */
-export const NO_FAILURE_PHASES = ['baseline', 'rollout', 'slow-start', 'slow-propagation'] as const;
+export const NO_FAILURE_PHASES = [
+  'baseline',
+  'rollout',
+  'slow-start',
+  'slow-start-ramped',
+  'slow-propagation',
+] as const;
 
 /** What the demo claims; the integration test asserts each, and the command exits 1 if one fails. */
 export function checkExpectations(input: ExpectationInput): Check[] {
@@ -342,6 +353,22 @@ export function checkExpectations(input: ExpectationInput): Check[] {
       drains.every((ms) => ms >= input.slowPropagationMs && ms < input.drainWaitTimeoutMs),
     detail: drains.length === 0 ? 'no drain-wait ran' : `${drains.join(', ')} ms`,
   });
+  const coldWithout = input.readygateColdWithout;
+  const coldWith = input.readygateColdWith;
+  const shareText = (tally: ColdPeriodTally | undefined): string =>
+    tally === undefined
+      ? 'no cold period'
+      : `${tally.toColdPod}/${tally.answered} across ${tally.pods} pods (${relativeColdShare(tally).toFixed(2)} × fair)`;
+  checks.push({
+    name: 'readygate: with readygate.io/slow-start the cold replica gets a smaller share of the requests than without',
+    ok:
+      coldWithout !== undefined &&
+      coldWith !== undefined &&
+      coldWithout.toColdPod > 0 &&
+      coldWith.toColdPod > 0 &&
+      relativeColdShare(coldWith) < relativeColdShare(coldWithout),
+    detail: `without ${shareText(coldWithout)}, with ${shareText(coldWith)}`,
+  });
   const roSlow = phaseOf(readyOnly, 'slow-propagation');
   checks.push({
     name: 'ready-only + preStop sleep: non-2xx when a gateway is slower than the sleep',
@@ -357,6 +384,90 @@ export function checkExpectations(input: ExpectationInput): Check[] {
     });
   }
   return checks;
+}
+
+/** A cold pod's cold period (as the simulated cluster records it). */
+export interface ColdPeriod {
+  readonly pod: string;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+/** An answer at least this slow counts as slow in the slow-start comparison. */
+export const SLOW_ANSWER_MS = 100;
+
+/** What the requests sent during a slow-start replica's cold period got. */
+export interface ColdPeriodTally {
+  readonly pod: string;
+  /** Requests sent in the period. */
+  readonly total: number;
+  /** Of those, answered by an app (any pod). */
+  readonly answered: number;
+  /** Of those, answered by the cold pod. */
+  readonly toColdPod: number;
+  /** Pods that answered at least one of them: the cold pod's fair share is 1/pods. */
+  readonly pods: number;
+  readonly p50LatencyMs: number;
+  readonly p99LatencyMs: number;
+  /** Answers that took at least SLOW_ANSWER_MS. */
+  readonly slow: number;
+  readonly status504: number;
+  readonly non2xx: number;
+}
+
+/** The requests sent during `period`, by who answered and how fast. */
+export function tallyColdPeriod(samples: readonly Sample[], period: ColdPeriod): ColdPeriodTally {
+  const inside = samples.filter((s) => s.t >= period.startMs && s.t < period.endMs);
+  const answered = inside.filter((s) => s.pod !== undefined);
+  const latencies = inside.map((s) => s.latencyMs);
+  return {
+    pod: period.pod,
+    total: inside.length,
+    answered: answered.length,
+    toColdPod: answered.filter((s) => s.pod === period.pod).length,
+    pods: new Set(answered.map((s) => s.pod)).size,
+    p50LatencyMs: percentile(latencies, 0.5),
+    p99LatencyMs: percentile(latencies, 0.99),
+    slow: inside.filter((s) => s.latencyMs >= SLOW_ANSWER_MS).length,
+    status504: inside.filter((s) => s.status === 504).length,
+    non2xx: inside.filter((s) => !isSuccess(s.status)).length,
+  };
+}
+
+/**
+ * The cold pod's share of the answers relative to its fair share (1 = an equal part, as round-robin gives
+ * a new host without slow start; below 1 = spared while cold). 0 when nothing was answered.
+ */
+export function relativeColdShare(tally: ColdPeriodTally): number {
+  if (tally.answered === 0 || tally.pods === 0) return 0;
+  return (tally.toColdPod / tally.answered) * tally.pods;
+}
+
+/** Without and with `readygate.io/slow-start`, per setup: the lines under the preStop summary. */
+export function renderColdPeriods(
+  sides: readonly {
+    readonly name: string;
+    readonly without: ColdPeriodTally | undefined;
+    readonly with: ColdPeriodTally | undefined;
+  }[],
+): string {
+  const pct = (part: number, whole: number): string =>
+    whole === 0 ? '–' : `${Math.round((100 * part) / whole)} %`;
+  const line = (label: string, tally: ColdPeriodTally | undefined): string => {
+    if (!tally) return `${label}: no cold period recorded`;
+    return (
+      `${label}: ${tally.toColdPod} of ${tally.answered} answers (${pct(tally.toColdPod, tally.answered)}, ` +
+      `fair ${pct(1, tally.pods)}), p50 ${tally.p50LatencyMs} ms, p99 ${tally.p99LatencyMs} ms, ` +
+      `${tally.slow} ≥ ${SLOW_ANSWER_MS} ms, ${tally.status504} × 504, ${tally.non2xx} non-2xx`
+    );
+  };
+  const width = Math.max(...sides.map((side) => side.name.length));
+  const lines: string[] = [];
+  for (const side of sides) {
+    lines.push(`  ${side.name.padEnd(width)}  ${line('without', side.without)}`);
+    lines.push(`  ${''.padEnd(width)}  ${line('with   ', side.with)}`);
+  }
+  return lines.join('\n');
 }
 
 export interface Bucket {
@@ -380,4 +491,24 @@ export function timeSeries(samples: readonly Sample[], bucketMs: number): Bucket
     bucket[key] = (bucket[key] ?? 0) + 1;
   }
   return buckets.map((counts, index) => ({ t: index * bucketMs, counts }));
+}
+
+/** One bucket's p99 latency (ms) of the requests sent in it; empty buckets are left out. */
+export interface LatencyPoint {
+  readonly t: number;
+  readonly p99Ms: number;
+}
+
+/** p99 latency per fixed time bucket of send time: the chart's latency line (what slow start lowers). */
+export function latencySeries(samples: readonly Sample[], bucketMs: number): LatencyPoint[] {
+  const byBucket = new Map<number, number[]>();
+  for (const sample of samples) {
+    const index = Math.floor(Math.max(0, sample.t) / bucketMs);
+    const list = byBucket.get(index);
+    if (list) list.push(sample.latencyMs);
+    else byBucket.set(index, [sample.latencyMs]);
+  }
+  return [...byBucket]
+    .sort((a, b) => a[0] - b[0])
+    .map(([index, latencies]) => ({ t: index * bucketMs, p99Ms: percentile(latencies, 0.99) }));
 }

@@ -18,6 +18,14 @@ export interface DemoTiming {
   readonly warmupMs: number;
   /** Warm-up of the slow-start replica (a JVM-like service filling caches). */
   readonly slowWarmupMs: number;
+  /**
+   * After its warm-up the slow-start replica is ready but still cold (JIT, caches): for this long its
+   * answers take longer, by `coldLatencyMs` at first, falling linearly to nothing. It is also the
+   * `readygate.io/slow-start` window the Service carries in the second slow-start phase.
+   */
+  readonly coldMs: number;
+  /** Extra latency of the cold replica's first answer (see `coldMs`). */
+  readonly coldLatencyMs: number;
   /** The kubelet's readiness probe period (periodSeconds). */
   readonly probePeriodMs: number;
   /** Probe timeout (timeoutSeconds; Kubernetes' default is 1 s). */
@@ -68,6 +76,8 @@ export const FULL_TIMING: DemoTiming = Object.freeze({
   bootMs: 400,
   warmupMs: 1500,
   slowWarmupMs: 5000,
+  coldMs: 4000,
+  coldLatencyMs: 300,
   probePeriodMs: 1000,
   probeTimeoutMs: 1000,
   probeFailureThreshold: 3,
@@ -100,6 +110,8 @@ export const SHORT_TIMING: DemoTiming = Object.freeze({
   bootMs: 200,
   warmupMs: 700,
   slowWarmupMs: 2000,
+  coldMs: 1500,
+  coldLatencyMs: 300,
   probePeriodMs: 400,
   probeTimeoutMs: 1000,
   probeFailureThreshold: 3,
@@ -115,13 +127,22 @@ export const SHORT_TIMING: DemoTiming = Object.freeze({
   waitTimeoutMs: 20_000,
 });
 
-export const PHASES = ['baseline', 'rollout', 'slow-start', 'slow-propagation', 'crash', 'outage'] as const;
+export const PHASES = [
+  'baseline',
+  'rollout',
+  'slow-start',
+  'slow-start-ramped',
+  'slow-propagation',
+  'crash',
+  'outage',
+] as const;
 export type PhaseName = (typeof PHASES)[number];
 
 export const PHASE_TITLES: Readonly<Record<PhaseName, string>> = {
   baseline: 'steady state',
   rollout: 'rolling update',
   'slow-start': 'slow-start replica',
+  'slow-start-ramped': 'the same, with slow-start',
   'slow-propagation': 'slow gateway, all replaced',
   crash: 'crash mid-request',
   outage: 'total outage + recovery',

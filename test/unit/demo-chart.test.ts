@@ -77,3 +77,39 @@ test('renderChart is deterministic and tolerates empty panels', (t) => {
   t.false(svg.includes('<title>'));
   t.false(svg.includes('NaN'));
 });
+
+test('renderChart draws each panel’s p99 latency as one line on its own scale, at bucket centres', (t) => {
+  const svg = renderChart({
+    title: 'latency',
+    bucketMs: 500,
+    panels: [
+      {
+        name: 'readygate',
+        buckets: [
+          { t: 0, counts: { '200': 10 } },
+          { t: 500, counts: { '200': 10 } },
+        ],
+        latency: [
+          { t: 0, p99Ms: 2 },
+          { t: 500, p99Ms: 240 },
+        ],
+        phases: [],
+      },
+      { name: 'naive', buckets: [{ t: 0, counts: { '200': 10 } }], phases: [] },
+    ],
+  });
+  const lines = svg.match(/<polyline points="([^"]+)"/g) ?? [];
+  t.is(lines.length, 1, 'only the panel with latency gets a line');
+  // 240 ms rounds up to a 250 ms top; x at the bucket centres (250 and 750 ms of a 1000 ms axis).
+  t.true(svg.includes('p99 latency, top = 250 ms'));
+  const points = /<polyline points="([^"]+)"/.exec(svg)?.[1]?.split(' ') ?? [];
+  t.is(points.length, 2);
+  const [first, second] = points.map((p) => p.split(',').map(Number));
+  const plotLeft = 56;
+  const plotWidth = 1000 - 56 - 16;
+  t.is(first?.[0], Math.round((plotLeft + 0.25 * plotWidth) * 10) / 10);
+  t.is(second?.[0], Math.round((plotLeft + 0.75 * plotWidth) * 10) / 10);
+  // Higher latency is drawn higher (smaller y).
+  t.true((second?.[1] ?? 0) < (first?.[1] ?? 0));
+  t.false(svg.includes('NaN'));
+});

@@ -1,7 +1,11 @@
 import test from 'ava';
 import {
   checkExpectations,
+  latencySeries,
   percentile,
+  relativeColdShare,
+  renderColdPeriods,
+  tallyColdPeriod,
   compactReason,
   renderPreStops,
   renderReasons,
@@ -9,6 +13,7 @@ import {
   statusColumns,
   tallyPhases,
   timeSeries,
+  type ColdPeriodTally,
   type ExpectationInput,
   type PhaseTally,
   type Sample,
@@ -135,6 +140,7 @@ const goodReadygate = {
   baseline: many(20, 'baseline', 200),
   rollout: many(50, 'rollout', 200),
   'slow-start': many(30, 'slow-start', 200),
+  'slow-start-ramped': many(30, 'slow-start-ramped', 200),
   'slow-propagation': many(80, 'slow-propagation', 200),
   crash: [...many(10, 'crash', 200), ...many(3, 'crash', 502)],
   outage: [...many(5, 'outage', 200), ...many(20, 'outage', 503, { retryAfter: true })],
@@ -155,6 +161,8 @@ const input = (
     readyOnly?: Partial<Record<(typeof PHASES)[number], Sample[]>>;
     held?: number;
     drains?: number[];
+    coldWithout?: ColdPeriodTally;
+    coldWith?: ColdPeriodTally;
   } = {},
 ): ExpectationInput => ({
   readygate: tallies({ ...goodReadygate, ...overrides.readygate }),
@@ -164,19 +172,43 @@ const input = (
   readygateSlowDrainMs: overrides.drains ?? [3504, 3510],
   slowPropagationMs: 3500,
   drainWaitTimeoutMs: 7000,
+  readygateColdWithout: overrides.coldWithout ?? cold(40, 160, 4),
+  readygateColdWith: overrides.coldWith ?? cold(18, 160, 5),
 });
+
+/** A cold period's tally in which the cold pod answered `toColdPod` of `answered` across `pods` pods. */
+function cold(toColdPod: number, answered: number, pods: number): ColdPeriodTally {
+  return {
+    pod: 'web-rg-9',
+    total: answered,
+    answered,
+    toColdPod,
+    pods,
+    p50LatencyMs: 2,
+    p99LatencyMs: 250,
+    slow: toColdPod,
+    status504: 0,
+    non2xx: 0,
+  };
+}
 
 const failed = (checks: readonly { name: string; ok: boolean }[]): string[] =>
   checks.filter((c) => !c.ok).map((c) => c.name);
 
 test('checkExpectations: all hold for the expected shape', (t) => {
   const checks = checkExpectations(input());
-  t.is(checks.length, 11);
+  t.is(checks.length, 13);
   t.deepEqual(failed(checks), []);
 });
 
 test('checkExpectations: one non-2xx in any of readygate’s no-failure phases fails that phase’s check', (t) => {
-  for (const phase of ['baseline', 'rollout', 'slow-start', 'slow-propagation'] as const) {
+  for (const phase of [
+    'baseline',
+    'rollout',
+    'slow-start',
+    'slow-start-ramped',
+    'slow-propagation',
+  ] as const) {
     const checks = checkExpectations(
       input({ readygate: { [phase]: [...many(50, phase, 200), sample(phase, 503, { retryAfter: true })] } }),
     );
@@ -222,6 +254,63 @@ test('checkExpectations: drain-wait shorter than the slow gateway’s delay, at 
   for (const drains of [[3400, 3600], [7000], []]) {
     t.deepEqual(failed(checkExpectations(input({ drains }))), [name], JSON.stringify(drains));
   }
+});
+
+test('checkExpectations: the cold replica’s share with slow-start must be below its share without, relative to the fair share', (t) => {
+  const name =
+    'readygate: with readygate.io/slow-start the cold replica gets a smaller share of the requests than without';
+  // 40/160 of 4 pods is exactly fair (1.00); 32/160 of 5 pods too: the same share, no ramp seen.
+  t.deepEqual(failed(checkExpectations(input({ coldWith: cold(32, 160, 5) }))), [name]);
+  // A smaller absolute share that is only the fifth pod's smaller fair share is no ramp either.
+  t.deepEqual(failed(checkExpectations(input({ coldWith: cold(33, 160, 5) }))), [name]);
+  // The ramp must have routed something to the pod (weight floor), or the pod was not there at all.
+  t.deepEqual(failed(checkExpectations(input({ coldWith: cold(0, 160, 4) }))), [name]);
+  t.deepEqual(
+    checkExpectations(input()).find((c) => c.name === name)?.detail,
+    'without 40/160 across 4 pods (1.00 × fair), with 18/160 across 5 pods (0.56 × fair)',
+  );
+});
+
+test('tallyColdPeriod: only requests sent inside the period, by who answered, with latency percentiles', (t) => {
+  const samples = [
+    sample('x', 200, { t: 99, pod: 'cold', latencyMs: 900 }),
+    sample('x', 200, { t: 100, pod: 'cold', latencyMs: 250 }),
+    sample('x', 200, { t: 110, pod: 'a', latencyMs: 2 }),
+    sample('x', 200, { t: 120, pod: 'b', latencyMs: 3 }),
+    sample('x', 200, { t: 130, pod: 'cold', latencyMs: 120 }),
+    sample('x', 504, { t: 140, latencyMs: 5000 }),
+    sample('x', 200, { t: 200, pod: 'cold', latencyMs: 900 }),
+  ];
+  const tally = tallyColdPeriod(samples, { pod: 'cold', startMs: 100, endMs: 200 });
+  t.deepEqual(tally, {
+    pod: 'cold',
+    total: 5,
+    answered: 4,
+    toColdPod: 2,
+    pods: 3,
+    p50LatencyMs: 120,
+    p99LatencyMs: 5000,
+    slow: 3,
+    status504: 1,
+    non2xx: 1,
+  });
+  t.is(relativeColdShare(tally), 1.5);
+  t.is(relativeColdShare(cold(0, 0, 0)), 0);
+});
+
+test('renderColdPeriods: without and with, per setup', (t) => {
+  t.is(
+    renderColdPeriods([
+      { name: '(c) readygate', without: cold(40, 160, 4), with: cold(18, 160, 5) },
+      { name: '(a)', without: undefined, with: undefined },
+    ]),
+    [
+      '  (c) readygate  without: 40 of 160 answers (25 %, fair 25 %), p50 2 ms, p99 250 ms, 40 ≥ 100 ms, 0 × 504, 0 non-2xx',
+      '                 with   : 18 of 160 answers (11 %, fair 20 %), p50 2 ms, p99 250 ms, 18 ≥ 100 ms, 0 × 504, 0 non-2xx',
+      '  (a)            without: no cold period recorded',
+      '                 with   : no cold period recorded',
+    ].join('\n'),
+  );
 });
 
 test('renderPreStops: the range per setup and phase', (t) => {
@@ -310,4 +399,18 @@ test('compactReason shortens Envoy’s reset local reply and leaves other reason
     '503 reset before headers: connection termination',
   );
   t.is(compactReason('503 no healthy upstream'), '503 no healthy upstream');
+});
+
+test('latencySeries: the p99 of each bucket’s requests by send time, empty buckets left out', (t) => {
+  const samples = [
+    ...Array.from({ length: 99 }, (_, i) => sample('x', 200, { t: i, latencyMs: 1 })),
+    sample('x', 200, { t: 100, latencyMs: 300 }),
+    sample('x', 502, { t: 120, latencyMs: 40 }),
+    sample('x', 200, { t: 1300, latencyMs: 7 }),
+  ];
+  t.deepEqual(latencySeries(samples, 250), [
+    { t: 0, p99Ms: 40 },
+    { t: 1250, p99Ms: 7 },
+  ]);
+  t.deepEqual(latencySeries([], 250), []);
 });
