@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCode, ReadygateError, errorMessage } from '../errors.js';
 import { EXTPROC_RESPONSE_ATTRIBUTES } from '../extproc/attributes.js';
-import { RETRY_BUDGET } from '../xds/translate.js';
+import { RETRY_BUDGET, SAFE_RETRY } from '../xds/translate.js';
 import type { GatewayKind } from './slice.js';
 
 /** src/demo/ and dist/demo/ are both two levels below the package root. */
@@ -22,23 +22,19 @@ export const TEMPLATE_FILES: Readonly<Record<GatewayKind, string>> = {
 };
 
 /**
- * What (b) and (c) retry: only requests that never reached an app — the connect failed, the stream was
- * refused, or the connection reset before the request was sent — on another host (previous_hosts), at most
- * twice. A request that reached the app and was cut (a crash mid-request) is not retried: it is a 502.
- * (a) keeps Envoy's default, no retry: it is today's baseline.
+ * What (b) and (c) retry: the gateways' SAFE_RETRY, in a bootstrap's JSON form. (a) keeps Envoy's
+ * default, no retry: it is today's baseline.
  */
 export const DEMO_RETRY_POLICY = Object.freeze({
-  retry_on: 'connect-failure,refused-stream,reset-before-request',
-  num_retries: 2,
+  retry_on: SAFE_RETRY.retryOn,
+  num_retries: SAFE_RETRY.numRetries,
   retry_host_predicate: [
     {
-      name: 'envoy.retry_host_predicates.previous_hosts',
-      typed_config: {
-        '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
-      },
+      name: SAFE_RETRY.hostPredicate,
+      typed_config: { '@type': `type.googleapis.com/${SAFE_RETRY.hostPredicateType}` },
     },
   ],
-  host_selection_retry_max_attempts: 3,
+  host_selection_retry_max_attempts: SAFE_RETRY.hostSelectionMaxAttempts,
 });
 
 interface RouteEntry {

@@ -9,6 +9,7 @@
 import { PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE } from '../extproc/problem.js';
 import { clusterName, type ServiceModel } from '../model/types.js';
 import { packAny } from '../protos/envoy-protos.js';
+import { SAFE_RETRY } from './translate.js';
 
 /** Name of the listener and of the route configuration every sidecar gets. */
 export const OUTBOUND_LISTENER_NAME = 'readygate.outbound';
@@ -58,21 +59,14 @@ export function outboundDomains(service: OutboundService, port: number, inProxyN
   return domains;
 }
 
-/**
- * The shipped gateways' retry policy (envoy/gateway-ads.yaml, docs/envoy.md "Retries"): only what never
- * reached an app — a refused connect or stream, a reset before the request went out — twice, each time on
- * a host not tried yet. A crashed pod then costs the app its in-flight requests, not new ones.
- */
+/** SAFE_RETRY as a RouteConfiguration carries it (wrapped integers, a packed predicate config). */
 export const OUTBOUND_RETRY_POLICY = {
-  retry_on: 'connect-failure,refused-stream,reset-before-request',
-  num_retries: { value: 2 },
+  retry_on: SAFE_RETRY.retryOn,
+  num_retries: { value: SAFE_RETRY.numRetries },
   retry_host_predicate: [
-    {
-      name: 'envoy.retry_host_predicates.previous_hosts',
-      typed_config: packAny('envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate', {}),
-    },
+    { name: SAFE_RETRY.hostPredicate, typed_config: packAny(SAFE_RETRY.hostPredicateType, {}) },
   ],
-  host_selection_retry_max_attempts: 3,
+  host_selection_retry_max_attempts: SAFE_RETRY.hostSelectionMaxAttempts,
 };
 
 /** One virtual host per Service port, named by its cluster. */

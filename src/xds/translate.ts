@@ -195,6 +195,20 @@ function balancerFor(policy: PolicyOverrides): Record<string, unknown> {
  */
 export const RETRY_BUDGET = { budgetPercent: 20, minRetryConcurrency: 50 } as const;
 
+/**
+ * What the gateways retry (envoy/gateway-ads*.yaml, docs/envoy.md "Retries"), and so what readygate's own
+ * routes and the demo's bootstraps retry: only requests that never reached an app — the connect failed,
+ * the stream was refused, the connection reset before the request went out — at most twice, each time on
+ * a host not tried yet. A request cut mid-way (a crash) is not retried: it is a 502.
+ */
+export const SAFE_RETRY = {
+  retryOn: 'connect-failure,refused-stream,reset-before-request',
+  numRetries: 2,
+  hostPredicate: 'envoy.retry_host_predicates.previous_hosts',
+  hostPredicateType: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  hostSelectionMaxAttempts: 3,
+} as const;
+
 function breakersFor(policy: PolicyOverrides): Record<string, unknown> {
   const threshold: Record<string, unknown> = {
     retry_budget: {
