@@ -8,8 +8,12 @@ K8S_VERSION="${READYGATE_K8S_VERSION:-1.34.10}"
 
 # shellcheck source=scripts/cache-dir.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+# shellcheck source=scripts/progress.sh
+source "$(dirname "${BASH_SOURCE[0]}")/progress.sh"
+PROGRESS_NAME=node-binaries
 OUT="$CACHE_ROOT/k8s/node-v$K8S_VERSION"
 LOG="$CACHE_ROOT/k8s/build-node-v$K8S_VERSION.log"
+PROGRESS_LOG="$LOG"
 mkdir -p "$OUT"
 
 log() {
@@ -22,17 +26,15 @@ command -v go >/dev/null || { log "go is required (Go >= 1.24 for Kubernetes $K8
 lock_cache_dir "$OUT"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
-trap 'log "build failed; see $LOG"; tail -20 "$LOG" >&2; [ -z "${ticker:-}" ] || kill "$ticker" 2>/dev/null' ERR
+trap 'log "build failed; see $LOG"; tail -20 "$LOG" >&2' ERR
 
 COMMANDS=(kubelet kube-scheduler)
 
 build() {
-  local minor="${K8S_VERSION#1.}" work started
+  local minor="${K8S_VERSION#1.}" work
   work=$(mktemp -d)
-  started=$(date +%s)
-  # A cold build takes minutes: a progress line every 30 s says it is alive.
-  ( while sleep 30; do log "still building ($(( $(date +%s) - started ))s)"; done ) &
-  ticker=$!
+  # A cold build takes minutes: progress.sh says every 30 s that it is alive, and how long it took.
+  progress_start "building ${COMMANDS[*]} v$K8S_VERSION (log: $LOG)"
   (
     cd "$work"
     go mod init local/readygate-nodebin >/dev/null 2>&1
@@ -51,9 +53,8 @@ build() {
       fi
     done
   ) >>"$LOG" 2>&1
-  kill "$ticker" 2>/dev/null || true
   rm -rf "$work"
-  log "built ${COMMANDS[*]} v$K8S_VERSION in $(( $(date +%s) - started ))s (log: $LOG)"
+  progress_done
 }
 
 for cmd in "${COMMANDS[@]}"; do
