@@ -11,35 +11,8 @@ import { grpcListenerName } from '../../src/model/types.js';
 import { startControlPlane } from '../../src/xds/control-plane.js';
 import { endpoint, service } from '../helpers/model-fixtures.js';
 import { TypeUrl } from '../../src/xds/resource-types.js';
+import { echoDefinition, echoServer } from '../helpers/grpc-echo.js';
 import { freePort } from '../helpers/ports.js';
-
-const WHO_AM_I = {
-  path: '/readygate.test.Echo/WhoAmI',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: (b: Buffer) => b,
-  requestDeserialize: (b: Buffer) => b,
-  responseSerialize: (b: Buffer) => b,
-  responseDeserialize: (b: Buffer) => b,
-};
-const echoDefinition = { WhoAmI: WHO_AM_I };
-
-/** A gRPC server on `host:port` that answers WhoAmI with its own host. */
-async function echoServer(host: string, port: number): Promise<grpc.Server> {
-  const server = new grpc.Server();
-  server.addService(echoDefinition, {
-    WhoAmI: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      callback(null, Buffer.from(host));
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (error) => {
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-  return server;
-}
 
 test('ring-hash on a header: grpc-js accepts the policy and pins each key to one endpoint', async (t) => {
   const port = await freePort('127.0.0.2');
