@@ -131,6 +131,15 @@ async function virtualHosts(envoy: EnvoyProcess): Promise<string[]> {
   return (dump.configs ?? []).flatMap((c) => (c.route_config?.virtual_hosts ?? []).map((v) => v.name)).sort();
 }
 
+/** The retry policy Envoy holds for each virtual host, by name (from its config_dump). */
+async function retryPolicies(envoy: EnvoyProcess): Promise<Map<string, unknown>> {
+  const dump = (await envoy.configDump('?resource=dynamic_route_configs')) as {
+    configs?: { route_config?: { virtual_hosts?: { name: string; retry_policy?: unknown }[] } }[];
+  };
+  const hosts = (dump.configs ?? []).flatMap((c) => c.route_config?.virtual_hosts ?? []);
+  return new Map(hosts.map((v) => [v.name, v.retry_policy]));
+}
+
 async function dynamicListeners(envoy: EnvoyProcess): Promise<string[]> {
   const dump = (await envoy.configDump('?resource=dynamic_listeners')) as { configs?: { name: string }[] };
   return (dump.configs ?? []).map((c) => c.name).sort();
@@ -276,6 +285,22 @@ async function scenario(t: ExecutionContext, apiType: 'GRPC' | 'DELTA_GRPC'): Pr
     'other/web:http',
     'readygate.unknown-host',
   ]);
+  // What Envoy accepted: each Service's routes retry as the gateways do; the 404 answer has nothing to retry.
+  const policies = await retryPolicies(open);
+  t.deepEqual(policies.get('default/web:http'), {
+    retry_on: 'connect-failure,refused-stream,reset-before-request',
+    num_retries: 2,
+    retry_host_predicate: [
+      {
+        name: 'envoy.retry_host_predicates.previous_hosts',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+        },
+      },
+    ],
+    host_selection_retry_max_attempts: '3',
+  });
+  t.is(policies.get('readygate.unknown-host'), undefined);
   await waitUntil(async () => (await request(openPort, `web:${webPort}`)).status === 200, {
     timeoutMs: 10_000,
     description: 'the first request through the sidecar',
