@@ -1226,7 +1226,7 @@ export function topLevelHelp(version: string): string {
     ...COMMAND_NAMES.map((name) => `  ${name.padEnd(width)}  ${COMMANDS[name].summary}`),
     '',
     'Run `readygate <command> --help` for its flags. `readygate --version` prints the version.',
-    'Exit codes: 0 success, 1 runtime failure (or drift/timeout), 2 invalid flags or config.',
+    'Exit codes: 0 success, 1 runtime failure (or drift/timeout), 2 invalid flags or config, 3 could not check (status, drain-wait), 4 pod unknown (drain-wait).',
     '',
   ].join('\n');
 }

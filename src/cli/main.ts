@@ -3,8 +3,9 @@
  * `--config` file, validates them (src/config.ts) and runs the command body.
  *
  * Exit codes: 0 success; 1 a runtime failure (or a command's own "not OK", like status drift);
- * 2 invalid flags, env vars, config file or endpoints file. Every failure is one `readygate: ...` line
- * on stderr; stack traces never reach the user.
+ * 2 invalid flags, env vars, config file or endpoints file; 3 status or drain-wait could not check (an
+ * admin or replica did not answer); 4 drain-wait's pod is unknown to every replica (docs/cli.md). Every
+ * failure is one `readygate: ...` line on stderr; stack traces never reach the user.
  */
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
