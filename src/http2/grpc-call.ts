@@ -55,3 +55,11 @@ export interface BidiCallHandlers {
 }
 
 export type BidiMethodHandler = (call: GrpcCall) => BidiCallHandlers;
+
+/** A gRPC server as its owner drives it: GrpcHttp2Server, or bench:xds's node:http2 server. */
+export interface GrpcServer {
+  /** Listens on `host:port` (0 = any free port); resolves to the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, ends open connections gracefully, and drops those still open after `graceMs`. */
+  close(graceMs: number): Promise<void>;
+}

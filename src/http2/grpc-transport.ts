@@ -16,7 +16,7 @@ import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
 import { ErrorCode } from './frames.js';
-import type { BidiMethodHandler, GrpcCall, GrpcConnection } from './grpc-call.js';
+import type { BidiMethodHandler, GrpcCall, GrpcConnection, GrpcServer } from './grpc-call.js';
 import type { HeaderField } from './hpack.js';
 import { Http2Limit, type Http2LimitName, type Http2Limits, resolveHttp2Limits } from './limits.js';
 
@@ -326,7 +326,7 @@ const NOT_GRPC_BODY = Buffer.from(
   "This is readygate's xDS port: it answers gRPC only (POST, content-type application/grpc).\n",
 );
 
-export class GrpcHttp2Server {
+export class GrpcHttp2Server implements GrpcServer {
   readonly #options: GrpcHttp2ServerOptions;
   readonly #limits: Http2Limits;
   readonly #server: net.Server;
