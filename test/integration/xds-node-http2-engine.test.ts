@@ -130,3 +130,19 @@ test('a call finished while the client still sends: trailers first, then RST_STR
   });
   t.pass();
 });
+
+test('a response over the 16 KB stream mark: write() says full, and the next response waits for the drain and comes', async (t) => {
+  const many = Array.from({ length: 300 }, (_, i) =>
+    service(`svc-${i}`, [endpoint(`10.0.${i >> 8}.${i & 255}`)]),
+  );
+  const { client, store } = await startControlPlaneFixture(t, many, { grpcServer: nodeHttp2GrpcServer });
+  const stream = client.sotw();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const first = await stream.next();
+  t.is(first.resources.length, 300);
+  t.true(first.resources.reduce((bytes, r) => bytes + r.value.length, 0) > 16 * 1024);
+  stream.send({ type_url: TypeUrl.CLUSTER, version_info: first.version_info!, response_nonce: first.nonce! });
+  store.upsert(service('svc-300', [endpoint('10.0.2.44')]));
+  const pushed = await stream.next();
+  t.is(pushed.resources.length, 301);
+});
