@@ -8,8 +8,8 @@
  * per stream) and the same keepalive; only the HTTP/2 underneath differs. h2c only: with a TLS listener
  * (`createListener`) it throws.
  *
- * Our limits (src/http2/limits.ts, docs/security.md) and what stands for each here; nghttp2's built-in
- * defaults are those of the nghttp2 inside Node 24 (1.6x/1.70), which node:http2 does not expose:
+ * Our limits (src/http2/limits.ts, docs/security.md) and what stands for each here; "built in" means
+ * nghttp2's own default (nghttp2 1.70.0 in Node 24.22), which node:http2 has no option for:
  *
  * | Ours (default)                              | node:http2 here                                          |
  * | ------------------------------------------- | -------------------------------------------------------- |
@@ -49,6 +49,8 @@
  * | maxReceiveMessageBytes, maxPartialBytes...  | the same here (GrpcMessageReader, same accounting)       |
  * | 16 KB queued per stream before write()      | the same here: node's own mark is 64 KiB in Node 24 and  |
  * |  says false                                 |  no option sets it for server streams                    |
+ * | no reading while our output is over the     | node stops reading while a socket write is in progress   |
+ * |  socket's 64 KB high-water mark             |  (built in)                                              |
  */
 import http2, { constants, type IncomingHttpHeaders, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
