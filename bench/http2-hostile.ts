@@ -22,7 +22,8 @@ import {
   Flags,
   FrameType,
 } from '../src/http2/frames.js';
-import { frameMessage, GrpcHttp2Server, type GrpcServerCall } from '../src/http2/grpc-transport.js';
+import type { GrpcCall } from '../src/http2/grpc-call.js';
+import { frameMessage, GrpcHttp2Server } from '../src/http2/grpc-transport.js';
 import { ADS_SERVER_SETTINGS } from '../src/xds/server.js';
 import { pingFrame, RawH2Client, requestFrame, rstStreamFrame } from '../test/helpers/raw-h2.js';
 
@@ -149,7 +150,7 @@ async function withServer(
     const echo = new Map([
       [
         ECHO_PATH,
-        (call: GrpcServerCall) => ({
+        (call: GrpcCall) => ({
           onMessage: (bytes: Buffer) => call.write([Buffer.from(bytes)], () => undefined),
           onDrain: () => undefined,
           onClose: () => undefined,

@@ -4,10 +4,14 @@
  *
  * It runs the compiled code in dist/, what `readygate serve` runs (bench:xds builds first): tsx's
  * transform adds a naming helper to every closure, which showed up in profiles of the hot path.
+ *
+ * BENCH_ENGINE: `readygate` (default) serves ADS on readygate's HTTP/2 engine, as `serve` does;
+ * `node:http2` serves the same control plane on node:http2 (bench/node-http2-grpc.ts, h2c only).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { EndpointModel, ServiceModel } from '../src/model/types.js';
 
 /** A module of dist/, typed as its source (the build emits no declarations). */
@@ -24,6 +28,23 @@ const { limitHeapGrowth } = await compiled<typeof import('../src/cli/heap-growth
 
 // As `serve` does (BENCH_SERVER_NODE_FLAGS=--heap-growing-percent=N overrides it).
 limitHeapGrowth();
+
+const engine = process.env['BENCH_ENGINE'] ?? 'readygate';
+if (engine !== 'readygate' && engine !== 'node:http2') {
+  throw new Error(`BENCH_ENGINE must be readygate or node:http2, not ${engine}`);
+}
+
+/**
+ * BENCH_NODE_HTTP2_MODULE: bench/node-http2-grpc.ts compiled by bench/xds.ts, its imports pointed at
+ * dist/ (see compileNodeHttp2Engine there), so it runs as the engine it is compared with does.
+ */
+async function nodeHttp2Engine(): Promise<typeof import('./node-http2-grpc.js')> {
+  const file = process.env['BENCH_NODE_HTTP2_MODULE'];
+  if (file === undefined)
+    throw new Error('BENCH_ENGINE=node:http2 needs BENCH_NODE_HTTP2_MODULE (bench/xds.ts)');
+  return (await import(pathToFileURL(file).href)) as typeof import('./node-http2-grpc.js');
+}
+const grpcServer = engine === 'node:http2' ? (await nodeHttp2Engine()).nodeHttp2GrpcServer : undefined;
 
 const clusters = Number(process.env['BENCH_CLUSTERS'] ?? 1000);
 const endpointsPerCluster = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
@@ -79,6 +100,7 @@ const plane = await startControlPlane({
   // off, so the run would wait for ever.
   http2Limits: { prefaceTimeoutMs: CONNECT_STORM_MS },
   ...(tls === undefined ? {} : { tls: { reloader: tls, handshakeTimeoutMs: CONNECT_STORM_MS } }),
+  ...(grpcServer === undefined ? {} : { grpcServer }),
 });
 // Metrics are on in `readygate serve`, and they listen to every push and ACK: count their cost too.
 registerControlPlaneMetrics(createRegistry(), { sync: plane.sync, cache: plane.cache, store });
@@ -165,11 +187,11 @@ async function stopProfile(): Promise<void> {
     : await profiler.post('Profiler.stop');
   const file = path.join(
     profileDir,
-    `xds-server-${process.env['BENCH_MODE'] ?? 'sotw'}-changes.${heapProfile ? 'heapprofile' : 'cpuprofile'}`,
+    `xds-server-${process.env['BENCH_MODE'] ?? 'sotw'}${engine === 'readygate' ? '' : '-node-http2'}-changes.${heapProfile ? 'heapprofile' : 'cpuprofile'}`,
   );
   mkdirSync(profileDir, { recursive: true });
   writeFileSync(file, JSON.stringify(profile));
   profiler.disconnect();
 }
 
-send({ cmd: 'ready', address: plane.address });
+send({ cmd: 'ready', address: plane.address, engine });

@@ -2,7 +2,11 @@
  * `npm run bench:xds`: one endpoint change → all N simulated Envoys, with the control plane and the load
  * in separate processes. Reports p50/p99 time-to-all-streams, control-plane CPU and bytes per change, the
  * time for N streams connecting at once to be fully served, and the control plane's RSS; then two floors
- * of the same traffic: plain TCP, and a bare node:http2 server (bench/http2-floor.ts).
+ * of the same traffic: plain TCP, and a bare node:http2 server (bench/http2-floor.ts). Over h2c the
+ * whole control plane runs once on each engine of BENCH_ENGINES, ADS served by readygate's HTTP/2 engine
+ * and by node:http2 with limits equal to ours (bench/node-http2-grpc.ts), and the report sets
+ * node:http2's figures over our engine's (nodeHttp2OverEngine: issue 16 keeps the engine only if it
+ * beats node:http2 so).
  *
  * Flags (env): BENCH_STREAMS (1000), BENCH_CLUSTERS (1000), BENCH_ENDPOINTS (10), BENCH_CHANGES (50),
  * BENCH_WARMUP_CHANGES (2, not counted), BENCH_MODES (sotw,delta), BENCH_FLOORS (tcp,node:http2; empty
@@ -15,14 +19,18 @@
  * ABBA order, BENCH_CHANGES changes per side; 0 for none).
  * BENCH_SIDECARS (N: sidecars unscoped vs each scoped to N Services instead, see below),
  * BENCH_TRANSPORTS (h2c,tls: each mode runs over plain HTTP/2 and over mTLS, reported side by side with
- * the TLS/h2c CPU ratio; the tcp and node:http2 floors run after h2c, the tls floor after TLS). Every
- * wait is bounded; a stuck run fails instead of hanging.
+ * the TLS/h2c CPU ratio; the tcp and node:http2 floors run after h2c, the tls floor after TLS),
+ * BENCH_ENGINES (readygate,node:http2: the engines ADS is served on in the h2c runs, in this order for
+ * the first mode and the reverse for the next, and so on, so that neither always runs first; TLS runs,
+ * the stalled comparison and BENCH_SIDECARS use readygate's engine only). Every wait is bounded; a stuck
+ * run fails instead of hanging.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import ts from 'typescript';
 import { measureFloor, type FloorResult, type FloorTransport } from './http2-floor.js';
 import { percentile, round1 } from './stats.js';
 import { createTestPki, type TestPki } from '../test/helpers/tls-certs.js';
@@ -44,6 +52,32 @@ const transports = (process.env['BENCH_TRANSPORTS'] ?? 'h2c,tls')
   .split(',')
   .filter((name): name is Transport => name === 'h2c' || name === 'tls');
 type Transport = 'h2c' | 'tls';
+/** What serves ADS in the control plane (bench/xds-server.ts, BENCH_ENGINE). */
+type Engine = 'readygate' | 'node:http2';
+const engines = (process.env['BENCH_ENGINES'] ?? 'readygate,node:http2').split(',').map((name): Engine => {
+  if (name === 'readygate' || name === 'node:http2') return name;
+  throw new Error(`BENCH_ENGINES: ${name === '' ? 'no engine' : name} (readygate, node:http2)`);
+});
+
+/**
+ * bench/node-http2-grpc.ts compiled as dist/ is (the same TypeScript, tsconfig's target) into a module of
+ * its own, its imports of src/ pointed at dist/. The control plane then runs it without tsx's transform,
+ * like the engine it is compared with, and shares dist's modules (GrpcMessageReader, frameMessage, ...)
+ * instead of loading a second copy of them. Compiled here, once: the TypeScript compiler in the control
+ * plane's process added about 80 MB to the RSS measured there.
+ */
+function compileNodeHttp2Engine(dir: string): string {
+  const source = readFileSync(path.join(here, 'node-http2-grpc.ts'), 'utf8');
+  const { outputText } = ts.transpileModule(source, {
+    compilerOptions: { target: ts.ScriptTarget.ES2023, module: ts.ModuleKind.ESNext },
+  });
+  const dist = pathToFileURL(path.join(here, '..', 'dist') + path.sep).href;
+  const js = outputText.replaceAll(/from '\.\.\/src\//g, `from '${dist}`);
+  if (js.includes("from '../")) throw new Error('bench/node-http2-grpc.ts imports from outside src/');
+  const file = path.join(dir, 'node-http2-grpc.mjs');
+  writeFileSync(file, js);
+  return file;
+}
 const floorTransports = (process.env['BENCH_FLOORS'] ?? 'tcp,node:http2,tls')
   .split(',')
   .filter((name): name is FloorTransport => name === 'tcp' || name === 'node:http2' || name === 'tls');
@@ -86,6 +120,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 interface ModeResult {
   mode: string;
+  engine: Engine;
   /** Streams open at the end. */
   streamsAtEnd: number;
   transport: Transport;
@@ -112,22 +147,31 @@ interface ModeResult {
   floors: { pushBytes: number; ackBytes: number } & Partial<Record<FloorTransport, FloorResult>>;
 }
 
-async function runMode(mode: string, transport: Transport): Promise<ModeResult> {
-  const { result, edsAckBytes } = await measureReadygate(mode, transport);
-  // After readygate and its load have exited, so the floors run on a quiet machine too.
-  const pushBytes = Math.round(result.bytesPerChange / streams);
-  const floors: ModeResult['floors'] = { pushBytes, ackBytes: edsAckBytes };
+/**
+ * One mode over one transport: the control plane on each engine in `order` (readygate's only over TLS),
+ * then the floors of that transport, once, on the traffic readygate's engine measured.
+ */
+async function runMode(mode: string, transport: Transport, order: readonly Engine[]): Promise<ModeResult[]> {
+  const runs: Array<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> = [];
+  for (const engine of transport === 'tls' ? (['readygate'] as const) : order) {
+    console.error(`bench:xds ${mode} over ${transport}, ADS on ${engine}`);
+    runs.push(await measureReadygate(mode, transport, engine));
+  }
+  const basis = runs.find((run) => run.result.engine === 'readygate') ?? runs[0]!;
+  // After every control plane and its load have exited, so the floors run on a quiet machine too.
+  const pushBytes = Math.round(basis.result.bytesPerChange / streams);
+  const floors: ModeResult['floors'] = { pushBytes, ackBytes: basis.edsAckBytes };
   const floorsOfTransport = floorTransports.filter((floor) => (floor === 'tls') === (transport === 'tls'));
   for (const floor of floorsOfTransport) {
     floors[floor] = await measureFloor({
       transport: floor,
       streams,
       pushBytes,
-      ackBytes: edsAckBytes,
+      ackBytes: basis.edsAckBytes,
       rounds: changes,
     });
   }
-  return { ...result, floors };
+  return runs.map(({ result }) => ({ ...result, floors }));
 }
 
 interface ChangeSamples {
@@ -174,18 +218,23 @@ async function measureChanges(
 async function measureReadygate(
   mode: string,
   transport: Transport,
+  engine: Engine,
 ): Promise<{ result: Omit<ModeResult, 'floors'>; edsAckBytes: number }> {
   const env = {
     BENCH_STREAMS: String(streams),
     BENCH_CLUSTERS: String(clusters),
     BENCH_ENDPOINTS: String(endpoints),
     BENCH_MODE: mode,
+    BENCH_ENGINE: engine,
+    ...(engine === 'node:http2' ? { BENCH_NODE_HTTP2_MODULE: nodeHttp2Module() } : {}),
     ...(transport === 'tls' ? { BENCH_TLS_DIR: tlsFiles() } : {}),
     ...(sidecarScope === undefined ? {} : { BENCH_SIDECAR_SCOPE: String(sidecarScope) }),
   };
   const server = start('xds-server.ts', env);
   try {
     const ready = await next(server, 'ready', 60_000);
+    if (ready['engine'] !== engine)
+      throw new Error(`asked for ${engine}, the control plane runs ${String(ready['engine'])}`);
     const load = start('xds-load.ts', { ...env, BENCH_ADDRESS: String(ready['address']) });
     try {
       const synced = await next(load, 'synced', 600_000);
@@ -203,6 +252,7 @@ async function measureReadygate(
       const live = await next(server, 'stats', 10_000);
       const result = {
         mode,
+        engine,
         streamsAtEnd: final['streams'] as number,
         transport,
         connectAllMs: Math.round(synced['ms'] as number),
@@ -276,6 +326,7 @@ async function compareStalled(mode: string, stalled: number): Promise<StalledCom
     BENCH_CLUSTERS: String(clusters),
     BENCH_ENDPOINTS: String(endpoints),
     BENCH_MODE: mode,
+    BENCH_ENGINE: 'readygate',
     // The stalled connections must stay for their whole block, not be closed at the 30 s default bound.
     BENCH_STALL_TIMEOUT_MS: String(3_600_000),
   };
@@ -366,6 +417,17 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+let compiledDir: string | undefined;
+let compiledModule: string | undefined;
+/** The compiled node:http2 engine, made once. */
+function nodeHttp2Module(): string {
+  if (compiledModule === undefined) {
+    compiledDir = mkdtempSync(path.join(os.tmpdir(), 'readygate-bench-'));
+    compiledModule = compileNodeHttp2Engine(compiledDir);
+  }
+  return compiledModule;
+}
+
 let pki: TestPki | undefined;
 /** A CA, a server certificate for 127.0.0.1 (name readygate) and a client certificate, made once. */
 function tlsFiles(): string {
@@ -394,7 +456,7 @@ if (sidecarsWanted !== undefined) {
       console.error(
         `bench:xds ${mode}: ${streams} sidecars, each of ${scope === 0 ? 'every Service' : `${scope} Services`} of ${clusters}, ${changes} changes`,
       );
-      const { result } = await measureReadygate(mode, 'h2c');
+      const { result } = await measureReadygate(mode, 'h2c', 'readygate');
       runs.push(result);
       // As it comes: a later run that fails must not lose this one.
       console.error(JSON.stringify(result));
@@ -442,12 +504,13 @@ if (sidecarsWanted !== undefined) {
 const results: ModeResult[] = [];
 const stalledComparisons: StalledComparison[] = [];
 try {
-  for (const mode of modes) {
+  for (const [m, mode] of modes.entries()) {
+    const order = m % 2 === 0 ? engines : [...engines].reverse();
     for (const transport of transports) {
       console.error(
         `bench:xds ${mode} over ${transport}: ${streams} streams × ${clusters} clusters × ${endpoints} endpoints, ${changes} changes`,
       );
-      results.push(await runMode(mode, transport));
+      results.push(...(await runMode(mode, transport, order)));
     }
     if (stalledConnections > 0) {
       console.error(
@@ -462,11 +525,12 @@ try {
   }
 } finally {
   pki?.remove();
+  if (compiledDir !== undefined) rmSync(compiledDir, { recursive: true, force: true });
 }
 /** Per mode, TLS's control-plane CPU per change over h2c's, from the same run (target ≤ 1.25). */
 const tlsCost = modes.flatMap((mode) => {
   const of = (transport: Transport): ModeResult | undefined =>
-    results.find((r) => r.mode === mode && r.transport === transport);
+    results.find((r) => r.mode === mode && r.transport === transport && r.engine === 'readygate');
   const [h2c, tls] = [of('h2c'), of('tls')];
   if (!h2c || !tls) return [];
   const ratio = (pick: (r: ModeResult) => number): number => Math.round((pick(tls) / pick(h2c)) * 100) / 100;
@@ -486,6 +550,32 @@ const tlsCost = modes.flatMap((mode) => {
     },
   ];
 });
+/**
+ * Per mode, over h2c: node:http2's figures over our engine's, from the same run (issue 16: the engine is
+ * kept only if these stay above 1 with every defence in place on both).
+ */
+const nodeHttp2OverEngine = modes.flatMap((mode) => {
+  const of = (engine: Engine): ModeResult | undefined =>
+    results.find((r) => r.mode === mode && r.transport === 'h2c' && r.engine === engine);
+  const [ours, node] = [of('readygate'), of('node:http2')];
+  if (!ours || !node) return [];
+  const ratio = (pick: (r: ModeResult) => number): number =>
+    Math.round((pick(node) / pick(ours)) * 100) / 100;
+  return [
+    {
+      mode,
+      cpuPerChangeP50: ratio((r) => r.controlPlaneCpuMsPerChange.p50),
+      cpuPerChangeMean: ratio((r) => r.controlPlaneCpuMsPerChange.mean),
+      changeToAllP50: ratio((r) => r.changeToAllMs.p50),
+      changeToAllP99: ratio((r) => r.changeToAllMs.p99),
+      connectAll: ratio((r) => r.connectAllMs),
+      rss: ratio((r) => r.rssMB),
+      rssAfterGc: ratio((r) => r.rssAfterGcMB),
+      // The same control plane sends the same ADS bytes on either engine: about 1, or the runs differ.
+      bytesPerChange: ratio((r) => r.bytesPerChange),
+    },
+  ];
+});
 const report = {
   machine: {
     cpus: os.cpus().length,
@@ -493,7 +583,7 @@ const report = {
     memGB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
   },
-  params: { streams, clusters, endpoints, changes, stalledConnections },
+  params: { streams, clusters, endpoints, changes, stalledConnections, engines },
   targets: {
     changeToAllP99Ms: 100,
     cpuMsPerChange: 50,
@@ -504,6 +594,7 @@ const report = {
   results,
   stalled: stalledComparisons,
   tlsOverH2c: tlsCost,
+  nodeHttp2OverEngine,
 };
 mkdirSync(path.join(here, 'results'), { recursive: true });
 writeFileSync(path.join(here, 'results', 'xds.json'), JSON.stringify(report, null, 2) + '\n');
@@ -511,6 +602,7 @@ console.table(
   results.map((r) => ({
     mode: r.mode,
     transport: r.transport,
+    engine: r.engine,
     'streams at end': r.streamsAtEnd,
     'connect all (ms)': r.connectAllMs,
     'change→all p50 (ms)': r.changeToAllMs.p50,
@@ -544,3 +636,4 @@ if (stalledComparisons.length > 0)
     })),
   );
 if (tlsCost.length > 0) console.table(tlsCost);
+if (nodeHttp2OverEngine.length > 0) console.table(nodeHttp2OverEngine);

@@ -76,7 +76,7 @@ export interface Http2StreamHandlers {
 /** Room a producer leaves in front of a DATA payload so the frame header can be written in place. */
 export const DATA_FRAME_HEADROOM = FRAME_HEADER_BYTES;
 /** Queued DATA above this makes write() return false, as a node stream's highWaterMark would. */
-const STREAM_HIGH_WATER_BYTES = 16 * 1024;
+export const STREAM_HIGH_WATER_BYTES = 16 * 1024;
 /** Header blocks (HEADERS + CONTINUATION) are refused above this, before decoding: a CONTINUATION flood. */
 const MIN_HEADER_BLOCK_LIMIT = 64 * 1024;
 /**

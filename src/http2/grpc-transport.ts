@@ -16,6 +16,7 @@ import net, { type AddressInfo } from 'node:net';
 import { formatHostPort } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
 import { ErrorCode } from './frames.js';
+import type { BidiMethodHandler, GrpcCall, GrpcConnection, GrpcServer } from './grpc-call.js';
 import type { HeaderField } from './hpack.js';
 import { Http2Limit, type Http2LimitName, type Http2Limits, resolveHttp2Limits } from './limits.js';
 
@@ -180,21 +181,8 @@ export function encodeGrpcMessage(message: string): string {
   return out;
 }
 
-/** What a method handler gets told about its call. */
-export interface BidiCallHandlers {
-  /** One request message; the bytes may be a view of a larger chunk. */
-  onMessage(bytes: Buffer): void;
-  /** Writes were refused for a full buffer and it has drained. */
-  onDrain(): void;
-  /** The call is over, for any reason; called exactly once. */
-  onClose(): void;
-}
-
-/**
- * A client connection as a method handler sees it: who it is, whether it still reads what it is sent,
- * and a way to end it. One object per connection, shared by its calls.
- */
-export class GrpcPeerConnection {
+/** A client connection of this server, as its method handlers see it (GrpcConnection). */
+export class GrpcPeerConnection implements GrpcConnection {
   readonly peer: string;
   /** Who the peer's verified client certificate names (mTLS); undefined without one. */
   readonly identity: string | undefined;
@@ -240,8 +228,8 @@ export class GrpcPeerConnection {
   }
 }
 
-/** One server side of a bidirectional-streaming call. */
-export class GrpcServerCall {
+/** One server side of a bidirectional-streaming call on this server (GrpcCall). */
+export class GrpcServerCall implements GrpcCall {
   readonly peer: string;
   /** Who the peer's verified client certificate names (mTLS); undefined without one. */
   readonly identity: string | undefined;
@@ -292,8 +280,6 @@ function statusTrailers(status: number, message: string): HeaderField[] {
       ];
 }
 
-export type BidiMethodHandler = (call: GrpcServerCall) => BidiCallHandlers;
-
 export interface GrpcHttp2ServerOptions {
   /** Path (`/package.Service/Method`) → handler. Any other path is answered UNIMPLEMENTED. */
   readonly methods: ReadonlyMap<string, BidiMethodHandler>;
@@ -340,7 +326,7 @@ const NOT_GRPC_BODY = Buffer.from(
   "This is readygate's xDS port: it answers gRPC only (POST, content-type application/grpc).\n",
 );
 
-export class GrpcHttp2Server {
+export class GrpcHttp2Server implements GrpcServer {
   readonly #options: GrpcHttp2ServerOptions;
   readonly #limits: Http2Limits;
   readonly #server: net.Server;

@@ -12,7 +12,8 @@ import { formatHostPort, parseHostPort } from '../net.js';
 import { ResourceCache, type ResourceRef } from './cache.js';
 import { OutboundCatalog } from './outbound-catalog.js';
 import { OutboundViews } from './outbound-views.js';
-import { GrpcHttp2Server } from '../http2/grpc-transport.js';
+import type { GrpcServer } from '../http2/grpc-call.js';
+import { GrpcHttp2Server, type GrpcHttp2ServerOptions } from '../http2/grpc-transport.js';
 import { Http2LimitReports, type Http2Limits } from '../http2/limits.js';
 import { ADS_SERVER_SETTINGS, type AdsConnectionEvents, AdsService } from './server.js';
 import { SyncStatus } from './sync-status.js';
@@ -50,6 +51,14 @@ export interface ControlPlaneOptions {
     readonly handshakeTimeoutMs: number;
     readonly metrics?: TlsMetrics;
   };
+  /**
+   * Makes the gRPC server ADS is served on, from the options readygate's own engine gets: the ADS
+   * methods, ADS_SERVER_SETTINGS, the HTTP/2 limits, the reporting hooks and, with `tls`, the TLS
+   * listener (`createListener`; a server that cannot use it must throw). Default: GrpcHttp2Server.
+   * Only bench:xds sets it, to run this same control plane on node:http2 (bench/node-http2-grpc.ts) and
+   * compare the two engines (issue 16); `serve` has no way to.
+   */
+  readonly grpcServer?: (options: GrpcHttp2ServerOptions) => GrpcServer;
 }
 
 export interface ControlPlane {
@@ -205,7 +214,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const http2Limits = new Http2LimitReports();
   // One line per connection cut off, but a flood of connections must not become a flood of lines.
   const lines = http2Limits.logBudget();
-  const server = new GrpcHttp2Server({
+  const serverOptions: GrpcHttp2ServerOptions = {
     ...ADS_SERVER_SETTINGS,
     methods: ads.methods(),
     ...(options.http2Limits === undefined ? {} : { limits: options.http2Limits }),
@@ -238,7 +247,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         'xds connection cut off: HTTP/2 limit exceeded',
       );
     },
-  });
+  };
+  const server = options.grpcServer?.(serverOptions) ?? new GrpcHttp2Server(serverOptions);
   const { host, port } = parseHostPort(options.xdsAddress);
   let boundPort: number;
   try {

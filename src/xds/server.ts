@@ -1,6 +1,8 @@
 /**
  * The gRPC face of ADS: decodes requests, hands them to a per-stream state machine, writes the bytes it
  * returns. Responses are pre-encoded and framed by the copy that assembles them (grpc-transport.ts).
+ * It sees calls and connections only through GrpcCall and GrpcConnection (grpc-call.ts), so the same
+ * service runs on readygate's HTTP/2 engine and, in bench:xds, on node:http2.
  */
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -8,12 +10,8 @@ import { codecFor } from '../protos/envoy-protos.js';
 import type { CacheChange, ResourceCache } from './cache.js';
 import { DeltaStream } from './delta.js';
 import { EventEmitter } from 'node:events';
-import {
-  type BidiCallHandlers,
-  type GrpcPeerConnection,
-  GrpcStatus,
-  type GrpcServerCall,
-} from '../http2/grpc-transport.js';
+import type { BidiCallHandlers, BidiMethodHandler, GrpcCall, GrpcConnection } from '../http2/grpc-call.js';
+import { GrpcStatus } from '../http2/grpc-transport.js';
 import { DELTA_DISCOVERY_REQUEST, DISCOVERY_REQUEST, type DeltaDiscoveryRequest } from './messages.js';
 import { decodeDiscoveryRequest, type LazyDiscoveryRequest } from './request-decoder.js';
 import { SotwStream } from './sotw.js';
@@ -103,9 +101,9 @@ interface ConnectionState {
 export class AdsService {
   readonly events = new AdsConnectionEvents();
   readonly #options: AdsServiceOptions;
-  readonly #streams = new Map<XdsStreamBase, GrpcServerCall>();
+  readonly #streams = new Map<XdsStreamBase, GrpcCall>();
   readonly #total: SendBudget;
-  readonly #connections = new Map<GrpcPeerConnection, ConnectionState>();
+  readonly #connections = new Map<GrpcConnection, ConnectionState>();
   readonly #subscriptions = new SharedSubscriptions();
   readonly #maxStallMs: number;
   readonly #sweep: NodeJS.Timeout;
@@ -143,10 +141,10 @@ export class AdsService {
   }
 
   /** The ADS methods, by HTTP/2 path, for the gRPC server. */
-  methods(): ReadonlyMap<string, (call: GrpcServerCall) => BidiCallHandlers> {
-    return new Map([
-      [SOTW_METHOD_PATH, (call: GrpcServerCall) => this.#attach(call, 'sotw')],
-      [DELTA_METHOD_PATH, (call: GrpcServerCall) => this.#attach(call, 'delta')],
+  methods(): ReadonlyMap<string, BidiMethodHandler> {
+    return new Map<string, BidiMethodHandler>([
+      [SOTW_METHOD_PATH, (call) => this.#attach(call, 'sotw')],
+      [DELTA_METHOD_PATH, (call) => this.#attach(call, 'delta')],
     ]);
   }
 
@@ -191,7 +189,7 @@ export class AdsService {
   }
 
   /** The connection's state, created with its first call. */
-  #connectionState(connection: GrpcPeerConnection): ConnectionState {
+  #connectionState(connection: GrpcConnection): ConnectionState {
     let state = this.#connections.get(connection);
     if (state === undefined) {
       const now = performance.now();
@@ -209,7 +207,7 @@ export class AdsService {
     return state;
   }
 
-  #attach(call: GrpcServerCall, kind: StreamKind): BidiCallHandlers {
+  #attach(call: GrpcCall, kind: StreamKind): BidiCallHandlers {
     const { cache, sync, logger, views } = this.#options;
     if (this.#closing) {
       call.finish(GrpcStatus.UNAVAILABLE, 'readygate is shutting down');
