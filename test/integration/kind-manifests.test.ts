@@ -6,10 +6,13 @@
  *   SETUP=ready-only) renders, differs from kind/base only where setup (b) should, and validates too;
  * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar,
  *   mTLS Secrets mounted and used, NetworkPolicies around xDS, readygate's admin and Envoy's admin);
- * - scripts/certs.sh (with a stand-in kubectl) issues certificates readygate's own checks accept;
+ * - scripts/certs.sh (with a stand-in kubectl, test/helpers/kind-demo.ts) issues certificates readygate's
+ *   own checks accept, each Secret holding its certificate, its key and the demo CA;
  * - the Envoy bootstrap in the ConfigMap passes `envoy --mode validate` on the pinned Envoy;
  * - the scripts pass shellcheck (installed from Debian when missing) and `bash -n`; the .mjs files parse.
- * The demo itself (kind, docker build, the rollout) does not run here: see kind/README.md.
+ * The demo's mTLS does run, on loopback: kind-mtls.test.ts starts readygate, the ext_proc sidecar and the
+ * pinned Envoy from these manifests with certs.sh's certificates. The rest of the demo (kind, docker
+ * build, the rollout) does not run here: see kind/README.md.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
