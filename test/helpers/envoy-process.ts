@@ -82,11 +82,11 @@ export interface EnvoyProcess {
 
 /**
  * The exit hook cannot run when the test process is killed (an AVA timeout, Ctrl-C, SIGKILL); this
- * detached shell can: it polls both pids once a second and kills Envoy once its parent is gone, then
- * exits by itself when Envoy does.
+ * detached shell can: it polls both pids once a second and kills the child (Envoy, or another process a
+ * test started) once its parent is gone, then exits by itself when the child does.
  */
-function startOrphanWatchdog(envoyPid: number): void {
-  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${envoyPid} 2>/dev/null; do sleep 1; done; kill -9 ${envoyPid} 2>/dev/null; exit 0`;
+export function startOrphanWatchdog(childPid: number): void {
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${childPid} 2>/dev/null; do sleep 1; done; kill -9 ${childPid} 2>/dev/null; exit 0`;
   const watchdog = spawn('sh', ['-c', script], { stdio: 'ignore', detached: true });
   watchdog.on('error', () => {
     // Without sh the exit hook is the only guard; tests still stop Envoy in teardown.

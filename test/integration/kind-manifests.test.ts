@@ -6,10 +6,13 @@
  *   SETUP=ready-only) renders, differs from kind/base only where setup (b) should, and validates too;
  * - the objects say what the demo relies on (probes, readiness gate, preStop drain-wait, PDB, sidecar,
  *   mTLS Secrets mounted and used, NetworkPolicies around xDS, readygate's admin and Envoy's admin);
- * - scripts/certs.sh (with a stand-in kubectl) issues certificates readygate's own checks accept;
+ * - scripts/certs.sh (with a stand-in kubectl, test/helpers/kind-demo.ts) issues certificates readygate's
+ *   own checks accept, each Secret holding its certificate, its key and the demo CA;
  * - the Envoy bootstrap in the ConfigMap passes `envoy --mode validate` on the pinned Envoy;
  * - the scripts pass shellcheck (installed from Debian when missing) and `bash -n`; the .mjs files parse.
- * The demo itself (kind, docker build, the rollout) does not run here: see kind/README.md.
+ * The demo's mTLS does run, on loopback: kind-mtls.test.ts starts readygate, the ext_proc sidecar and the
+ * pinned Envoy from these manifests with certs.sh's certificates. The rest of the demo (kind, docker
+ * build, the rollout) does not run here: see kind/README.md.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,26 +23,23 @@ import { promisify } from 'node:util';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { parseAllDocuments } from 'yaml';
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { loadTlsMaterial } from '../../src/tls/material.js';
 import { peerIdentity } from '../../src/tls/identity.js';
 import { envoyBinary } from '../helpers/envoy-process.js';
+import {
+  findObject as find,
+  kindDir,
+  renderKind,
+  runKindCerts,
+  type RenderedObject,
+} from '../helpers/kind-demo.js';
 import { createTestPki } from '../helpers/tls-certs.js';
 import { KubeObjects, startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 
 const execFileAsync = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const kindDir = path.join(repoRoot, 'kind');
 const kubectl = process.env['READYGATE_KUBECTL'] ?? 'kubectl';
-
-/** The parts of a rendered object these checks read. */
-interface RenderedObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  spec?: Record<string, unknown>;
-  data?: Record<string, string>;
-}
 
 interface Context {
   cluster: KubeCluster;
@@ -72,11 +72,7 @@ async function run(
 
 test.before(async (t) => {
   t.context.workDir = mkdtempSync(path.join(tmpdir(), 'readygate-kind-'));
-  const rendered = await run(kubectl, ['kustomize', path.join(kindDir, 'base')]);
-  if (rendered.code !== 0) throw new Error(`kubectl kustomize kind/base failed:\n${rendered.stderr}`);
-  t.context.objects = parseAllDocuments(rendered.stdout)
-    .map((doc) => doc.toJS() as RenderedObject | null)
-    .filter((o): o is RenderedObject => o !== null);
+  t.context.objects = await renderKind('base');
   t.context.cluster = await startKubeCluster();
 });
 
@@ -85,12 +81,6 @@ test.after.always(async (t) => {
   await cluster?.stop();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
-
-function find(objects: readonly RenderedObject[], kind: string, name: string): RenderedObject {
-  const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
-  if (!found) throw new Error(`no ${kind} ${name} in the rendered kind/base`);
-  return found;
-}
 
 test.serial('every object of kind/base passes kubectl apply --dry-run=server', async (t) => {
   const { cluster, objects, workDir } = t.context;
@@ -528,34 +518,29 @@ test('NetworkPolicy: xDS only from the gateway pods, admin only from peers and d
 
 test('scripts/certs.sh issues certificates that readygate accepts and Secrets named as the pods mount them', async (t) => {
   const { workDir } = t.context;
-  const pkiDir = path.join(workDir, 'pki');
-  const stubDir = path.join(workDir, 'stub-bin');
-  mkdirSync(stubDir, { recursive: true });
-  const calls = path.join(workDir, 'kubectl-calls.txt');
-  // A stand-in for kubectl (no cluster here): records its arguments and swallows the applied YAML.
-  writeFileSync(
-    path.join(stubDir, 'kubectl'),
-    `#!/bin/sh\necho "$@" >> '${calls}'\ncase "$*" in *apply*) cat > /dev/null ;; esac\n`,
+  const { pkiDir, stderr, secrets } = await runKindCerts(workDir);
+  t.regex(stderr, /secret readygate\/readygate-tls/);
+  t.deepEqual(
+    secrets.map((s) => `${s.namespace}/${s.name} ${s.type ?? ''}: ${Object.keys(s.files).join(',')}`),
+    [
+      'readygate/readygate-tls kubernetes.io/tls: tls.crt,tls.key,ca.crt',
+      'gateway/envoy-gateway-tls kubernetes.io/tls: tls.crt,tls.key,ca.crt',
+      'gateway/readygate-extproc-tls kubernetes.io/tls: tls.crt,tls.key,ca.crt',
+    ],
   );
-  chmodSync(path.join(stubDir, 'kubectl'), 0o755);
-  const result = await execFileAsync('bash', [path.join(kindDir, 'scripts', 'certs.sh')], {
-    env: { ...process.env, PATH: `${stubDir}:${process.env['PATH'] ?? ''}`, KIND_PKI_DIR: pkiDir },
-    timeout: 60_000,
-  });
-  t.regex(result.stderr, /secret readygate\/readygate-tls/);
-  const created = readFileSync(calls, 'utf8')
-    .split('\n')
-    .filter((line) => line.includes('create secret'))
-    .map((line) =>
-      /-n (\S+) create secret generic (\S+) --type=kubernetes.io\/tls/.exec(line)?.slice(1, 3).join('/'),
-    );
-  t.deepEqual(created, [
-    'readygate/readygate-tls',
-    'gateway/envoy-gateway-tls',
-    'gateway/readygate-extproc-tls',
-  ]);
 
   const file = (name: string): string => path.join(pkiDir, name);
+  // Each Secret holds its own certificate and key, and the demo CA.
+  for (const [secret, prefix] of [
+    ['readygate-tls', 'readygate'],
+    ['envoy-gateway-tls', 'envoy-gateway'],
+    ['readygate-extproc-tls', 'readygate-extproc'],
+  ] as const)
+    t.deepEqual(secrets.find((s) => s.name === secret)?.files, {
+      'tls.crt': file(`${prefix}.crt`),
+      'tls.key': file(`${prefix}.key`),
+      'ca.crt': file('ca.crt'),
+    });
   const server = await loadTlsMaterial({
     certFile: file('readygate.crt'),
     keyFile: file('readygate.key'),
@@ -580,11 +565,7 @@ test.serial(
   'overlays/ready-only (rollout-check SETUP=ready-only) renders setup (b) and passes the same dry run',
   async (t) => {
     const { cluster, objects: base, workDir } = t.context;
-    const rendered = await run(kubectl, ['kustomize', path.join(kindDir, 'overlays', 'ready-only')]);
-    t.is(rendered.code, 0, rendered.stderr);
-    const objects = parseAllDocuments(rendered.stdout)
-      .map((doc) => doc.toJS() as RenderedObject | null)
-      .filter((o): o is RenderedObject => o !== null);
+    const objects = await renderKind('overlays/ready-only');
     interface PodSpec {
       readinessGates?: unknown[];
       terminationGracePeriodSeconds?: number;
