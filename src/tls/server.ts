@@ -4,6 +4,7 @@
  * material from the reloader for every later handshake. Established connections keep the context they
  * were made with: a rotation never drops a stream.
  */
+import type { Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -83,6 +84,19 @@ export function createTlsListener(
       onConnection(socket, mutual ? peerIdentity(socket.getPeerCertificate()) : undefined);
     },
   );
+  // A refused client's address, for the log line. node:tls destroys the TLS socket before it reports a
+  // refused certificate, and a destroyed socket no longer knows its peer; the TCP socket under it was
+  // seen alive here first. node:tls keeps it as the TLS socket's `_parent` (not documented: a node that
+  // drops it logs "unknown", and test/integration/kind-mtls.test.ts fails on that).
+  const addresses = new WeakMap<object, string>();
+  server.on('connection', (raw: Socket) => {
+    addresses.set(raw, `${raw.remoteAddress ?? 'unknown'}:${raw.remotePort ?? 0}`);
+  });
+  const peerOf = (socket: TLSSocket): string => {
+    if (socket.remoteAddress !== undefined) return `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
+    const parent = (socket as { _parent?: unknown })._parent;
+    return (typeof parent === 'object' && parent !== null && addresses.get(parent)) || 'unknown:0';
+  };
   const lastLogged = new Map<HandshakeFailureReason, { at: number; suppressed: number }>();
   const failed = (reason: HandshakeFailureReason, detail: string, socket: TLSSocket): void => {
     metrics.handshakeFailed(listener, reason);
@@ -94,7 +108,7 @@ export function createTlsListener(
     }
     const suppressed = last?.suppressed ?? 0;
     lastLogged.set(reason, { at: now, suppressed: 0 });
-    const peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+    const peer = peerOf(socket);
     logger.warn(
       { event: 'tls.handshake-failed', listener, reason, peer, suppressed },
       `${listener} TLS handshake from ${peer} failed (${reason}): ${detail}${suppressed > 0 ? ` (${suppressed} more since the last line)` : ''}`,

@@ -792,8 +792,12 @@ test.serial(
       'the tls.handshake-failed line',
       5000,
     );
-    t.like(logged, { listener: 'xds', reason: 'client_certificate' });
-    t.log(`readygate logged: ${String(logged['msg'])} (the probe was 127.0.0.1:${refused.localPort ?? 0})`);
+    // The refused client's own address, so an operator can tell which one it was.
+    t.like(logged, {
+      listener: 'xds',
+      reason: 'client_certificate',
+      peer: `127.0.0.1:${refused.localPort ?? 'no local port'}`,
+    });
     t.is(
       (await h2Probe(extprocPort, 'readygate-extproc', caFile, stranger)).bytes,
       0,
