@@ -24,6 +24,12 @@ interface DeltaTypeState {
   /** Names whose state may differ from what the client holds; keeps a push O(changes), not O(set). */
   readonly dirty: Set<string>;
   seen: boolean;
+  /**
+   * A new wildcard subscription is answered even when there is nothing to send: Envoy counts a type as
+   * initialised only on a response, and without one an Envoy of a cluster with no Services (or a gateway's
+   * LDS, which readygate leaves empty) sits out its initial_fetch_timeout — for ever where that is 0s.
+   */
+  answerPending: boolean;
 }
 
 export class DeltaStream extends XdsStreamBase {
@@ -118,6 +124,7 @@ export class DeltaStream extends XdsStreamBase {
   #subscribeWildcard(typeUrl: string, state: DeltaTypeState): void {
     if (state.wildcard) return;
     state.wildcard = true;
+    state.answerPending = true;
     if (this.cache.wildcardReceivesAll(typeUrl))
       for (const name of this.cache.resources(typeUrl).keys()) state.dirty.add(name);
   }
@@ -132,6 +139,7 @@ export class DeltaStream extends XdsStreamBase {
         mustSend: new Set(),
         dirty: new Set(),
         seen: false,
+        answerPending: false,
       };
       this.#types.set(typeUrl, state);
     }
@@ -141,7 +149,8 @@ export class DeltaStream extends XdsStreamBase {
   protected buildResponse(typeUrl: string): EncodedResponse | undefined {
     const state = this.#types.get(typeUrl);
     // Most calls come from ACKs, with nothing pending.
-    if (!state || (state.dirty.size === 0 && state.mustSend.size === 0)) return undefined;
+    if (!state || (state.dirty.size === 0 && state.mustSend.size === 0 && !state.answerPending))
+      return undefined;
     const all = this.cache.resources(typeUrl);
     const toSend: CachedResource[] = [];
     const removed: string[] = [];
@@ -162,7 +171,8 @@ export class DeltaStream extends XdsStreamBase {
     }
     state.dirty.clear();
     state.mustSend.clear();
-    if (toSend.length === 0 && removed.length === 0) return undefined;
+    if (toSend.length === 0 && removed.length === 0 && !state.answerPending) return undefined;
+    state.answerPending = false;
 
     for (const r of toSend) state.clientVersions.setSent(r.name, r.version);
     for (const name of removed) state.clientVersions.deleteSent(name);

@@ -31,6 +31,30 @@ test('wildcard CDS: every cluster with its content-hash version', async (t) => {
   });
 });
 
+test('a wildcard subscription with nothing to send is answered once, empty: Envoy initialises on it', async (t) => {
+  // No Services at all: without an answer an Envoy waits out its CDS initial_fetch_timeout (15 s by
+  // default, for ever at 0s as the shipped gateway bootstraps set it) before it reports ready.
+  const { client, store } = await setup(t, []);
+  const stream = client.delta();
+  stream.send({ node: NODE, type_url: TypeUrl.CLUSTER });
+  const clusters = await stream.next();
+  t.is(clusters.type_url, TypeUrl.CLUSTER);
+  t.deepEqual(sent(clusters), []);
+  t.deepEqual(clusters.removed_resources, []);
+  t.not(clusters.nonce ?? '', '');
+  // A gateway's LDS: readygate serves gateways no listeners, and still answers the subscription.
+  stream.send({ type_url: TypeUrl.LISTENER });
+  const listeners = await stream.next();
+  t.is(listeners.type_url, TypeUrl.LISTENER);
+  t.deepEqual(sent(listeners), []);
+  stream.send(ack(clusters));
+  stream.send(ack(listeners));
+  t.true(await stream.silentFor(150), 'answered once, not again on the ACKs');
+  // The first Service still reaches the stream.
+  store.upsert(service('web', [endpoint('10.0.0.1')]));
+  t.deepEqual(sent(await stream.next()), ['default/web:http']);
+});
+
 test('EDS: subscribed names answered; an unknown name comes back in removed_resources', async (t) => {
   const { client } = await setup(t);
   const stream = client.delta();
