@@ -817,6 +817,7 @@ test.serial(
       'port_value'
     ] = await freePort();
     const counted = (await handshakeFailures(adminUrl))['xds/client_certificate'] ?? 0;
+    const startedAt = Date.now();
     const envoy = await startEnvoy({
       bootstrap: strangerBootstrap,
       extraArgs: envoyArgs.map((arg) => (arg === ENVOY_POD ? 'envoy-stranger' : arg)),
@@ -830,10 +831,22 @@ test.serial(
         description: "readygate to refuse the stranger Envoy's handshake",
       },
     );
-    t.is(await envoy.stat('control_plane.connected_state'), 0);
+    // Not control_plane.connected_state: Envoy sets it to 1 as it starts each attempt's gRPC stream,
+    // before TCP and TLS, so between two refusals it can read 1. No configuration ever arrived:
+    t.is(await envoy.stat('cluster_manager.cds.update_success'), 0);
     t.deepEqual(
       (await syncz(adminUrl)).map((e) => e.nodeId),
       [ENVOY_POD],
     );
+
+    // The bootstrap's initial_fetch_timeout: 0s. With Envoy's default (15 s) this gateway would report
+    // ready with no clusters at 15 s, and the demo's readiness probe (/ready) would put it in the
+    // Service; it must stay unready for as long as it cannot get its configuration.
+    const defaultInitialFetchMs = 15_000;
+    await new Promise((resolve) =>
+      setTimeout(resolve, startedAt + defaultInitialFetchMs + 2000 - Date.now()),
+    );
+    t.is((await envoy.admin('/ready')).status, 503, 'still unready past the default initial fetch timeout');
+    t.is(await envoy.stat('cluster_manager.cds.init_fetch_timeout'), 0);
   },
 );
