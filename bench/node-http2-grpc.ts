@@ -53,7 +53,7 @@
  * |  socket's 64 KB high-water mark             |  (built in)                                              |
  */
 import http2, { constants, type IncomingHttpHeaders, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type {
   BidiCallHandlers,
   BidiMethodHandler,
@@ -71,7 +71,7 @@ import {
   GrpcStatus,
 } from '../src/http2/grpc-transport.js';
 import { Http2Limit, type Http2Limits, resolveHttp2Limits } from '../src/http2/limits.js';
-import { formatHostPort } from '../src/net.js';
+import { formatHostPort, listenOn } from '../src/net.js';
 import { DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION } from '../src/xds/server.js';
 
 const NOT_GRPC_BODY = Buffer.from(
@@ -288,16 +288,7 @@ export class NodeHttp2GrpcServer implements GrpcServer {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => {
-        reject(error);
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', onError);
-        resolve((this.#server.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.#server, host, port);
   }
 
   close(graceMs: number): Promise<void> {

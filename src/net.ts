@@ -5,7 +5,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP } from 'node:net';
+import { type AddressInfo, isIP, type Server } from 'node:net';
 import { ErrorCode, ReadygateError } from './errors.js';
 
 export interface HostPort {
@@ -164,5 +164,19 @@ export function withDeadline<T>(
   });
   return Promise.race([promise, deadline]).finally(() => {
     clearTimeout(timer);
+  });
+}
+
+/** Listens on `host:port` (0 = any free port); resolves to the bound port, rejects on a listen error. */
+export function listenOn(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => {
+      reject(error);
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
   });
 }

@@ -12,8 +12,8 @@
  */
 // Imported, not the global: in Node 24 the global Buffer is a getter, and these run per frame.
 import { Buffer } from 'node:buffer';
-import net, { type AddressInfo } from 'node:net';
-import { formatHostPort } from '../net.js';
+import net from 'node:net';
+import { formatHostPort, listenOn } from '../net.js';
 import { DATA_FRAME_HEADROOM, Http2ServerConnection, type Http2ServerStream } from './connection.js';
 import { ErrorCode } from './frames.js';
 import type { BidiMethodHandler, GrpcCall, GrpcConnection, GrpcServer } from './grpc-call.js';
@@ -347,16 +347,7 @@ export class GrpcHttp2Server implements GrpcServer {
 
   /** Listens on `host:port` (0 = any free port); resolves to the bound port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => {
-        reject(error);
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', onError);
-        resolve((this.#server.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.#server, host, port);
   }
 
   /**
