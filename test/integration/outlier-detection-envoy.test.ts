@@ -72,7 +72,18 @@ async function setup(t: ExecutionContext, hosts: string[]) {
   return { envoy, listenerPort };
 }
 
-async function drive(listenerPort: number, count: number): Promise<{ statuses: Record<number, number> }> {
+/**
+ * Sends `count` requests one after the other. After every `consecutiveLocalOriginFailures`-th 503 it waits
+ * until Envoy has acted on that failure run (`settled(runs)`): failures are counted on Envoy's worker
+ * thread, but the count is reset on its main thread, in the posted task that decides the ejection. A
+ * failure that reaches the worker before that task runs takes the count past the threshold without
+ * meeting it (Envoy compares with ==), and one detection goes missing; on a loaded machine it did.
+ */
+async function drive(
+  listenerPort: number,
+  count: number,
+  settled: (runs: number) => Promise<boolean>,
+): Promise<{ statuses: Record<number, number> }> {
   const statuses: Record<number, number> = {};
   for (let i = 0; i < count; i++) {
     const response = await fetch(`http://127.0.0.1:${listenerPort}/`, {
@@ -81,6 +92,11 @@ async function drive(listenerPort: number, count: number): Promise<{ statuses: R
     });
     await response.arrayBuffer();
     statuses[response.status] = (statuses[response.status] ?? 0) + 1;
+    const failures = statuses[503] ?? 0;
+    if (response.status === 503 && failures % OUTLIER_DEFAULTS.consecutiveLocalOriginFailures === 0) {
+      const runs = failures / OUTLIER_DEFAULTS.consecutiveLocalOriginFailures;
+      await waitUntil(() => settled(runs), { timeoutMs: 5000, description: `failure run ${runs} handled` });
+    }
   }
   return { statuses };
 }
@@ -115,7 +131,12 @@ test('every cluster carries the outlier detection defaults (config_dump)', async
 test('a pod refusing connections is ejected after two failures; its healthy sibling serves the rest', async (t) => {
   // 127.0.0.3 has nothing listening on the port: every connect is refused, as for a crashed pod.
   const { envoy, listenerPort } = await setup(t, ['127.0.0.2', '127.0.0.3']);
-  const { statuses } = await drive(listenerPort, 30);
+  // Each failure run waits until the host is ejected (or, back after 5 s, ejected again).
+  const { statuses } = await drive(
+    listenerPort,
+    30,
+    async (runs) => (await stat(envoy, 'ejections_enforced_consecutive_local_origin_failure')) === runs,
+  );
   const ejections = await stat(envoy, 'ejections_enforced_consecutive_local_origin_failure');
   // Ejection lasts 5 s; a machine slow enough to spend that long on 30 requests would see the host come
   // back and be ejected again after two more failures, so the exact relation is failures = 2 × ejections.
@@ -129,12 +150,18 @@ test('a pod refusing connections is ejected after two failures; its healthy sibl
 
 test('the only pod of a Service is never ejected: max_ejection_percent 50 keeps one host of one', async (t) => {
   const { envoy, listenerPort } = await setup(t, ['127.0.0.3']);
-  const { statuses } = await drive(listenerPort, 6);
+  const { statuses } = await drive(
+    listenerPort,
+    6,
+    async (runs) => (await stat(envoy, 'ejections_overflow')) === runs,
+  );
   // Every request reaches the refused host (503 upstream connect failure), none gets "no healthy upstream".
   t.deepEqual(statuses, { 503: 6 });
   t.is(await stat(envoy, 'ejections_active'), 0);
   t.is(await stat(envoy, 'ejections_enforced_total'), 0);
   // Detected every second failure, refused each time: ejecting would leave the Service with no host.
-  t.is(await stat(envoy, 'ejections_overflow'), 6 / OUTLIER_DEFAULTS.consecutiveLocalOriginFailures);
+  const runs = 6 / OUTLIER_DEFAULTS.consecutiveLocalOriginFailures;
+  t.is(await stat(envoy, 'ejections_detected_consecutive_local_origin_failure'), runs);
+  t.is(await stat(envoy, 'ejections_overflow'), runs);
   t.is(await envoy.stat('cluster.default/web_http.upstream_cx_connect_fail'), 6);
 });
