@@ -20,7 +20,7 @@
  * A file that disappears is only reported after a grace period: editors save by renaming the old file
  * away and writing a new one, and that gap is not news.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -245,8 +245,9 @@ class WatchedEndpointsFile implements FileSource {
    * in between), so an accidental multi-gigabyte file never reaches the parser.
    */
   async #read(): Promise<string> {
-    const size = (await stat(this.path)).size;
-    if (size > this.#maxBytes) throw new FileTooLarge(size, this.#maxBytes);
+    const stats = await stat(this.path, { bigint: true });
+    const size = Number(stats.size);
+    if (size > this.#maxBytes) throw new FileTooLarge(size, this.#maxBytes, signatureOf(stats));
     if (size >= LARGE_FILE_BYTES) {
       this.#logger.info(
         { event: FileSourceEvent.LOADING, bytes: size },
@@ -254,7 +255,10 @@ class WatchedEndpointsFile implements FileSource {
       );
     }
     const bytes = await readFile(this.path);
-    if (bytes.length > this.#maxBytes) throw new FileTooLarge(bytes.length, this.#maxBytes);
+    if (bytes.length > this.#maxBytes) {
+      // It grew after the stat: judge (and remember) the file as it is now.
+      throw new FileTooLarge(bytes.length, this.#maxBytes, await this.#signature());
+    }
     return bytes.toString('utf8');
   }
 
@@ -357,8 +361,11 @@ class WatchedEndpointsFile implements FileSource {
       text = await this.#read();
     } catch (error) {
       if (error instanceof FileTooLarge) {
-        this.#lastSignature = signature;
-        this.#reject(`size:${signature}`, error.message, { settled: true });
+        // The verdict's own signature, not the one checked above: a writer that truncates and then
+        // writes may have been seen empty by that stat and full by the read's, and keying on the
+        // first would report the same too-large file again at the next event.
+        this.#lastSignature = error.signature;
+        this.#reject(`size:${error.signature}`, error.message, { settled: true });
         return;
       }
       // Gone between stat and read (a rename-replace in progress): the next event or poll retries.
@@ -484,13 +491,22 @@ class WatchedEndpointsFile implements FileSource {
   }
 
   async #signature(): Promise<string> {
-    const stats = await stat(this.path, { bigint: true });
-    return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+    return signatureOf(await stat(this.path, { bigint: true }));
   }
 }
 
+/** Identity, size and timestamps: what tells one version of the file from the next without reading it. */
+function signatureOf(stats: BigIntStats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+}
+
 class FileTooLarge extends Error {
-  constructor(size: number, max: number) {
+  constructor(
+    size: number,
+    max: number,
+    /** The signature of the file this verdict was made on (signatureOf). */
+    readonly signature: string,
+  ) {
     super(
       `the file is ${formatBytes(size)} (${size} bytes), over --source-file-max-size ${formatBytes(max)}`,
     );
