@@ -134,6 +134,12 @@ function staticChecks(counts, nodeBin) {
   step(counts, 'typecheck', nodeBin, [bin('tsc'), '-p', 'tsconfig.json', '--noEmit'], options);
 }
 
+/**
+ * Longer than any test's legitimate silence: the longest single test (the real-node rollout) takes a few
+ * minutes, and the other file running beside it prints in the meantime.
+ */
+const SILENCE_LIMIT_MS = 15 * 60_000;
+
 /** Every AVA test (or those named on the command line) on this runtime, counted from AVA's TAP output. */
 function avaTests(line, counts, nodeBin, firstLine) {
   const started = Date.now();
@@ -146,13 +152,33 @@ function avaTests(line, counts, nodeBin, firstLine) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let buffer = '';
+  let lastOutput = Date.now();
+  let silenced = false;
   ava.stdout.setEncoding('utf8');
   ava.stdout.on('data', (chunk) => {
     process.stdout.write(chunk);
     buffer += chunk;
+    lastOutput = Date.now();
   });
+  // The last resort against a hang AVA does not catch (its inactivity timeout stays off for as long as a
+  // test's t.timeout() asked, and real-node's asks for an hour): no TAP line for SILENCE_LIMIT_MS means
+  // something is stuck. Say what is running, interrupt AVA (it stops its workers, then reports) and
+  // count the pass as failed, instead of spending the rest of CI's time waiting.
+  const watchdog = setInterval(() => {
+    if (silenced || Date.now() - lastOutput < SILENCE_LIMIT_MS) return;
+    silenced = true;
+    console.log(
+      `not ok - node${line}: AVA printed nothing for ${SILENCE_LIMIT_MS / 60_000} min; interrupting it`,
+    );
+    const tree = spawnSync('ps', ['-eo', 'pid,ppid,etime,args', '--forest'], { encoding: 'utf8' });
+    console.log((tree.stdout ?? '').replace(/^/gm, '# '));
+    ava.kill('SIGINT');
+    setTimeout(() => ava.kill('SIGKILL'), 60_000).unref();
+  }, 10_000);
   return new Promise((resolve) => {
     ava.on('close', (code) => {
+      clearInterval(watchdog);
+      if (silenced) code = code === 0 ? 1 : code;
       let passed = 0;
       let failed = 0;
       let skipped = 0;
