@@ -38,7 +38,7 @@ export type BackendState = 'booting' | 'warming' | 'serving' | 'terminating' | '
  * app's shutdown budget for that, as docs/rollouts.md leaves "the rest of the grace period" to it.
  */
 const SHUTDOWN_LINGER_MS = 2000;
-/** Bound on the event-loop turns an exiting app spends answering requests that already arrived. */
+/** Bound on the event-loop turns an exiting (or crashing) app spends on requests that already arrived. */
 const MAX_EXIT_TURNS = 20;
 
 export class DemoBackend {
@@ -161,8 +161,24 @@ export class DemoBackend {
     if (this.#exited || this.#crashing) return;
     this.#crashing = true;
     this.#timers.later(holdMs, () => {
-      this.#die();
+      void this.#crashExit();
     });
+  }
+
+  /**
+   * The crash's end. Its timer, like the shutdown linger's, runs before I/O in its turn of the event loop:
+   * after a stall, requests a gateway had already written (unread in an open connection's buffer, or on a
+   * connection still in the listen backlog) would be cut without the app ever seeing them — a 502 the
+   * demo could not tell from one for a request that never reached the pod (a CI run saw 6 × 502 with 5
+   * held). So the app first reads what already arrived, holding and counting it, then dies.
+   */
+  async #crashExit(): Promise<void> {
+    for (let turn = 0; turn < MAX_EXIT_TURNS && !this.#exited; turn++) {
+      const before = this.heldRequests;
+      await nextTurn();
+      if (this.heldRequests === before) break;
+    }
+    this.#die();
   }
 
   /** Teardown: gone now, whatever state it was in. */

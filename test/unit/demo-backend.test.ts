@@ -268,6 +268,51 @@ test('crash: requests it received are cut without a response, then the port refu
   t.like(await get(app.port), { error: 'ECONNREFUSED' });
 });
 
+// Serial: the stall blocks this file's whole event loop, and would shift the other tests' timers.
+test.serial(
+  'crash: a request that arrived while the event loop was stalled past the hold is held and counted, then cut',
+  async (t) => {
+    const app = await backend({ warmupMs: 0 });
+    t.teardown(() => app.kill());
+    await app.start();
+    await sleep(10);
+    // A gateway's pooled keep-alive connection, answered once before the crash.
+    const socket = net.connect({ host: HOST, port: app.port });
+    t.teardown(() => socket.destroy());
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (received += chunk));
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => {
+      socket.once('close', () => {
+        resolve();
+      });
+    });
+    const request = `GET / HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
+    socket.write(request);
+    await sleep(50);
+    t.regex(received, /^HTTP\/1\.1 200 /);
+    received = '';
+    app.crash(100);
+    await sleep(20);
+    // The gateway writes its next request, then the process stalls past the hold: the next turn starts
+    // with the crash's timer, before the socket is read (as in the SIGTERM case above).
+    setImmediate(() => {
+      socket.write(request);
+      const stallUntil = performance.now() + 300;
+      while (performance.now() < stallUntil) {
+        // Busy: the stall, bounded at 300 ms.
+      }
+    });
+    await closed;
+    await app.exited;
+    t.is(received, '', 'cut without an answer');
+    // The request reached the app before it died: counted, so the demo expects its 502.
+    t.is(app.heldRequests, 1);
+  },
+);
+
 const FAST: DemoTiming = {
   ...SHORT_TIMING,
   bootMs: 20,
