@@ -418,7 +418,12 @@ export class NodeHttp2GrpcServer implements GrpcServer {
         },
         { endStream: true },
       );
-      if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+      // After the session's write of the response, as in NodeHttp2Call's wantTrailers: nghttp2 sends an
+      // RST_STREAM ahead of what is still queued, and on Node 26 a close in this turn dropped the
+      // response (the client saw the stream end with no headers at all, and the test waited for ever).
+      setImmediate(() => {
+        if (!stream.readableEnded && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+      });
       return;
     }
     stream.respond(
