@@ -1,10 +1,13 @@
 /**
  * Loaded into every AVA worker (package.json, ava.require). A test file whose process is still alive
  * EXIT_GRACE_MS after its tests finished is holding something it never closed: a child process, a
- * server, a socket, a timer. AVA waits for that process to exit and, after a test has called
- * t.timeout(), its own inactivity timeout may never fire again, so such a leak hung a whole CI run
- * with every test passed. This names what is still open and exits 1, which AVA reports as
- * `not ok - <file> exited with a non-zero exit code: 1`.
+ * server, a socket, a timer. AVA waits for that process to exit, and its own inactivity timeout does
+ * not fire again once a trigger fell inside the period some test's t.timeout() asked for, so a leak
+ * of something that never closes (a listening server, an interval) would hang the run until CI's
+ * deadline. (The hang that led here was a test that never finished, caught by scripts/run-tests.mjs's
+ * silence limit instead; running the suite with this watchdog found a 15 s timer left behind.) This
+ * names what is still open and exits 1, which AVA reports as `not ok - <file> exited with a non-zero
+ * exit code: 1`.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,16 +56,17 @@ function testFile(): string {
 
 registerCompletionHandler(() => {
   const timer = setTimeout(() => {
-    // node's own list of live handles (undocumented, diagnostics only); the documented resource names
-    // if it ever goes away.
+    // node's own list of live handles (undocumented, used for diagnostics only: it names what each is).
     const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.();
-    const held =
-      handles === undefined
-        ? process.getActiveResourcesInfo().join(', ')
-        : handles
-            .filter((handle) => handle !== process.stdout && handle !== process.stderr)
-            .map(describeHandle)
-            .join('; ');
+    const described =
+      handles
+        ?.filter((handle) => handle !== process.stdout && handle !== process.stderr)
+        .map(describeHandle) ?? [];
+    // Timers and pending requests are not handles: node's resource names count them.
+    const counts = new Map<string, number>();
+    for (const name of process.getActiveResourcesInfo()) counts.set(name, (counts.get(name) ?? 0) + 1);
+    const resources = [...counts].map(([name, count]) => `${name} × ${count}`).join(', ');
+    const held = [...described, `resources: ${resources}`].join('; ');
     console.error(
       `exit-watchdog: ${testFile()} is still running ${EXIT_GRACE_MS} ms after its tests finished; held by: ${held}`,
     );

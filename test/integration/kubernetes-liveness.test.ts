@@ -11,6 +11,7 @@
  * - SIGTERM while the API hangs: the process exits within the documented bound.
  */
 import { spawn } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -544,7 +545,11 @@ test.serial('SIGTERM while the API hangs: serve exits 0, well within the shutdow
   await sleep(1_000); // the first list requests are in flight, unanswered
   const signalledAt = Date.now();
   child.kill('SIGTERM');
-  const code = await Promise.race([exited, sleep(15_000).then(() => 'still running' as const)]);
+  // Unref'd: once the race is decided, a 15 s timer must not hold the test process open after its tests.
+  const code = await Promise.race([
+    exited,
+    delay(15_000, undefined, { ref: false }).then(() => 'still running' as const),
+  ]);
   const tookMs = Date.now() - signalledAt;
   t.log(`exited ${code} ${tookMs} ms after SIGTERM`);
   t.is(code, 0);

@@ -628,7 +628,11 @@ test('node bin/readygate.js serve exits 0 on SIGTERM after a graceful shutdown',
   while (!stdout.includes('"serve.started"') && performance.now() < deadline) await sleep(20);
   t.true(stdout.includes('"serve.started"'), stdout + stderr);
   child.kill('SIGTERM');
-  const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
+  // Unref'd: once the race is decided, the timer must not hold the test process open.
+  const code = await Promise.race([
+    exited,
+    sleep(10_000, undefined, { ref: false }).then(() => 'timeout' as const),
+  ]);
   t.is(code, 0);
   t.true(stdout.includes('"serve.stopped"'));
   t.is(stderr, '');
