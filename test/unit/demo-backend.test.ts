@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { DemoBackend } from '../../src/demo/backend.js';
 import { SimulatedCluster } from '../../src/demo/cluster.js';
 import type { SliceEntry } from '../../src/demo/slice.js';
@@ -149,6 +149,42 @@ test('cold: after its warm-up the app answers late, less and less, and on time o
   t.is(warmCalls, 1);
 });
 
+/**
+ * A gateway's pooled keep-alive connection to `app`, as raw bytes so nothing in a client library reorders
+ * them, answered once (200) before it is handed over; `received()` is what came after that answer.
+ */
+async function pooledConnection(t: ExecutionContext, app: DemoBackend) {
+  const socket = net.connect({ host: HOST, port: app.port });
+  t.teardown(() => socket.destroy());
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  let received = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (received += chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => {
+    socket.once('close', () => {
+      resolve();
+    });
+  });
+  const request = `GET / HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
+  socket.write(request);
+  await sleep(50);
+  t.regex(received, /^HTTP\/1\.1 200 /);
+  received = '';
+  return {
+    closed,
+    received: () => received,
+    /** Writes the next request (it reaches the kernel at once), then blocks this process for `ms`. */
+    writeThenStall(ms: number): void {
+      socket.write(request);
+      const stallUntil = performance.now() + ms;
+      while (performance.now() < stallUntil) {
+        // Busy: the stall, bounded by `ms`.
+      }
+    },
+  };
+}
+
 // Serial: the stall blocks this file's whole event loop, and would shift the other tests' timers.
 test.serial(
   'SIGTERM: a request that arrived while the event loop was stalled past the linger is answered, not cut (issue 17)',
@@ -157,24 +193,7 @@ test.serial(
     t.teardown(() => app.kill());
     await app.start();
     await sleep(10);
-    // A gateway's pooled keep-alive connection, as raw bytes so nothing in a client library reorders them.
-    const socket = net.connect({ host: HOST, port: app.port });
-    t.teardown(() => socket.destroy());
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    let received = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    socket.on('error', () => undefined);
-    const closed = new Promise<void>((resolve) => {
-      socket.once('close', () => {
-        resolve();
-      });
-    });
-    const request = `GET / HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
-    socket.write(request);
-    await sleep(50);
-    t.regex(received, /^HTTP\/1\.1 200 /);
-    received = '';
+    const gateway = await pooledConnection(t, app);
     app.terminate();
     // The listener closes after one turn; the 100 ms linger runs from then.
     await sleep(20);
@@ -183,14 +202,14 @@ test.serial(
     // and load generator share one event loop. The stall is placed after the loop's I/O phase (in a
     // setImmediate), so the next turn starts with timers: the linger's is due before the socket is read.
     setImmediate(() => {
-      socket.write(request);
-      const stallUntil = performance.now() + 300;
-      while (performance.now() < stallUntil) {
-        // Busy: the stall, bounded at 300 ms.
-      }
+      gateway.writeThenStall(300);
     });
-    await closed;
-    t.regex(received, /^HTTP\/1\.1 200 [^]*connection: close/i, 'answered before the exit, not cut');
+    await gateway.closed;
+    t.regex(
+      gateway.received(),
+      /^HTTP\/1\.1 200 [^]*connection: close/i,
+      'answered before the exit, not cut',
+    );
     await app.exited;
     t.is(app.requestsAfterSigterm, 1);
     t.is(app.requestsAtExit, 1);
@@ -276,38 +295,18 @@ test.serial(
     t.teardown(() => app.kill());
     await app.start();
     await sleep(10);
-    // A gateway's pooled keep-alive connection, answered once before the crash.
-    const socket = net.connect({ host: HOST, port: app.port });
-    t.teardown(() => socket.destroy());
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    let received = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    socket.on('error', () => undefined);
-    const closed = new Promise<void>((resolve) => {
-      socket.once('close', () => {
-        resolve();
-      });
-    });
-    const request = `GET / HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
-    socket.write(request);
-    await sleep(50);
-    t.regex(received, /^HTTP\/1\.1 200 /);
-    received = '';
+    // Answered once before the crash.
+    const gateway = await pooledConnection(t, app);
     app.crash(100);
     await sleep(20);
     // The gateway writes its next request, then the process stalls past the hold: the next turn starts
     // with the crash's timer, before the socket is read (as in the SIGTERM case above).
     setImmediate(() => {
-      socket.write(request);
-      const stallUntil = performance.now() + 300;
-      while (performance.now() < stallUntil) {
-        // Busy: the stall, bounded at 300 ms.
-      }
+      gateway.writeThenStall(300);
     });
-    await closed;
+    await gateway.closed;
     await app.exited;
-    t.is(received, '', 'cut without an answer');
+    t.is(gateway.received(), '', 'cut without an answer');
     // The request reached the app before it died: counted, so the demo expects its 502.
     t.is(app.heldRequests, 1);
   },
