@@ -173,11 +173,7 @@ export class DemoBackend {
    * held). So the app first reads what already arrived, holding and counting it, then dies.
    */
   async #crashExit(): Promise<void> {
-    for (let turn = 0; turn < MAX_EXIT_TURNS && !this.#exited; turn++) {
-      const before = this.heldRequests;
-      await nextTurn();
-      if (this.heldRequests === before) break;
-    }
+    await this.#turnsUntilQuiet(() => this.heldRequests);
     this.#die();
   }
 
@@ -262,13 +258,21 @@ export class DemoBackend {
    * (bounded: a gateway that keeps sending after SIGTERM is not waited for).
    */
   async #answerWhatArrived(): Promise<void> {
+    this.requestsAtExit += await this.#turnsUntilQuiet(() => this.requestsAfterSigterm);
+  }
+
+  /**
+   * Lets the event loop run turn by turn until a turn adds nothing to `count` (bounded by MAX_EXIT_TURNS,
+   * and over once the process is gone); resolves to how much `count` grew meanwhile.
+   */
+  async #turnsUntilQuiet(count: () => number): Promise<number> {
+    const start = count();
     for (let turn = 0; turn < MAX_EXIT_TURNS && !this.#exited; turn++) {
-      const before = this.requestsAfterSigterm;
+      const before = count();
       await nextTurn();
-      const arrived = this.requestsAfterSigterm - before;
-      this.requestsAtExit += arrived;
-      if (arrived === 0) return;
+      if (count() === before) break;
     }
+    return count() - start;
   }
 
   /** Resolves when no connection is open any more. */
